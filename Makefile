@@ -1,0 +1,38 @@
+# Cascade: every target creates .venv when it is missing, so each works on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FUZZ_MINUTES ?= 10
+
+.PHONY: run test bench bench-check fuzz lint clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(PY) -m cascade_vm run examples/countdown_agent.py -p steps=5
+
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	$(PY) -m bench
+
+bench-check: $(VENV)/.installed
+	$(PY) -m bench --check
+
+fuzz: $(VENV)/.installed-dev
+	FUZZ_MINUTES=$(FUZZ_MINUTES) $(PY) -m tests.differential.long
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check cascade_graph cascade_vm bench tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info

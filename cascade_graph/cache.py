@@ -1,0 +1,74 @@
+"""The tail-call cache: templates and their compiled forms, shared by both engines.
+
+One bounded LRU maps a template key (see template.py) to an ``Entry``: the
+``Template`` and, filled on first use by each engine, its compiled forms (the
+graph executor's ``plan``, the VM's ``code``). A new run, a tail call and a
+map item with the same structure all land on the same entry and only bind new
+input values. ``tail_cache=False`` bypasses the cache: every lookup builds a
+fresh entry (same results, slower).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from .template import Template, bind_inputs, build_template, template_key
+
+DEFAULT_MAXSIZE = 4096
+
+
+class Entry:
+    """A template and the engines' compiled forms of it (filled lazily)."""
+
+    __slots__ = ("template", "plan", "code")
+
+    def __init__(self, template: Template):
+        self.template = template
+        self.plan = None  # graph executor's Plan
+        self.code = None  # VM's Code
+
+
+class TemplateCache:
+    """A bounded LRU of ``Entry`` by template key."""
+
+    def __init__(self, maxsize: int = DEFAULT_MAXSIZE):
+        if maxsize < 1:
+            raise ValueError(f"TemplateCache maxsize must be >= 1, got {maxsize}")
+        self.maxsize = maxsize
+        self._entries: OrderedDict[int, Entry] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def entry_for(self, root) -> Entry:
+        """The entry for the workflow under ``root``, built and stored on a miss."""
+        key = template_key(root)
+        entries = self._entries
+        entry = entries.get(key)
+        if entry is not None:
+            self.hits += 1
+            entries.move_to_end(key)
+            return entry
+        self.misses += 1
+        entry = entries[key] = Entry(build_template(root, key))
+        if len(entries) > self.maxsize:
+            entries.popitem(last=False)
+        return entry
+
+
+#: the process-wide cache both engines use
+SHARED = TemplateCache()
+
+
+def lookup(root, use_cache: bool) -> tuple[Entry, list | tuple]:
+    """The entry for ``root`` and its bound inputs (a fresh entry when ``use_cache`` is off)."""
+    if use_cache:
+        entry = SHARED.entry_for(root)
+    else:
+        entry = Entry(build_template(root))
+    return entry, bind_inputs(root, entry.template)

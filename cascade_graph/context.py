@@ -1,0 +1,149 @@
+"""One run's context and lifecycle, shared by both engines.
+
+``RunContext`` is plain state an engine reads while it runs: the event
+listener (``emit``, None when nobody listens), the parameters, the run's
+resources, the switches (``tail_cache``, ``hot_path``, ``yield_interval``) and
+the set of asyncio tasks the engines started (so the lifecycle can cancel
+and await every one of them: no task outlives its run).
+
+``run_workflow`` is the lifecycle around an engine's ``execute(ctx, root)``:
+normalise the target, emit ``RunStarted``, execute, cancel stragglers,
+tear resources down, emit ``RunFinished``. ``SKIPPED`` is the value of a node
+that did not run (a false ``run_if``, a skipped upstream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+from .events import RunFinished, RunStarted
+from .lazy import _LAZY_TYPES, Task, _contains_special
+from .resources import RunResources
+
+
+class _Skipped:
+    __slots__ = ()
+
+    def __repr__(self):
+        return "SKIPPED"
+
+    def __bool__(self):
+        return False
+
+
+SKIPPED = _Skipped()
+
+_run_ids = itertools.count(1)
+
+
+class RunContext:
+    """The state of one run, read by the engines."""
+
+    __slots__ = (
+        "run_id",  # int, unique per process
+        "emit",  # the on_event listener, or None: test it before building an event
+        "params",  # dict name -> value given to run()
+        "resources",  # RunResources
+        "tail_cache",  # use the shared template cache
+        "hot_path",  # use the single-call tail loop
+        "yield_interval",  # seconds of work before a loop yields to the event loop
+        "tasks",  # set of asyncio tasks started for this run (removed when done)
+        "param_values",  # cache: Param/Env node -> resolved value, per run
+    )
+
+    def __init__(self, *, on_event=None, params=None, resources=None, tail_cache=True,
+                 hot_path=True, yield_interval=0.005):
+        if on_event is not None and not callable(on_event):
+            raise TypeError(f"on_event must be callable, got {on_event!r}")
+        if yield_interval is None or yield_interval < 0:
+            raise ValueError(f"yield_interval must be >= 0 seconds, got {yield_interval!r}")
+        self.run_id = next(_run_ids)
+        self.emit = on_event
+        self.params = dict(params or {})
+        self.resources = RunResources(resources, on_event, self.run_id)
+        self.tail_cache = bool(tail_cache)
+        self.hot_path = bool(hot_path)
+        self.yield_interval = float(yield_interval)
+        self.tasks: set = set()
+        self.param_values: dict = {}
+
+    def value_of(self, node_obj):
+        """The run's value of a Param/Env node (resolved once per run)."""
+        pv = self.param_values
+        key = id(node_obj)
+        if key in pv:
+            return pv[key][1]
+        value = node_obj.resolve(self.params)
+        pv[key] = (node_obj, value)
+        return value
+
+    def spawn(self, coro) -> asyncio.Task:
+        """Start ``coro`` as a task of this run (tracked until done)."""
+        t = asyncio.get_running_loop().create_task(coro)
+        tasks = self.tasks
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+        return t
+
+    async def cancel_all(self) -> None:
+        """Cancel every task of the run still going and wait for each to end."""
+        while self.tasks:
+            pending = list(self.tasks)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for t in pending:
+                self.tasks.discard(t)
+
+
+def _identity(value):
+    return value
+
+
+#: the internal root of a container target: skipped lazies inside become None
+TARGET = Task(_identity, name="<target>")
+TARGET.internal = True
+
+
+def as_root(target):
+    """The root lazy for ``target``, or None when nothing in it is lazy."""
+    if type(target) in _LAZY_TYPES:
+        return target
+    if type(target) in (list, tuple, dict, set) and _contains_special(target):
+        return TARGET(target)
+    return None
+
+
+async def run_workflow(execute, target, **options):
+    """Run ``target`` with an engine's ``execute(ctx, root)``: the shared lifecycle."""
+    ctx = RunContext(**options)
+    emit = ctx.emit
+    if emit is not None:
+        emit(RunStarted(ctx.run_id))
+    root = as_root(target)
+    error = None
+    value = target
+    try:
+        if root is not None:
+            value = await execute(ctx, root)
+            if value is SKIPPED:
+                value = None
+    except BaseException as exc:
+        error = exc
+    finally:
+        if ctx.tasks:
+            await ctx.cancel_all()
+        teardown_error = await ctx.resources.close()
+        if error is None and teardown_error is not None:
+            error = teardown_error
+        if emit is not None:
+            emit(RunFinished(ctx.run_id, error is None, error))
+    if error is not None:
+        raise error
+    return value
+
+
+def now() -> float:
+    return time.perf_counter()

@@ -1,0 +1,45 @@
+"""The project's exceptions, and the note that names the task a user error came from.
+
+User exceptions are never wrapped: they leave ``run()`` as the same object,
+with one note (``add_note``) saying which task raised them. ``task_of`` reads
+that note back (the CLI uses it to print one line naming the task).
+"""
+
+from __future__ import annotations
+
+_NOTE_PREFIX = "cascade: raised by task "
+
+
+class CascadeError(Exception):
+    """Base of the errors Cascade itself raises about a workflow."""
+
+
+class ParameterError(CascadeError, ValueError):
+    """A ``Param`` is missing, unknown or cannot be converted to its type."""
+
+
+class ResourceError(CascadeError, LookupError):
+    """An injected resource is not registered, or its set-up or teardown failed."""
+
+
+class InternalError(CascadeError, RuntimeError):
+    """A bug in Cascade itself (never a user's error): please report it."""
+
+
+def add_task_note(exc: BaseException, task_name: str) -> None:
+    """Name ``task_name`` on ``exc`` once (the innermost task that raised it wins)."""
+    notes = getattr(exc, "__notes__", None)
+    if notes:
+        for note in notes:
+            if note.startswith(_NOTE_PREFIX):
+                return
+    exc.add_note(f"{_NOTE_PREFIX}{task_name!r}")
+
+
+def task_of(exc: BaseException) -> str | None:
+    """The name of the task ``exc`` was raised by, read from its note, or None."""
+    for note in getattr(exc, "__notes__", None) or ():
+        if note.startswith(_NOTE_PREFIX):
+            rest = note[len(_NOTE_PREFIX) :]
+            return rest[1:-1] if len(rest) >= 2 and rest[0] in "'\"" else rest
+    return None

@@ -1,0 +1,116 @@
+"""Events: what a run reports to an ``on_event`` listener.
+
+Every event is a small frozen record. Engines build an event only when a
+listener is attached: they hold ``emit`` (the listener, or ``None``) and test
+``if emit is not None`` before constructing anything, so an unobserved run
+pays one comparison per would-be event and allocates nothing.
+
+Ordering guarantees (both engines): ``RunStarted`` first, ``RunFinished``
+last (also on failure); per invocation one ``TaskStarted`` then one
+``TaskFinished`` or ``TaskFailed``; a ``TaskRetrying`` sits between a failed
+attempt's ``TaskFailed`` and the next ``TaskStarted``; a tail call emits
+``TailCall`` after the calling invocation's ``TaskFinished``.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen(slots=True)
+class Event:
+    """Base of every event. ``run_id`` identifies the run (unique per process)."""
+
+    run_id: int
+
+
+@attrs.frozen(slots=True)
+class RunStarted(Event):
+    """The run began; nothing has executed yet."""
+
+
+@attrs.frozen(slots=True)
+class RunFinished(Event):
+    """The run ended. ``ok`` is False when it failed; ``error`` is the exception or None."""
+
+    ok: bool
+    error: BaseException | None = None
+
+
+@attrs.frozen(slots=True)
+class TaskEvent(Event):
+    """Base of the per-task events. ``task`` is the task's name."""
+
+    task: str
+
+
+@attrs.frozen(slots=True)
+class TaskStarted(TaskEvent):
+    """One invocation of the task's function (one attempt) begins."""
+
+
+@attrs.frozen(slots=True)
+class TaskFinished(TaskEvent):
+    """The invocation returned (a value, or a lazy call: then a ``TailCall`` follows)."""
+
+
+@attrs.frozen(slots=True)
+class TaskFailed(TaskEvent):
+    """The invocation raised ``error`` (or was cancelled because another task failed)."""
+
+    error: BaseException
+
+
+@attrs.frozen(slots=True)
+class TaskSkipped(TaskEvent):
+    """The node did not run. ``reason``: condition, upstream, pruned or cached."""
+
+    reason: str
+
+
+@attrs.frozen(slots=True)
+class TaskRetrying(TaskEvent):
+    """Attempt ``attempt`` failed with ``error``; the next starts after ``delay`` seconds."""
+
+    error: BaseException
+    attempt: int
+    delay: float
+
+
+@attrs.frozen(slots=True)
+class TailCall(TaskEvent):
+    """The invocation returned a lazy call; ``target`` names the continuation's root task."""
+
+    target: str
+
+
+@attrs.frozen(slots=True)
+class ResourceSetUp(Event):
+    """Resource ``resource`` was set up for ``scope`` ('run' or 'task')."""
+
+    resource: str
+    scope: str
+
+
+@attrs.frozen(slots=True)
+class ResourceTornDown(Event):
+    """Resource ``resource`` was torn down (its teardown code ran)."""
+
+    resource: str
+    scope: str
+
+
+__all__ = [
+    "Event",
+    "RunStarted",
+    "RunFinished",
+    "TaskEvent",
+    "TaskStarted",
+    "TaskFinished",
+    "TaskFailed",
+    "TaskSkipped",
+    "TaskRetrying",
+    "TailCall",
+    "ResourceSetUp",
+    "ResourceTornDown",
+]

@@ -1,0 +1,283 @@
+"""The graph executor: runs plans node by node as their dependencies finish.
+
+State (all plain data, owned by one ``GraphRun``):
+
+``ready``
+    A deque of ``(instance, node)`` pairs whose dependencies are all done.
+``done``
+    A deque of finished asyncio tasks (async calls, policy calls, hot loops)
+    with the ``(instance, node)`` they complete, pushed by done-callbacks.
+``Instance``
+    One evaluation of a plan: ``vals`` (node values, then inputs),
+    ``waiting`` (dependencies still pending per node), and where its root's
+    value goes: ``parent``/``slot`` (another instance's node), a future
+    (``follow`` for cached calls), or None for the run's target.
+
+Invariants: a node is started only when ``waiting[node] == 0``; the root
+(node 0) finishes last in its instance, since every node is reachable from
+it. The scheduler loop runs sync calls inline, starts async calls as tasks,
+and sleeps only when nothing is ready and nothing has finished.
+
+Tail calls: a node whose call returns a ``LazyResult`` starts an instance of
+the continuation's plan whose root delivers to that node. A tail call by an
+instance's *root* delivers straight to the instance's own parent, so a loop
+holds one instance at a time: constant memory, and no Python recursion
+anywhere (completion walks up parents in a loop). Flat continuations take
+the shared hot path (``hotpath.hot_loop``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from time import perf_counter
+
+from .cache import lookup
+from .context import SKIPPED, TARGET
+from .errors import add_task_note
+from .events import TailCall, TaskFailed, TaskFinished, TaskSkipped, TaskStarted
+from .hotpath import hot_loop
+from .invoke import invoke
+from .lazy import _LAZY_TYPES, Inject
+from .plan import BUILT, INVOKE, SIMPLE, VALUE, compile_plan
+from .template import run_program
+
+_PENDING = object()
+_YIELD_EVERY = 64  # nodes run between clock reads
+
+
+class Instance:
+    """One evaluation of a plan (see module docstring)."""
+
+    __slots__ = ("plan", "vals", "waiting", "parent", "slot", "skipped")
+
+    def __init__(self, plan, vals, parent, slot):
+        self.plan = plan
+        self.vals = vals
+        self.waiting = list(plan.indegree)
+        self.parent = parent
+        self.slot = slot
+        self.skipped = False  # some node value is SKIPPED: consumers must check
+
+
+class GraphRun:
+    """The scheduler of one run on the graph executor."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.ready: deque = deque()
+        self.done: deque = deque()
+        self.wake: asyncio.Future | None = None
+        self.result = _PENDING
+        self.loop = asyncio.get_running_loop()
+
+    # -- starting evaluations -------------------------------------------
+    def start(self, lazy, parent, slot) -> None:
+        """Begin evaluating ``lazy``; its value goes to ``parent``'s node ``slot``."""
+        ctx = self.ctx
+        entry, inputs = lookup(lazy, ctx.tail_cache)
+        plan = entry.plan
+        if plan is None:
+            plan = entry.plan = compile_plan(entry.template)
+        if plan.flat and ctx.hot_path:
+            self._spawn(hot_loop(ctx, lazy), parent, slot, True)
+            return
+        n = plan.n
+        vals = [None] * n
+        vals += inputs
+        inst = Instance(plan, vals, parent, slot)
+        if entry.template.resource_names:
+            ctx.resources.check(entry.template.resource_names)
+        if plan.value_nodes:
+            ops = plan.ops
+            values = [ctx.value_of(ops[i].node.task) for i in plan.value_nodes]
+            for i, v in zip(plan.value_nodes, values):
+                self.complete(inst, i, v)
+        ready = self.ready
+        for i in plan.sources:
+            ready.append((inst, i))
+
+    def _spawn(self, coro, inst, i, tail_emitted: bool) -> None:
+        task = self.ctx.spawn(coro)
+        done = self.done
+
+        def finished(t, inst=inst, i=i):
+            done.append((inst, i, t, tail_emitted))
+            w = self.wake
+            if w is not None and not w.done():
+                w.set_result(None)
+
+        task.add_done_callback(finished)
+
+    async def follow(self, lazy):
+        """Evaluate ``lazy`` to its final value (used by cached calls)."""
+        fut = self.loop.create_future()
+        self.start(lazy, fut, 0)
+        w = self.wake
+        if w is not None and not w.done():
+            w.set_result(None)
+        return await fut
+
+    # -- finishing nodes ---------------------------------------------------
+    def complete(self, inst, i, value, tail_emitted=False) -> None:
+        """Node ``i`` of ``inst`` has ``value``: store it, wake dependents, deliver roots."""
+        while True:
+            if type(value) in _LAZY_TYPES:
+                ctx = self.ctx
+                if ctx.emit is not None and not tail_emitted and type(inst) is Instance:
+                    op = inst.plan.ops[i]
+                    if not op.quiet:
+                        ctx.emit(TailCall(ctx.run_id, op.name, getattr(value.task, "name", "?")))
+                if i == 0 and type(inst) is Instance:
+                    self.start(value, inst.parent, inst.slot)
+                else:
+                    self.start(value, inst, i)
+                return
+            if type(inst) is not Instance:  # the run's target, or a future
+                if inst is None:
+                    self.result = value
+                elif not inst.done():
+                    inst.set_result(value)
+                return
+            if i == 0:
+                value, inst, i, tail_emitted = value, inst.parent, inst.slot, True
+                continue
+            inst.vals[i] = value
+            if value is SKIPPED:
+                inst.skipped = True
+            waiting = inst.waiting
+            ready = self.ready
+            for d in inst.plan.dependents[i]:
+                waiting[d] -= 1
+                if not waiting[d]:
+                    ready.append((inst, d))
+            return
+
+    # -- running nodes -----------------------------------------------------
+    def _skip_reason(self, inst, op):
+        """None when the node should run, else why it is skipped."""
+        vals = inst.vals
+        node = op.node
+        if inst.skipped:
+            for d in node.deps:
+                if vals[d] is SKIPPED:
+                    if node.task is TARGET:
+                        continue
+                    return "upstream"
+        for c in node.conds:
+            if type(c) is tuple:
+                if not vals[c[1]]:
+                    return "condition"
+            elif not c:
+                return "condition"
+        return None
+
+    def _run_node(self, inst, i) -> None:
+        op = inst.plan.ops[i]
+        ctx = self.ctx
+        emit = ctx.emit
+        if op.gated or inst.skipped:
+            reason = self._skip_reason(inst, op)
+            if reason is not None:
+                if emit is not None and not op.quiet:
+                    emit(TaskSkipped(ctx.run_id, op.name, reason))
+                self.complete(inst, i, SKIPPED)
+                return
+        mode = op.mode
+        vals = inst.vals
+        if mode == SIMPLE:
+            g = op.getter
+            args = () if g is None else ((g(vals),) if op.single else g(vals))
+            kwargs = None
+        else:
+            if op.node.task is TARGET:
+                vals = [None if v is SKIPPED else v for v in vals]
+            out = run_program(op.program, vals, Inject)
+            args = tuple(out[: op.nargs])
+            kwargs = dict(zip(op.node.kwnames, out[op.nargs:]))
+            if mode == INVOKE:
+                self._spawn(invoke(ctx, op.node, args, kwargs, self.follow), inst, i, False)
+                return
+        if op.is_async:
+            self._spawn(self._call_async(op, args, kwargs), inst, i, False)
+            return
+        quiet = op.quiet
+        if emit is not None and not quiet:
+            emit(TaskStarted(ctx.run_id, op.name))
+        try:
+            value = op.fn(*args, **kwargs) if kwargs else op.fn(*args)
+        except BaseException as exc:
+            if emit is not None and not quiet:
+                emit(TaskFailed(ctx.run_id, op.name, exc))
+            add_task_note(exc, op.name)
+            raise
+        if emit is not None and not quiet:
+            emit(TaskFinished(ctx.run_id, op.name))
+        self.complete(inst, i, value)
+
+    async def _call_async(self, op, args, kwargs):
+        ctx = self.ctx
+        emit = ctx.emit
+        if emit is not None:
+            emit(TaskStarted(ctx.run_id, op.name))
+        try:
+            value = await (op.fn(*args, **kwargs) if kwargs else op.fn(*args))
+        except BaseException as exc:
+            if emit is not None:
+                emit(TaskFailed(ctx.run_id, op.name, exc))
+            if not isinstance(exc, asyncio.CancelledError):
+                add_task_note(exc, op.name)
+            raise
+        if emit is not None:
+            emit(TaskFinished(ctx.run_id, op.name))
+        return value
+
+    # -- the scheduler loop ------------------------------------------------
+    async def run(self, root):
+        ctx = self.ctx
+        if ctx.hot_path:
+            # A flat target runs its tail loop right here, with no task hop.
+            while True:
+                entry, _ = lookup(root, ctx.tail_cache)
+                if not entry.template.flat:
+                    break
+                value = await hot_loop(ctx, root)
+                if type(value) not in _LAZY_TYPES:
+                    return value
+                root = value
+        self.start(root, None, 0)
+        ready, done = self.ready, self.done
+        popleft = ready.popleft
+        run_node = self._run_node
+        interval = ctx.yield_interval
+        next_yield = perf_counter() + interval
+        budget = _YIELD_EVERY
+        while self.result is _PENDING:
+            if ready:
+                inst, i = popleft()
+                run_node(inst, i)
+                budget -= 1
+                if not budget:
+                    budget = _YIELD_EVERY
+                    now = perf_counter()
+                    if now >= next_yield:
+                        await asyncio.sleep(0)
+                        next_yield = perf_counter() + interval
+            elif done:
+                inst, i, t, tail_emitted = done.popleft()
+                if t.cancelled():
+                    raise asyncio.CancelledError()
+                exc = t.exception()
+                if exc is not None:
+                    raise exc
+                self.complete(inst, i, t.result(), tail_emitted)
+            else:
+                self.wake = self.loop.create_future()
+                await self.wake
+                self.wake = None
+        return self.result
+
+
+async def execute(ctx, root):
+    """Run the workflow under ``root`` on the graph executor; return its value."""
+    return await GraphRun(ctx).run(root)

@@ -1,0 +1,91 @@
+"""The hot path: a single-call tail loop, shared by both engines.
+
+When a template is *flat* (one plain call whose arguments are all inputs:
+``countdown(n - 1)``) the engines do not interpret it at all: ``hot_loop``
+calls the task's function directly, and while the result is a lazy call of
+the same shape (the same template: same task, same argument layout) it just
+takes the new arguments and calls again. No template lookup, no binding, no
+frame: one shape comparison per iteration.
+
+It hands back to the engine with a value, or with a lazy call of another
+shape (the engine looks that template up and goes on). Events are delivered
+here when a listener is attached (``TailCall`` included), so the engine must
+not emit them again for what ran here.
+
+Fairness: the loop yields to the event loop once ``yield_interval`` seconds
+of work have passed. The clock is read every ``batch`` iterations, where
+``batch`` adapts so a read happens several times per interval whatever one
+iteration costs: no clock call per iteration, no starvation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import perf_counter
+
+from .errors import add_task_note
+from .events import TailCall, TaskFailed, TaskFinished, TaskStarted
+from .lazy import LazyResult
+
+_MAX_BATCH = 1 << 14
+
+
+async def hot_loop(ctx, lazy: LazyResult):
+    """Run flat call ``lazy`` and its same-shape tail calls; return a value or another lazy."""
+    task = lazy.task
+    fn = task.fn
+    shape = lazy.shape
+    args = lazy.args
+    kwargs = lazy.kwargs
+    emit = ctx.emit
+    run_id = ctx.run_id
+    name = task.name
+    interval = ctx.yield_interval
+    is_async = task.is_async
+    LR = LazyResult
+    sleep = asyncio.sleep
+    last = perf_counter()
+    next_yield = last + interval
+    batch = 8
+    countdown = batch
+    while True:
+        if emit is not None:
+            emit(TaskStarted(run_id, name))
+        try:
+            if is_async:
+                result = await fn(*args, **kwargs)
+            else:
+                result = fn(*args, **kwargs)
+        except BaseException as exc:
+            if emit is not None:
+                emit(TaskFailed(run_id, name, exc))
+            if not isinstance(exc, asyncio.CancelledError):
+                add_task_note(exc, name)
+            raise
+        if emit is not None:
+            emit(TaskFinished(run_id, name))
+        if type(result) is not LR:
+            if isinstance(result, LR):  # a Param/Env value returned as a tail call
+                if emit is not None:
+                    emit(TailCall(run_id, name, getattr(result, "name", "?")))
+            return result
+        if emit is not None:
+            emit(TailCall(run_id, name, result.task.name))
+        if result.shape != shape:
+            return result
+        args = result.args
+        kwargs = result.kwargs
+        countdown -= 1
+        if not countdown:
+            now = perf_counter()
+            spent = now - last
+            last = now
+            if spent < interval * 0.125 and batch < _MAX_BATCH:
+                batch <<= 1
+            elif spent > interval * 0.5 and batch > 1:
+                batch >>= 1
+            countdown = batch
+            if now >= next_yield:
+                await sleep(0)
+                last = perf_counter()
+                next_yield = last + interval

@@ -1,0 +1,566 @@
+"""The workflow language: ``Task``, ``LazyResult`` and the policies on a call.
+
+Calling a task builds a ``LazyResult``: the call's task, its arguments as
+given, and the *structure* of the call, computed once, here, when the object
+is created, so that nothing ever walks the tree again just to learn its shape:
+
+``spec``
+    How each argument is built: ``None`` for a literal (an input slot), or a
+    small tuple for a lazy child, a container holding lazies, an injected
+    resource (see ``ArgSpec`` below). ``None`` for a *flat* call, one whose
+    arguments are all literals and which has no policy: the common case.
+``lits``
+    The literal values, in the order their slots appear in ``spec``.
+``children``
+    The distinct lazy children (arguments, conditions, ``after``), in order of
+    first reference; ``spec`` refers to them by index.
+``shape``
+    An int naming the structure of the whole subtree: task identity, spec,
+    policies and the children's shapes. Equal shapes mean equal structure;
+    structures that differ never share a shape (ids are never reused).
+``tree``
+    True when no node is referenced twice inside the subtree. Then ``shape``
+    alone is the template key (a tail call costs one dict lookup). Sharing
+    (``add(x, x)``) makes it False and the template key is computed by one
+    walk instead (see ``template.py``).
+
+``uses`` counts the parents created so far that reference the node. A node
+shared inside a subtree was referenced by two parents, and the later of the
+two saw ``uses >= 2`` when it was created, so ``tree`` is False from it up to
+the root. Policy copies (``.run_if`` and friends) share their original's
+children without counting a use; they set ``copied`` on the original, and a
+parent of a copied node (or a copy of a used one) is conservatively not a tree.
+
+A ``LazyResult`` is immutable to users; ``uses`` and ``copied`` are the
+only fields that change after creation, and only by this module.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from typing import Any, Callable
+
+import attrs
+
+# ---------------------------------------------------------------------------
+# Shape interning: structure -> small int, ids never reused.
+
+_SHAPES: dict[tuple, int] = {}
+_SHAPE_LIMIT = 1 << 20
+_next_shape = itertools.count(1).__next__
+
+
+def intern_shape(key: tuple) -> int:
+    """The id of structure ``key``; the table is bounded (cleared when full, ids stay unique)."""
+    sid = _SHAPES.get(key)
+    if sid is None:
+        if len(_SHAPES) >= _SHAPE_LIMIT:
+            _SHAPES.clear()
+        sid = _SHAPES[key] = _next_shape()
+    return sid
+
+
+# ---------------------------------------------------------------------------
+# Node kinds. Engines dispatch on these; user calls are CALL.
+
+CALL = 0  #: a task invocation
+PARAM = 1  #: a ``Param`` value, resolved from the run's parameters
+ENV = 2  #: an ``Env`` value, read from the environment when the run starts
+
+
+# ---------------------------------------------------------------------------
+# Policies (structure: part of the shape and of the compiled form)
+
+
+@attrs.frozen(slots=True)
+class Retry:
+    """``.with_retry`` settings. ``max_attempts`` counts every attempt."""
+
+    max_attempts: int = 3
+    delay: float = 0.0
+    backoff: float = 2.0
+    max_delay: float | None = None
+    jitter: float = 0.0
+    retry_on: tuple = (Exception,)
+
+    def pause(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based), before jitter."""
+        wait = self.delay * self.backoff ** (attempt - 1)
+        if self.max_delay is not None:
+            wait = min(wait, self.max_delay)
+        return wait
+
+
+@attrs.frozen(slots=True)
+class CacheSpec:
+    """``.with_cache`` settings: ``key`` (None, a str, or a callable), ``store``, ``ttl``."""
+
+    key: Any = None
+    store: Any = None
+    ttl: float | None = None
+
+
+@attrs.frozen(slots=True)
+class Policy:
+    """Every policy of one call. ``conds`` and ``after`` hold values or lazies."""
+
+    conds: tuple = ()  # run_if conditions; all must hold
+    after: tuple = ()  # lazies that must finish first (ordering only)
+    retry: Retry | None = None
+    timeout: float | None = None
+    cache: CacheSpec | None = None
+
+
+EMPTY_POLICY = Policy()
+
+
+# ---------------------------------------------------------------------------
+# Argument markers
+
+
+@attrs.frozen(slots=True, eq=False)
+class Inject:
+    """A resource to inject by name: made by ``inject()`` (see resources.py)."""
+
+    name: str
+
+
+# ---------------------------------------------------------------------------
+# Tasks
+
+
+def _is_async(fn: Callable) -> bool:
+    return inspect.iscoroutinefunction(fn)
+
+
+class Task:
+    """A function usable in workflows. Calling it builds a ``LazyResult``.
+
+    A task is identified by the object, never by its name.
+    """
+
+    internal = False  # internal tasks (map expansion) emit no events
+
+    def __init__(self, fn: Callable, name: str | None = None, offload: bool = False):
+        if not callable(fn):
+            raise TypeError(f"@task expects a function, got {type(fn).__name__} {fn!r}")
+        self.fn = fn
+        self.name = name or getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
+        self.is_async = _is_async(fn)
+        if offload and self.is_async:
+            raise TypeError(
+                f"task {self.name!r}: offload=True runs a sync function in a thread; "
+                f"{self.name!r} is 'async def' already. Remove offload=True."
+            )
+        self.offload = bool(offload)
+        self._flat: dict = {}  # (nargs) or (nargs, kwnames) -> shape of a flat call
+        self._signature = None
+        self._injects = None
+        for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+            try:
+                setattr(self, attr, getattr(fn, attr))
+            except AttributeError:
+                pass
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"
+
+    # -- calling ---------------------------------------------------------
+    def __call__(self, *args, **kwargs) -> "LazyResult":
+        kinds = _ARG_KIND
+        for a in args:
+            if type(a) in kinds:
+                return _make(self, args, kwargs, EMPTY_POLICY)
+        if kwargs:
+            for a in kwargs.values():
+                if type(a) in kinds:
+                    return _make(self, args, kwargs, EMPTY_POLICY)
+            kwnames = tuple(kwargs)
+            key = (len(args), kwnames)
+            lits = args + tuple(kwargs.values())
+        else:
+            key = len(args)
+            lits = args
+        shape = self._flat.get(key)
+        if shape is None:
+            shape = self._flat[key] = intern_shape((self, key))
+        lr = _new_lazy(LazyResult)
+        lr.task = self
+        lr.args = args
+        lr.kwargs = kwargs
+        lr.lits = lits
+        lr.shape = shape
+        lr.spec = None
+        lr.children = ()
+        lr.tree = True
+        lr.uses = 0
+        lr.copied = False
+        lr.policy = None
+        return lr
+
+    def map(self, *iterables, **kw_iterables) -> "LazyResult":
+        """One call per element, zipped; the value is the list of results in order."""
+        return MapTask.of(self, None)(*iterables, **kw_iterables)
+
+    # -- signature facts, computed once ---------------------------------
+    @property
+    def signature(self) -> inspect.Signature | None:
+        """The function's signature, or None when Python cannot tell it."""
+        if self._signature is None:
+            try:
+                self._signature = inspect.signature(self.fn)
+            except (TypeError, ValueError):
+                self._signature = False
+        return self._signature or None
+
+    @property
+    def injects(self) -> tuple[tuple[str, str], ...]:
+        """(parameter, resource name) for each parameter whose default is ``inject(...)``."""
+        if self._injects is None:
+            sig = self.signature
+            found = []
+            if sig is not None:
+                for p in sig.parameters.values():
+                    if type(p.default) is Inject:
+                        found.append((p.name, p.default.name))
+            self._injects = tuple(found)
+        return self._injects
+
+    def check_call(self, nargs: int, kwnames: tuple) -> None:
+        """Raise ``TypeError`` naming the task when the call cannot bind."""
+        sig = self.signature
+        if sig is None:
+            return
+        try:
+            sig.bind(*range(nargs), **dict.fromkeys(kwnames))
+        except TypeError as exc:
+            raise TypeError(
+                f"task {self.name!r} cannot take this call: {exc} "
+                f"(signature: {self.name}{sig})"
+            ) from None
+
+
+class MapTask(Task):
+    """The internal task behind ``task.map``: it expands into one call per element.
+
+    Its value is a tail call to a gather of the item calls, so both engines
+    run map natively with the machinery they already have for tail calls.
+    ``item_policy`` (retry, timeout, cache) is applied to each item.
+    """
+
+    internal = True
+    _made: dict = {}
+
+    @classmethod
+    def of(cls, task: Task, item_policy: Policy | None) -> "MapTask":
+        key = (task, item_policy)
+        made = cls._made.get(key)
+        if made is None:
+            made = cls._made[key] = cls(task, item_policy)
+        return made
+
+    def __init__(self, task: Task, item_policy: Policy | None):
+        self.task = task
+        self.item_policy = item_policy
+        super().__init__(self._expand, name=f"{task.name}.map")
+
+    def _expand(self, *iterables, **kw_iterables):
+        cols = [list(it) for it in iterables]
+        kw_cols = {k: list(v) for k, v in kw_iterables.items()}
+        lengths = {len(c) for c in cols} | {len(c) for c in kw_cols.values()}
+        if len(lengths) > 1:
+            named = [f"argument {i}: {len(c)}" for i, c in enumerate(cols)]
+            named += [f"{k}: {len(c)}" for k, c in kw_cols.items()]
+            raise ValueError(
+                f"{self.task.name}.map needs iterables of one length, got " + ", ".join(named)
+            )
+        n = lengths.pop() if lengths else 0
+        calls = []
+        for i in range(n):
+            call = self.task(*(c[i] for c in cols), **{k: c[i] for k, c in kw_cols.items()})
+            if self.item_policy is not None:
+                call = call._with_policy(self.item_policy)
+            calls.append(call)
+        return _collect(calls)
+
+    def check_call(self, nargs: int, kwnames: tuple) -> None:
+        self.task.check_call(nargs, kwnames)
+
+
+def _collect_fn(items):
+    return items
+
+
+_collect = Task(_collect_fn, name="map.collect")
+_collect.internal = True
+
+
+def task(fn: Callable | None = None, *, name: str | None = None, offload: bool = False):
+    """Make ``fn`` a task: ``@task`` or ``@task(name=..., offload=...)``."""
+    if fn is None:
+        return lambda f: Task(f, name=name, offload=offload)
+    return Task(fn, name=name, offload=offload)
+
+
+# ---------------------------------------------------------------------------
+# LazyResult
+
+
+class LazyResult:
+    """A call not yet run. Immutable; hashes and compares by identity."""
+
+    __slots__ = (
+        "task",  # the Task (for PARAM/ENV nodes: the Param/Env itself)
+        "args",  # positional arguments as given
+        "kwargs",  # keyword arguments as given (a dict)
+        "lits",  # literal values, in slot order
+        "shape",  # int: structure of the subtree (see module docstring)
+        "spec",  # None for a flat call, else (pos specs, kwnames, kw specs, policy key)
+        "children",  # distinct lazy children, in order of first reference
+        "tree",  # no node referenced twice in the subtree
+        "uses",  # parents created so far that reference this node
+        "copied",  # a policy copy of this node exists
+        "policy",  # Policy or None
+        "__weakref__",
+    )
+    kind = CALL
+
+    def __init__(self, *a, **k):
+        raise TypeError("LazyResult is made by calling a task, e.g. add(1, 2)")
+
+    def __repr__(self) -> str:
+        name = getattr(self.task, "name", "?")
+        return f"<LazyResult {name}(...) at {id(self):#x}>"
+
+    def __bool__(self):
+        raise TypeError(
+            f"the truth of a lazy call ({self!r}) is not known until it runs; "
+            "use .run_if(cond) or a Router to branch in a workflow"
+        )
+
+    # -- policies: each returns a new LazyResult --------------------------
+    def _with_policy(self, policy: Policy) -> "LazyResult":
+        return _make(self.task, self.args, self.kwargs, policy, original=self)
+
+    def _policy(self) -> Policy:
+        return self.policy or EMPTY_POLICY
+
+    def run_if(self, cond) -> "LazyResult":
+        """Skip this call unless ``cond`` (a value or a lazy) is truthy."""
+        if type(cond) not in _LAZY_TYPES:
+            cond = bool(cond)
+        p = self._policy()
+        return self._with_policy(attrs.evolve(p, conds=p.conds + (cond,)))
+
+    def after(self, *lazies) -> "LazyResult":
+        """Run only after ``lazies`` finished (ordering only; their values are not passed)."""
+        for x in lazies:
+            if type(x) not in _LAZY_TYPES:
+                raise TypeError(f".after() takes lazy calls, got {type(x).__name__} {x!r}")
+        p = self._policy()
+        return self._with_policy(attrs.evolve(p, after=p.after + tuple(lazies)))
+
+    def with_retry(
+        self,
+        max_attempts: int = 3,
+        delay: float = 0.0,
+        backoff: float = 2.0,
+        max_delay: float | None = None,
+        jitter: float = 0.0,
+        retry_on=(Exception,),
+    ) -> "LazyResult":
+        """Retry the task's own invocation on ``retry_on`` errors."""
+        if int(max_attempts) < 1:
+            raise ValueError(f"with_retry: max_attempts must be >= 1, got {max_attempts!r}")
+        if isinstance(retry_on, type):
+            retry_on = (retry_on,)
+        retry = Retry(int(max_attempts), float(delay), float(backoff),
+                      None if max_delay is None else float(max_delay), float(jitter),
+                      tuple(retry_on))
+        return self._with_item_or_own(retry=retry)
+
+    def with_timeout(self, seconds: float) -> "LazyResult":
+        """Fail the invocation with ``TimeoutError`` after ``seconds``."""
+        if seconds is None or float(seconds) <= 0:
+            raise ValueError(f"with_timeout: seconds must be > 0, got {seconds!r}")
+        return self._with_item_or_own(timeout=float(seconds))
+
+    def with_cache(self, key=None, store=None, ttl: float | None = None) -> "LazyResult":
+        """Keep the result across runs (see SPEC: stable keys, stores)."""
+        if key is not None and not isinstance(key, str) and not callable(key):
+            raise TypeError(f"with_cache: key must be a str or a callable, got {key!r}")
+        return self._with_item_or_own(cache=CacheSpec(key, store, ttl))
+
+    def _with_item_or_own(self, **changes) -> "LazyResult":
+        t = self.task
+        if isinstance(t, MapTask):  # policies of a map apply to each item
+            item = attrs.evolve(t.item_policy or EMPTY_POLICY, **changes)
+            return _make(MapTask.of(t.task, item), self.args, self.kwargs,
+                         self.policy or EMPTY_POLICY, original=self)
+        return self._with_policy(attrs.evolve(self._policy(), **changes))
+
+
+_new_lazy = object.__new__
+_LAZY_TYPES: set[type] = {LazyResult}
+#: argument types that are not plain literals: lazies, containers to search, markers
+_ARG_KIND: set[type] = {LazyResult, list, tuple, dict, set, Inject}
+_CONTAINERS = (list, tuple, dict, set)
+
+
+def register_lazy_type(cls: type) -> None:
+    """Make instances of ``cls`` (a LazyResult subclass) count as lazies in arguments."""
+    _LAZY_TYPES.add(cls)
+    _ARG_KIND.add(cls)
+
+
+def is_lazy(value) -> bool:
+    """True when ``value`` is a lazy call or lazy value."""
+    return type(value) in _LAZY_TYPES
+
+
+# ---------------------------------------------------------------------------
+# The one-time walk of arguments
+
+
+def _contains_special(value) -> bool:
+    """True when a container holds a lazy or an injection at any depth (iterative)."""
+    stack = [value]
+    seen = set()
+    kinds = _ARG_KIND
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t not in kinds:
+            continue
+        if t in _LAZY_TYPES or t is Inject:
+            return True
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        stack.extend(v.values() if t is dict else v)
+    return False
+
+
+class _Scan:
+    """Collects literals and children while argument specs are built."""
+
+    __slots__ = ("lits", "children", "index")
+
+    def __init__(self):
+        self.lits: list = []
+        self.children: list = []
+        self.index: dict[int, int] = {}
+
+    def child(self, lazy) -> int:
+        i = self.index.get(id(lazy))
+        if i is None:
+            i = self.index[id(lazy)] = len(self.children)
+            self.children.append(lazy)
+        return i
+
+    def spec(self, value):
+        """The spec of one argument; literal values go to ``lits`` in slot order."""
+        t = type(value)
+        if t not in _ARG_KIND:
+            self.lits.append(value)
+            return None
+        if t in _LAZY_TYPES:
+            return ("L", self.child(value))
+        if t is Inject:
+            return ("I", value.name)
+        if not _contains_special(value):
+            self.lits.append(value)
+            return None
+        return self._container_spec(value)
+
+    def _container_spec(self, root):
+        # Iterative post-order build of nested container specs, items in order.
+        def items_of(c):
+            return list(c.values()) if type(c) is dict else list(c)
+
+        stack = [(root, items_of(root), [])]
+        while True:
+            c, items, built = stack[-1]
+            if len(built) == len(items):
+                stack.pop()
+                t = type(c)
+                spec = ("D", tuple(c.keys()), tuple(built)) if t is dict else ("C", t, tuple(built))
+                if not stack:
+                    return spec
+                stack[-1][2].append(spec)
+                continue
+            v = items[len(built)]
+            t = type(v)
+            if t in _CONTAINERS and _contains_special(v):
+                stack.append((v, items_of(v), []))
+            else:
+                built.append(self.spec(v))
+
+
+def _flat(task_obj: Task, args, kwargs, lits) -> LazyResult:
+    """A flat call whose literal arguments include containers (no lazy inside)."""
+    key = (len(args), tuple(kwargs)) if kwargs else len(args)
+    shape = task_obj._flat.get(key)
+    if shape is None:
+        shape = task_obj._flat[key] = intern_shape((task_obj, key))
+    lr = _new_lazy(LazyResult)
+    lr.task = task_obj
+    lr.args = args
+    lr.kwargs = kwargs
+    lr.lits = lits
+    lr.shape = shape
+    lr.spec = None
+    lr.children = ()
+    lr.tree = True
+    lr.uses = 0
+    lr.copied = False
+    lr.policy = None
+    return lr
+
+
+def _make(task_obj, args, kwargs, policy: Policy, original: LazyResult | None = None):
+    """Build a LazyResult whose arguments or policy hold lazies (the general path)."""
+    scan = _Scan()
+    pos = tuple(scan.spec(a) for a in args)
+    kwnames = tuple(kwargs)
+    kws = tuple(scan.spec(kwargs[k]) for k in kwnames)
+    pkey = None
+    if policy is not EMPTY_POLICY:
+        conds = tuple(("L", scan.child(c)) if type(c) in _LAZY_TYPES else c for c in policy.conds)
+        after = tuple(scan.child(a) for a in policy.after)
+        pkey = (conds, after, policy.retry, policy.timeout, policy.cache)
+    children = tuple(scan.children)
+    tree = True
+    if original is None:
+        for c in children:
+            c.uses += 1
+            if c.uses > 1 or not c.tree or c.copied:
+                tree = False
+    else:
+        original.copied = True
+        new = set(map(id, children)) - set(map(id, original.children))
+        for c in children:
+            if id(c) in new:
+                c.uses += 1
+            if c.uses > 1 or not c.tree or c.copied:
+                tree = False
+        if original.uses or not original.tree:
+            tree = False
+    if not children and pkey is None and all(x is None for x in pos + kws):
+        return _flat(task_obj, args, kwargs, tuple(scan.lits))
+    spec = (pos, kwnames, kws, pkey)
+    lr = _new_lazy(LazyResult)
+    lr.task = task_obj
+    lr.args = args
+    lr.kwargs = kwargs
+    lr.lits = tuple(scan.lits)
+    lr.spec = spec
+    lr.children = children
+    lr.shape = intern_shape((task_obj, spec, tuple(c.shape for c in children)))
+    lr.tree = tree
+    lr.uses = 0
+    lr.copied = False
+    lr.policy = None if policy is EMPTY_POLICY else policy
+    return lr

@@ -1,0 +1,148 @@
+"""``Param`` and ``Env``: lazy values filled when a run starts.
+
+Both are ``LazyResult`` nodes with no arguments (kinds ``PARAM`` and
+``ENV``). Their name, default and type are structure (the node object is
+part of the template), their value is resolved per run: when an engine
+instantiates a template it resolves every value node first, so a missing
+required parameter is reported before any task of that template runs.
+There is no global registry: the parameters of a run are the ``Param`` nodes
+reachable from its target (``find_params``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from .errors import ParameterError
+from .lazy import ENV, PARAM, LazyResult, intern_shape, register_lazy_type
+
+_REQUIRED = object()
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off"}
+
+
+def convert(value, to_type, what: str):
+    """Convert a string ``value`` with ``to_type``; ``bool`` accepts true/false/1/0/yes/no."""
+    if not isinstance(value, str) or to_type is str or to_type is None:
+        return value
+    if to_type is bool:
+        low = value.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ParameterError(f"{what}: expected a bool (true/false/1/0/yes/no), got {value!r}")
+    try:
+        return to_type(value)
+    except (TypeError, ValueError) as exc:
+        tname = getattr(to_type, "__name__", repr(to_type))
+        raise ParameterError(f"{what}: cannot convert {value!r} to {tname}: {exc}") from None
+
+
+class _ValueNode(LazyResult):
+    __slots__ = ()
+
+    def _init_value_node(self):
+        self.task = self
+        self.args = ()
+        self.kwargs = {}
+        self.lits = ()
+        self.spec = None
+        self.children = ()
+        self.tree = True
+        self.uses = 0
+        self.copied = False
+        self.policy = None
+        self.shape = intern_shape(("value", self))
+
+    def __hash__(self):
+        return id(self)
+
+    def __eq__(self, other):
+        return self is other
+
+    offload = False
+    internal = True
+
+
+class Param(_ValueNode):
+    """A run parameter: ``Param(name, default=<none>, type=str, help="")``."""
+
+    __slots__ = ("name", "default", "type", "help")
+    kind = PARAM
+
+    def __init__(self, name: str, default=_REQUIRED, type=str, help: str = ""):
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"Param name must be a non-empty str, got {name!r}")
+        self.name = name
+        self.default = default
+        self.type = type
+        self.help = help
+        self._init_value_node()
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+    def __repr__(self):
+        d = "" if self.required else f", default={self.default!r}"
+        return f"Param({self.name!r}{d})"
+
+    def resolve(self, params: dict):
+        """This parameter's value for a run given ``params`` (name -> value)."""
+        if self.name in params:
+            return convert(params[self.name], self.type, f"parameter {self.name!r}")
+        if self.required:
+            raise ParameterError(
+                f"missing required parameter {self.name!r}: pass it with "
+                f"run(..., params={{{self.name!r}: ...}}) or -p {self.name}=VALUE"
+            )
+        return convert(self.default, self.type, f"parameter {self.name!r} (default)")
+
+
+class Env(_ValueNode):
+    """An environment variable's value when the run starts: ``Env(name, default=None)``."""
+
+    __slots__ = ("name", "default")
+    kind = ENV
+
+    def __init__(self, name: str, default=None):
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"Env name must be a non-empty str, got {name!r}")
+        self.name = name
+        self.default = default
+        self._init_value_node()
+
+    def __repr__(self):
+        return f"Env({self.name!r})"
+
+    def resolve(self, params: dict):
+        return os.environ.get(self.name, self.default)
+
+
+register_lazy_type(Param)
+register_lazy_type(Env)
+
+
+def find_params(target) -> list:
+    """The distinct ``Param`` nodes reachable from ``target`` (a lazy or a container)."""
+    from .lazy import _LAZY_TYPES
+
+    found: list = []
+    seen: set = set()
+    stack = [target]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t in _LAZY_TYPES:
+            if id(v) in seen:
+                continue
+            seen.add(id(v))
+            if t is Param:
+                found.append(v)
+            stack.extend(v.children)
+        elif t in (list, tuple, set):
+            stack.extend(v)
+        elif t is dict:
+            stack.extend(v.values())
+    return found

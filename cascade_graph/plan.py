@@ -1,0 +1,158 @@
+"""The graph executor's compiled form of a template: a dependency-driven plan.
+
+A ``Plan`` is computed once per template (kept in the shared cache entry) and
+is plain data: for each node its *op* (how to run it), the indices of the
+nodes waiting on it (``dependents``) and how many nodes it waits on
+(``indegree``). Edges are indexed both ways up front, so completing a node
+touches only its own dependents: no scan over edges at run time.
+
+Value slots of an instance: ``vals[0:n]`` hold node values, ``vals[n:]`` the
+bound inputs, so a node's arguments are fetched with one ``itemgetter``.
+
+``to_dot`` renders a workflow as Graphviz DOT (``python -m cascade_vm graph``).
+"""
+
+from __future__ import annotations
+
+from operator import itemgetter
+
+import attrs
+
+from .lazy import CALL
+from .template import Template, arg_program
+
+# op modes
+SIMPLE = 0  # positional literal/node arguments, no policy: call fn(*getter(vals))
+BUILT = 1  # arguments from an argument program (containers, keywords), no invoke
+INVOKE = 2  # policies, injections or offload: run through invoke.invoke
+VALUE = 3  # a Param/Env node, resolved when the instance starts
+
+
+@attrs.frozen(slots=True, eq=False)
+class Op:
+    """How to run one node of a plan."""
+
+    mode: int  # SIMPLE, BUILT, INVOKE or VALUE
+    fn: object  # the task's function (None for VALUE)
+    is_async: bool
+    getter: object  # SIMPLE: itemgetter over vals, or None for no arguments
+    single: bool  # SIMPLE: the getter returns one value (wrap it in a tuple)
+    program: tuple  # BUILT/INVOKE: argument program
+    nargs: int  # BUILT/INVOKE: how many program results are positional
+    gated: bool  # has run_if conditions or after-dependencies
+    name: str
+    quiet: bool  # internal task: emits no events
+    node: object  # the template Node
+
+
+@attrs.frozen(slots=True, eq=False)
+class Plan:
+    """A template compiled for the graph executor."""
+
+    template: Template
+    n: int  # number of nodes
+    ops: tuple  # Op per node
+    dependents: tuple  # node index -> tuple of nodes waiting on it
+    indegree: tuple  # node index -> how many distinct nodes it waits on
+    sources: tuple  # nodes with nothing to wait on, in canonical order
+    value_nodes: tuple  # PARAM/ENV nodes
+    flat: bool  # the hot path applies
+
+
+def compile_plan(template: Template) -> Plan:
+    """Compile ``template`` into a Plan (iterative; linear in nodes and edges)."""
+    nodes = template.nodes
+    n = len(nodes)
+    dependents: list[list[int]] = [[] for _ in range(n)]
+    indegree = []
+    ops = []
+    for node in nodes:
+        for d in node.deps:
+            dependents[d].append(node.index)
+        indegree.append(len(node.deps))
+        ops.append(_op(node, n))
+    sources = tuple(i for i in range(n) if indegree[i] == 0 and nodes[i].kind == CALL)
+    return Plan(
+        template=template,
+        n=n,
+        ops=tuple(ops),
+        dependents=tuple(tuple(d) for d in dependents),
+        indegree=tuple(indegree),
+        sources=sources,
+        value_nodes=template.value_nodes,
+        flat=template.flat,
+    )
+
+
+def _op(node, base: int) -> Op:
+    task = node.task
+    gated = bool(node.conds or node.after)
+    if node.kind != CALL:
+        return Op(VALUE, None, False, None, False, (), 0, False,
+                  getattr(task, "name", "?"), True, node)
+    quiet = bool(task.internal)
+    if node.simple:
+        idx = []
+        lit = base + node.first_input
+        for s in node.args:
+            if s is None:
+                idx.append(lit)
+                lit += 1
+            else:
+                idx.append(s[1])
+        getter = itemgetter(*idx) if idx else None
+        return Op(SIMPLE, task.fn, task.is_async, getter, len(idx) == 1, (), len(idx), gated,
+                  task.name, quiet, node)
+    needs_invoke = (node.policy is not None and (node.policy.retry or node.policy.timeout
+                                                 or node.policy.cache)) \
+        or bool(node.injects) or task.offload
+    mode = INVOKE if needs_invoke else BUILT
+    return Op(mode, task.fn, task.is_async, None, False, tuple(arg_program(node, base)),
+              len(node.args), gated, task.name, quiet, node)
+
+
+def to_dot(target) -> str:
+    """The workflow under ``target`` as Graphviz DOT: one box per node, edges from inputs."""
+    from .context import as_root
+    from .template import build_template
+
+    root = as_root(target)
+    lines = ["digraph cascade {", "  rankdir=LR;", '  node [shape=box, fontname="Helvetica"];']
+    if root is None:
+        lines.append(f'  value [label="{_esc(repr(target))}", shape=ellipse];')
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+    t = build_template(root)
+    for node in t.nodes:
+        label = getattr(node.task, "name", "?")
+        extras = []
+        if node.kind != CALL:
+            label = repr(node.task)
+        if node.n_inputs:
+            extras.append(f"{node.n_inputs} input{'s' if node.n_inputs > 1 else ''}")
+        if node.conds:
+            extras.append("run_if")
+        if node.policy is not None:
+            p = node.policy
+            if p.retry:
+                extras.append(f"retry x{p.retry.max_attempts}")
+            if p.timeout:
+                extras.append(f"timeout {p.timeout:g}s")
+            if p.cache:
+                extras.append("cached")
+        if node.injects:
+            extras.append("inject " + ",".join(r for _, r in node.injects))
+        text = label + ("\\n" + ", ".join(extras) if extras else "")
+        shape = "ellipse" if node.kind != CALL else "box"
+        lines.append(f'  n{node.index} [label="{_esc(text)}", shape={shape}];')
+    for node in t.nodes:
+        data = set(node.data_deps)
+        for d in node.deps:
+            style = "" if d in data else " [style=dashed]"
+            lines.append(f"  n{d} -> n{node.index}{style};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _esc(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\\\\n", "\\n")

@@ -1,0 +1,192 @@
+"""Resources: things tasks need (a client, a connection), set up and torn down by the run.
+
+``@resource`` registers a function, generator or async generator by name
+(a later registration of the same name replaces the earlier one). A task
+asks for one with ``inject(name_or_resource)`` as a parameter default or as
+an argument. ``run`` scope: set up once per run on first need, torn down at
+the end of the run in reverse order of set-up, on success, failure and
+cancellation. ``task`` scope: set up per call (per attempt) and torn down
+right after it. Teardown resumes the generator normally (the code after
+``yield`` runs; the run's error is not thrown in); a teardown error is raised
+after every teardown ran, unless the run already failed.
+
+``RunResources`` holds one run's state; both engines reach it through the
+run context, only from calls that declare injections (compiled into the
+template), so plain calls never touch it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any, Callable
+
+import attrs
+
+from .errors import ResourceError
+from .events import ResourceSetUp, ResourceTornDown
+from .lazy import Inject
+
+_REGISTRY: dict[str, "Resource"] = {}
+
+
+@attrs.frozen(slots=True, eq=False)
+class Resource:
+    """A registered resource: its name, scope and factory function."""
+
+    name: str
+    scope: str
+    fn: Callable
+
+
+def resource(fn: Callable | None = None, *, name: str | None = None, scope: str = "run"):
+    """Register a resource: ``@resource`` or ``@resource(name=..., scope="run"|"task")``."""
+    if scope not in ("run", "task"):
+        raise ValueError(f"@resource scope must be 'run' or 'task', got {scope!r}")
+
+    def register(f: Callable) -> Resource:
+        if not callable(f):
+            raise TypeError(f"@resource expects a function, got {f!r}")
+        res = Resource(name or f.__name__, scope, f)
+        _REGISTRY[res.name] = res
+        return res
+
+    return register if fn is None else register(fn)
+
+
+def inject(what) -> Inject:
+    """Ask for a resource by name or by the object ``@resource`` returned."""
+    if isinstance(what, Resource):
+        return Inject(what.name)
+    if isinstance(what, str) and what:
+        return Inject(what)
+    raise TypeError(f"inject() takes a resource or its name, got {what!r}")
+
+
+def registered(name: str) -> Resource | None:
+    return _REGISTRY.get(name)
+
+
+class _Live:
+    """One set-up resource instance and how to tear it down."""
+
+    __slots__ = ("name", "scope", "value", "gen", "is_async")
+
+    def __init__(self, name, scope, value, gen, is_async):
+        self.name, self.scope, self.value, self.gen, self.is_async = (
+            name, scope, value, gen, is_async)
+
+
+async def _setup(res: Resource) -> _Live:
+    fn = res.fn
+    if inspect.isasyncgenfunction(fn):
+        gen = fn()
+        value = await gen.__anext__()
+        return _Live(res.name, res.scope, value, gen, True)
+    if inspect.isgeneratorfunction(fn):
+        gen = fn()
+        value = next(gen)
+        return _Live(res.name, res.scope, value, gen, False)
+    value = fn()
+    if inspect.isawaitable(value):
+        value = await value
+    return _Live(res.name, res.scope, value, None, False)
+
+
+async def _teardown(live: _Live) -> None:
+    gen = live.gen
+    if gen is None:
+        return
+    if live.is_async:
+        try:
+            await gen.__anext__()
+        except StopAsyncIteration:
+            return
+        raise ResourceError(f"resource {live.name!r} yielded more than once; yield exactly once")
+    try:
+        next(gen)
+    except StopIteration:
+        return
+    raise ResourceError(f"resource {live.name!r} yielded more than once; yield exactly once")
+
+
+class RunResources:
+    """The resources of one run: overrides, live run-scoped instances, teardown order."""
+
+    def __init__(self, overrides: dict | None, emit, run_id: int):
+        self.overrides = dict(overrides or {})
+        self.live: list[_Live] = []  # run scope, in set-up order
+        self.values: dict[str, Any] = {}
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.emit = emit
+        self.run_id = run_id
+
+    def check(self, names) -> None:
+        """Raise ``ResourceError`` for a name neither registered nor overridden."""
+        for n in names:
+            if n not in self.overrides and n not in _REGISTRY:
+                known = sorted(set(_REGISTRY) | set(self.overrides))
+                raise ResourceError(
+                    f"resource {n!r} is injected but not defined: decorate a function with "
+                    f"@resource(name={n!r}) or pass run(..., resources={{{n!r}: value}})"
+                    + (f" (known: {', '.join(known)})" if known else "")
+                )
+
+    async def acquire(self, names, task_live: list) -> dict:
+        """Values for ``names``; task-scoped ones are appended to ``task_live``."""
+        out = {}
+        for name in names:
+            if name in self.overrides:
+                out[name] = self.overrides[name]
+                continue
+            if name in self.values:
+                out[name] = self.values[name]
+                continue
+            res = _REGISTRY.get(name)
+            if res is None:
+                self.check([name])
+            if res.scope == "task":
+                live = await self._make(res)
+                task_live.append(live)
+                out[name] = live.value
+                continue
+            lock = self.locks.get(name)
+            if lock is None:
+                lock = self.locks[name] = asyncio.Lock()
+            async with lock:
+                if name not in self.values:
+                    live = await self._make(res)
+                    self.live.append(live)
+                    self.values[name] = live.value
+            out[name] = self.values[name]
+        return out
+
+    async def _make(self, res: Resource) -> _Live:
+        try:
+            live = await _setup(res)
+        except Exception as exc:
+            exc.add_note(f"cascade: raised while setting up resource {res.name!r}")
+            raise
+        if self.emit is not None:
+            self.emit(ResourceSetUp(self.run_id, res.name, res.scope))
+        return live
+
+    async def release(self, lives: list) -> BaseException | None:
+        """Tear ``lives`` down in reverse order; every teardown runs; the first error is returned."""
+        first = None
+        while lives:
+            live = lives.pop()
+            try:
+                await _teardown(live)
+            except Exception as exc:
+                exc.add_note(f"cascade: raised while tearing down resource {live.name!r}")
+                if first is None:
+                    first = exc
+            if self.emit is not None:
+                self.emit(ResourceTornDown(self.run_id, live.name, live.scope))
+        return first
+
+    async def close(self) -> BaseException | None:
+        """Tear down every run-scoped resource (reverse set-up order)."""
+        self.values.clear()
+        return await self.release(self.live)

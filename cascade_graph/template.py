@@ -1,0 +1,351 @@
+"""Templates: the structure of a workflow with every literal pulled out into a slot.
+
+A ``Template`` is what both engines compile: the distinct nodes reachable
+from a root ``LazyResult`` in *canonical order* (an iterative pre-order walk,
+children in order of first reference, each node at its first visit), each
+node's argument specs with children named by canonical index, its policies,
+and where its literals sit in the flat input list.
+
+Two runs with the same template key have the same structure; only the inputs
+differ. Binding a new root to a cached template is one walk that
+concatenates each node's ``lits`` in canonical order (no walk at all for a
+single call). The key is ``root.shape`` when the root's subtree is a tree;
+otherwise one walk computes a key that also records which nodes are shared.
+
+Specs (see lazy.py): ``None`` is a literal slot; ``("L", i)`` the value of
+node ``i``; ``("C", type, specs)`` a list/tuple/set built from item specs;
+``("D", keys, specs)`` a dict; ``("I", name)`` an injected resource.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from .lazy import CALL, LazyResult, Policy, intern_shape
+
+
+@attrs.frozen(slots=True, eq=False)
+class Node:
+    """One node of a template. All child references are canonical indices."""
+
+    index: int  # canonical index (0 is the root)
+    kind: int  # lazy.CALL / PARAM / ENV
+    task: Any  # the Task (or the Param/Env for value nodes)
+    args: tuple  # positional specs
+    kwnames: tuple  # keyword names, in call order
+    kwargs: tuple  # keyword specs, aligned with kwnames
+    deps: tuple  # distinct node indices this node waits for (data, conditions, after)
+    data_deps: tuple  # the subset of deps whose values are arguments
+    conds: tuple  # run_if conditions: ("L", i) or a bool
+    after: tuple  # node indices, ordering only
+    policy: Policy | None  # retry/timeout/cache (conds/after above are resolved copies)
+    first_input: int  # index of this node's first literal in the input list
+    n_inputs: int  # how many literals it has
+    injects: tuple  # (parameter, resource name) filled by injection
+    simple: bool  # positional literal/child args only, no policy, no injection
+
+
+@attrs.frozen(slots=True, eq=False)
+class Template:
+    """A compiled-once structure; ``key`` names it in the shared cache."""
+
+    key: int
+    nodes: tuple  # Node records in canonical order; nodes[0] is the root
+    n_inputs: int
+    tree: bool  # binding walks without a visited set
+    flat: bool  # a single plain call whose arguments are all inputs: the hot path
+    value_nodes: tuple  # indices of PARAM/ENV nodes
+    resource_names: tuple  # every resource injected somewhere in the template
+
+
+def canonical_nodes(root: LazyResult, tree: bool) -> list:
+    """The distinct nodes under ``root`` in canonical order (iterative pre-order)."""
+    out = []
+    stack = [root]
+    pop, push, append = stack.pop, stack.extend, out.append
+    if tree:
+        while stack:
+            n = pop()
+            append(n)
+            ch = n.children
+            if ch:
+                push(ch[::-1])
+        return out
+    seen = set()
+    while stack:
+        n = pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        append(n)
+        ch = n.children
+        if ch:
+            push(ch[::-1])
+    return out
+
+
+def bind_inputs(root: LazyResult, template: Template) -> list | tuple:
+    """The input list of ``root`` for ``template`` (same key): literals in canonical order."""
+    if not root.children:
+        return root.lits
+    inputs: list = []
+    for n in canonical_nodes(root, template.tree):
+        if n.lits:
+            inputs += n.lits
+    return inputs
+
+
+def template_key(root: LazyResult) -> int:
+    """The structural key of the workflow under ``root``."""
+    if root.tree:
+        return root.shape
+    return _dag_key(canonical_nodes(root, False))
+
+
+def _dag_key(order: list) -> int:
+    index = {id(n): i for i, n in enumerate(order)}
+    parts = []
+    for n in order:
+        if n.spec is None and not n.children:
+            parts.append(n.shape)
+        else:
+            parts.append((n.task, n.spec, tuple(index[id(c)] for c in n.children)))
+    return intern_shape(("dag", tuple(parts)))
+
+
+def _resolve(spec, local_to_canon):
+    """Rewrite child references of one spec from local to canonical indices (iterative)."""
+    if spec is None:
+        return None
+    tag = spec[0]
+    if tag == "L":
+        return ("L", local_to_canon[spec[1]])
+    if tag == "I":
+        return spec
+    # containers: rebuild bottom-up with an explicit stack
+    stack = [(spec, list(spec[2]), [])]
+    while True:
+        s, items, done = stack[-1]
+        if len(done) == len(items):
+            stack.pop()
+            new = (s[0], s[1], tuple(done))
+            if not stack:
+                return new
+            stack[-1][2].append(new)
+            continue
+        item = items[len(done)]
+        if item is None:
+            done.append(None)
+        elif item[0] == "L":
+            done.append(("L", local_to_canon[item[1]]))
+        elif item[0] == "I":
+            done.append(item)
+        else:
+            stack.append((item, list(item[2]), []))
+
+
+def count_literals(specs) -> int:
+    """How many literal slots a tuple of specs holds (iterative)."""
+    n = 0
+    stack = list(specs)
+    while stack:
+        s = stack.pop()
+        if s is None:
+            n += 1
+        elif s[0] in ("C", "D"):
+            stack.extend(s[2])
+    return n
+
+
+def spec_refs(specs, out: list) -> list:
+    """Append every node index referenced by ``specs`` (iterative), in order."""
+    stack = list(reversed(specs))
+    while stack:
+        s = stack.pop()
+        if s is None:
+            continue
+        if s[0] == "L":
+            out.append(s[1])
+        elif s[0] in ("C", "D"):
+            stack.extend(reversed(s[2]))
+    return out
+
+
+def spec_injects(specs) -> list:
+    """Names of resources injected anywhere in ``specs``."""
+    found = []
+    stack = list(specs)
+    while stack:
+        s = stack.pop()
+        if s is None:
+            continue
+        if s[0] == "I":
+            found.append(s[1])
+        elif s[0] in ("C", "D"):
+            stack.extend(s[2])
+    return found
+
+
+def build_template(root: LazyResult, key: int | None = None) -> Template:
+    """Compute the template of the workflow under ``root`` (one walk; checks arity)."""
+    order = canonical_nodes(root, root.tree)
+    if key is None:
+        key = root.shape if root.tree else _dag_key(order)
+    index = {id(n): i for i, n in enumerate(order)}
+    nodes = []
+    first = 0
+    value_nodes = []
+    for i, lr in enumerate(order):
+        local = [index[id(c)] for c in lr.children]
+        spec = lr.spec
+        kind = lr.kind
+        if kind != CALL:
+            value_nodes.append(i)
+        if spec is None:
+            nargs = len(lr.args)
+            kwnames = tuple(lr.kwargs)
+            args = (None,) * nargs
+            kwargs = (None,) * len(kwnames)
+            conds, after, policy = (), (), None
+        else:
+            pos, kwnames, kws, pkey = spec
+            args = tuple(_resolve(s, local) for s in pos)
+            kwargs = tuple(_resolve(s, local) for s in kws)
+            conds, after, policy = (), (), None
+            if pkey is not None:
+                lconds, lafter = pkey[0], pkey[1]
+                conds = tuple(("L", local[c[1]]) if type(c) is tuple else c for c in lconds)
+                after = tuple(local[a] for a in lafter)
+                policy = lr.policy
+        data = spec_refs(args + kwargs, [])
+        deps = list(dict.fromkeys(data))
+        data_deps = tuple(deps)
+        for c in conds:
+            if type(c) is tuple and c[1] not in deps:
+                deps.append(c[1])
+        for a in after:
+            if a not in deps:
+                deps.append(a)
+        injects = ()
+        if kind == CALL:
+            lr.task.check_call(len(args), kwnames)
+            given = set(kwnames)
+            injects = tuple((p, r) for p, r in lr.task.injects if p not in given)
+            named = spec_injects(args + kwargs)
+            if named:
+                injects = injects + tuple((None, r) for r in named)
+        n_inputs = count_literals(args + kwargs)
+        simple = (
+            kind == CALL
+            and not kwnames
+            and policy is None
+            and not conds
+            and not after
+            and not injects
+            and not getattr(lr.task, "offload", False)
+            and all(s is None or s[0] == "L" for s in args)
+        )
+        nodes.append(
+            Node(
+                index=i,
+                kind=kind,
+                task=lr.task,
+                args=args,
+                kwnames=kwnames,
+                kwargs=kwargs,
+                deps=tuple(deps),
+                data_deps=data_deps,
+                conds=conds,
+                after=after,
+                policy=policy,
+                first_input=first,
+                n_inputs=n_inputs,
+                injects=injects,
+                simple=simple,
+            )
+        )
+        first += n_inputs
+    r = nodes[0]
+    flat = (
+        len(nodes) == 1
+        and r.kind == CALL
+        and r.policy is None
+        and not r.conds
+        and not r.injects
+        and not r.task.offload
+        and not r.task.internal
+        and all(s is None for s in r.args + r.kwargs)
+    )
+    return Template(
+        key=key,
+        nodes=tuple(nodes),
+        n_inputs=first,
+        tree=root.tree,
+        flat=flat,
+        value_nodes=tuple(value_nodes),
+        resource_names=tuple(dict.fromkeys(r for nd in nodes for _, r in nd.injects)),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Argument programs: how to build one call's arguments, as a postfix list.
+#
+# Both engines build container arguments (and keyword calls) from the same
+# program: ("V", i) pushes value slot i (a node's value, or an input at
+# ``base + j``), ("I", name) pushes an injection marker, ("C", type, n) pops n
+# items into a list/tuple/set, ("D", keys) pops len(keys) values into a dict.
+# Literal slots are numbered in the order ``lazy._Scan`` collected them.
+
+
+def arg_program(node: Node, base: int) -> list:
+    """The postfix program that leaves the node's positional then keyword values."""
+    prog = []
+    lit = base + node.first_input
+    stack = [(s, False) for s in reversed(node.args + node.kwargs)]
+    while stack:
+        s, expanded = stack.pop()
+        if s is None:
+            prog.append(("V", lit))
+            lit += 1
+        elif s[0] == "L":
+            prog.append(("V", s[1]))
+        elif s[0] == "I":
+            prog.append(("I", s[1]))
+        elif expanded:
+            prog.append(("C", s[1], len(s[2])) if s[0] == "C" else ("D", s[1]))
+        else:
+            stack.append((s, True))
+            stack.extend((x, False) for x in reversed(s[2]))
+    return prog
+
+
+def run_program(prog, vals, inject_type) -> list:
+    """Execute an argument program over ``vals``; returns the values left on the stack."""
+    stack: list = []
+    push = stack.append
+    for op in prog:
+        tag = op[0]
+        if tag == "V":
+            push(vals[op[1]])
+        elif tag == "C":
+            n = op[2]
+            if n:
+                items = stack[-n:]
+                del stack[-n:]
+            else:
+                items = []
+            push(items if op[1] is list else op[1](items))
+        elif tag == "D":
+            keys = op[1]
+            n = len(keys)
+            if n:
+                items = stack[-n:]
+                del stack[-n:]
+            else:
+                items = []
+            push(dict(zip(keys, items)))
+        else:
+            push(inject_type(op[1]))
+    return stack

@@ -1,0 +1,261 @@
+"""Template -> Code: scheduling, instruction selection, register allocation.
+
+Three passes, each a loop over the template (never recursion over the graph):
+
+1. **Schedule.** Kahn's algorithm over the node dependencies, sources in
+   canonical order. Sync calls run where they become ready. Async calls (and
+   calls with policies, which go through ``invoke``) are *started* when ready
+   and *awaited* only when nothing else can run, oldest first, so
+   independent async calls overlap. A start immediately followed by its own
+   await fuses into a direct ``CALL_AWAIT`` / ``INVOKE`` (no task created).
+   Param/Env loads come first, so a missing parameter fails before any call.
+2. **Select.** Each step becomes instructions over *virtual* registers (node
+   ``i`` writes virtual ``i``; container arguments get temporaries; inputs are
+   fixed registers). Gated nodes (``run_if``/``after``) get a ``GUARD``.
+3. **Allocate.** Linear scan: a register is freed after its last read and
+   reused by the next write, so long chains run in a handful of registers.
+   The destination of an instruction may reuse a register it reads.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from cascade_graph.context import TARGET
+from cascade_graph.lazy import CALL as NODE_CALL
+from cascade_graph.lazy import Inject
+from cascade_graph.template import Template, arg_program
+
+from . import bytecode as bc
+from .bytecode import Code, Instruction
+
+# Lowered-only opcodes: CALL split by arity for the dispatch loop.
+L_CALL0 = 100
+L_CALL1 = 101
+L_CALL2 = 102
+L_CALLN = 103
+
+
+def _needs_invoke(node) -> bool:
+    p = node.policy
+    return bool((p is not None and (p.retry or p.timeout or p.cache))
+                or node.injects or node.task.offload)
+
+
+def _schedule(t: Template) -> list:
+    nodes = t.nodes
+    n = len(nodes)
+    indeg = [len(nd.deps) for nd in nodes]
+    dependents: list[list[int]] = [[] for _ in range(n)]
+    for nd in nodes:
+        for d in nd.deps:
+            dependents[d].append(nd.index)
+    steps = []
+    ready: deque = deque()
+    for i in t.value_nodes:
+        steps.append(("load", i))
+    for i in t.value_nodes:
+        for d in dependents[i]:
+            indeg[d] -= 1
+    for i in range(n):
+        if indeg[i] == 0 and nodes[i].kind == NODE_CALL:
+            ready.append(i)
+    pending: deque = deque()
+
+    def release(i):
+        for d in dependents[i]:
+            indeg[d] -= 1
+            if indeg[d] == 0:
+                ready.append(d)
+
+    while ready or pending:
+        if ready:
+            i = ready.popleft()
+            nd = nodes[i]
+            if nd.task.is_async or _needs_invoke(nd):
+                steps.append(("start", i))
+                pending.append(i)
+            else:
+                steps.append(("run", i))
+                release(i)
+        else:
+            i = pending.popleft()
+            if steps[-1] == ("start", i):
+                steps[-1] = ("direct", i)
+            else:
+                steps.append(("await", i))
+            release(i)
+    return steps
+
+
+class _Emitter:
+    """Pass 2: instructions over virtual registers (node i -> i; temps above n)."""
+
+    def __init__(self, t: Template):
+        self.t = t
+        self.n = len(t.nodes)
+        self.next_temp = self.n
+        self.consts: list = []
+        self.const_index: dict = {}
+        self.code: list = []  # [opcode, a, k, regs, n, tail, argrepr]
+
+    def const(self, value) -> int:
+        key = (type(value), id(value))
+        i = self.const_index.get(key)
+        if i is None:
+            i = self.const_index[key] = len(self.consts)
+            self.consts.append(value)
+        return i
+
+    def emit(self, opcode, a, k=None, regs=(), n=None, tail=False, argrepr=""):
+        self.code.append([opcode, a, k, tuple(regs), n, tail, argrepr])
+        return len(self.code) - 1
+
+    def operand(self, idx: int) -> int:
+        """Virtual register of program slot ``idx`` (inputs are negative: -(j+1))."""
+        return idx if idx < self.n else -(idx - self.n) - 1
+
+    def args(self, node) -> tuple[list, int]:
+        """Registers holding the call's positional then keyword values; builds containers."""
+        stack: list = []
+        for op in arg_program(node, self.n):
+            tag = op[0]
+            if tag == "V":
+                stack.append(self.operand(op[1]))
+            elif tag == "I":
+                temp = self.temp()
+                self.emit(bc.LOADK, temp, self.const(Inject(op[1])), argrepr=f"inject {op[1]!r}")
+                stack.append(temp)
+            else:
+                cnt = op[2] if tag == "C" else len(op[1])
+                items = stack[len(stack) - cnt:] if cnt else []
+                del stack[len(stack) - cnt:]
+                temp = self.temp()
+                if tag == "C":
+                    self.emit(bc.BUILD, temp, self.const(op[1]), items, n=int(node.task is TARGET),
+                              argrepr=op[1].__name__)
+                else:
+                    self.emit(bc.BUILD_DICT, temp, self.const(op[1]), items,
+                              n=int(node.task is TARGET), argrepr=f"dict {list(op[1])!r}")
+                stack.append(temp)
+        return stack, len(node.args)
+
+    def temp(self) -> int:
+        t = self.next_temp
+        self.next_temp += 1
+        return t
+
+
+def compile_template(t: Template) -> Code:
+    """Compile ``t`` to a ``Code`` (see module docstring)."""
+    em = _Emitter(t)
+    nodes = t.nodes
+    for step, i in _schedule(t):
+        nd = nodes[i]
+        if step == "load":
+            em.emit(bc.LOADV, i, em.const(nd.task), argrepr=repr(nd.task))
+            continue
+        if step == "await":
+            em.emit(bc.AWAIT, i, regs=(i,), argrepr=nd.task.name)
+            continue
+        guard = None
+        if nd.conds or nd.after:
+            guard = em.emit(bc.GUARD, i, em.const(nd), nd.deps, argrepr=f"{nd.task.name} run_if/after")
+        regs, npos = em.args(nd)
+        name = nd.task.name
+        tail = i == 0
+        k = em.const(nd.task)
+        invoke = _needs_invoke(nd)
+        if step == "run":
+            if nd.kwnames:
+                em.emit(bc.CALL_KW, i, em.const(nd), regs, npos, tail,
+                        f"{name} kw={list(nd.kwnames)}")
+            else:
+                em.emit(bc.CALL, i, k, regs, None, tail, name)
+        else:
+            kn = em.const(nd)
+            if step == "direct":
+                op = bc.INVOKE if invoke else bc.CALL_AWAIT
+            else:
+                op = bc.INVOKE_START if invoke else bc.START
+                tail = False
+            em.emit(op, i, kn, regs, npos, tail, name + (" (policies)" if invoke else ""))
+        if guard is not None:
+            em.code[guard][4] = len(em.code)
+    em.emit(bc.RET, 0, regs=(0,), argrepr=nodes[0].task.name if nodes[0].kind == NODE_CALL
+            else repr(nodes[0].task))
+    return _allocate(em, t)
+
+
+def _reads(ins) -> tuple:
+    op = ins[0]
+    if op in (bc.AWAIT, bc.RET):
+        return (ins[1],)
+    return ins[3]
+
+
+def _allocate(em: _Emitter, t: Template) -> Code:
+    code = em.code
+    n_inputs = t.n_inputs
+    last_read: dict[int, int] = {}
+    for pc, ins in enumerate(code):
+        for r in _reads(ins):
+            if r >= 0:
+                last_read[r] = pc
+    phys: dict[int, int] = {}
+    free: list[int] = []
+    n_regs = n_inputs
+
+    def reg(v: int) -> int:
+        return -v - 1 if v < 0 else phys[v]
+
+    instructions = []
+    for pc, ins in enumerate(code):
+        opcode, a, k, regs, n, tail, argrepr = ins
+        src = tuple(reg(r) for r in regs)
+        # free registers whose value dies here (so the destination may reuse one)
+        for r in regs:
+            if r >= 0 and last_read.get(r) == pc and r != a:
+                free.append(phys.pop(r))
+        if a in phys:
+            dst = phys[a]
+        else:
+            if free:
+                dst = free.pop()
+            else:
+                dst = n_regs
+                n_regs += 1
+            phys[a] = dst
+        if opcode == bc.RET:
+            src = (dst,)
+        instructions.append(Instruction(pc, opcode, bc.OPNAMES[opcode], dst, k, src, n,
+                                        tail, argrepr))
+    consts = tuple(em.consts)
+    ops = tuple(_lower(ins, consts) for ins in instructions)
+    return Code(
+        instructions=tuple(instructions),
+        consts=consts,
+        n_inputs=n_inputs,
+        n_regs=n_regs,
+        fill=[None] * (n_regs - n_inputs),
+        ops=ops,
+        template=t,
+    )
+
+
+def _lower(ins: Instruction, consts: tuple) -> tuple:
+    """The dispatch form: (opcode, A, x, regs, extra, flag)."""
+    op = ins.opcode
+    k = consts[ins.k] if ins.k is not None else None
+    if op == bc.CALL:
+        regs = ins.regs
+        lowered = (L_CALL0, L_CALL1, L_CALL2)[len(regs)] if len(regs) < 3 else L_CALLN
+        return (lowered, ins.a, k.fn, regs, k, ins.tail)
+    if op in (bc.CALL_KW, bc.CALL_AWAIT, bc.START, bc.INVOKE, bc.INVOKE_START):
+        return (op, ins.a, k, ins.regs, ins.n, ins.tail)
+    if op == bc.GUARD:
+        return (op, ins.a, k, ins.regs, ins.n, False)
+    if op in (bc.BUILD, bc.BUILD_DICT):
+        return (op, ins.a, k, ins.regs, None, bool(ins.n))
+    return (op, ins.a, k, ins.regs, None, False)
+

@@ -1,0 +1,354 @@
+"""The register VM: one dispatch loop over ``Code.ops``, frames on a list.
+
+State of a running frame, all locals of ``VM.run``: ``ops`` (the lowered
+program), ``R`` (the register list: inputs, then temporaries), ``pc``, and
+``skipped`` (some register holds ``SKIPPED``, so calls must check their
+arguments; False in almost every frame, so the check costs one test).
+Suspended frames are tuples ``(ops, R, pc, dst, skipped)`` on ``stack``.
+
+Handlers are chosen by comparing the opcode int, most frequent first; there
+is no ``getattr`` and no per-instruction allocation beyond the call itself.
+Sync tasks are called directly: a workflow without async tasks awaits only
+when it yields to the event loop (every ``yield_interval`` seconds of work).
+
+Tail calls: a call returning a ``LazyResult`` either reuses the frame (the
+root call, flagged ``tail``: bind the continuation's inputs and jump to its
+start) or pushes the frame and runs the continuation, whose ``RET`` writes
+the caller's register. Flat continuations go through the shared hot path.
+Started async tasks run their own tail calls inside their task (a nested
+``VM``), so a fan-out of looping async tasks stays concurrent.
+
+Failure: the first started task to fail wakes an ``AWAIT`` that is waiting
+on another task, so an error is reported as soon as it is observed; the run
+lifecycle (cascade_graph.context) then cancels everything still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import perf_counter
+
+from cascade_graph.cache import lookup
+from cascade_graph.context import SKIPPED, as_root
+from cascade_graph.errors import add_task_note
+from cascade_graph.events import TailCall, TaskFailed, TaskFinished, TaskSkipped, TaskStarted
+from cascade_graph.hotpath import hot_loop
+from cascade_graph.invoke import invoke
+from cascade_graph.lazy import _LAZY_TYPES
+from cascade_graph.template import build_template
+
+from . import bytecode as bc
+from .compiler import L_CALL0, L_CALL1, L_CALL2, L_CALLN, compile_template
+
+_YIELD_EVERY = 64  # calls between clock reads
+
+(CALL_KW, CALL_AWAIT, START, AWAIT, INVOKE, INVOKE_START, BUILD, BUILD_DICT, GUARD, LOADV,
+ LOADK, RET) = (bc.CALL_KW, bc.CALL_AWAIT, bc.START, bc.AWAIT, bc.INVOKE, bc.INVOKE_START,
+                bc.BUILD, bc.BUILD_DICT, bc.GUARD, bc.LOADV, bc.LOADK, bc.RET)
+
+
+def code_for(entry):
+    """The VM code of a cache entry, compiled on first use."""
+    code = entry.code
+    if code is None:
+        code = entry.code = compile_template(entry.template)
+    return code
+
+
+class VM:
+    """Runs one evaluation (the run's target, or a started task's continuation)."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.failed = None  # the first started task that failed
+        self.waiter = None  # future an AWAIT sleeps on
+        self.awaiting = None  # the task that AWAIT waits for
+
+    # -- loading templates -------------------------------------------------
+    def _load(self, lazy):
+        """(ops, registers) for ``lazy``, or (None, None) when it takes the hot path."""
+        ctx = self.ctx
+        entry, inputs = lookup(lazy, ctx.tail_cache)
+        t = entry.template
+        if t.flat and ctx.hot_path:
+            return None, None
+        if t.resource_names:
+            ctx.resources.check(t.resource_names)
+        code = entry.code
+        if code is None:
+            code = entry.code = compile_template(t)
+        R = inputs if type(inputs) is list else list(inputs)
+        R += code.fill
+        return code.ops, R
+
+    # -- started tasks -----------------------------------------------------
+    def _on_done(self, t):
+        if not t.cancelled() and t.exception() is not None and self.failed is None:
+            self.failed = t
+        w = self.waiter
+        if w is not None and not w.done() and (t is self.awaiting or t is self.failed):
+            w.set_result(None)
+
+    def _start(self, coro):
+        t = self.ctx.spawn(coro)
+        t.add_done_callback(self._on_done)
+        return t
+
+    async def _follow(self, lazy):
+        return await VM(self.ctx).run(lazy)
+
+    async def _started(self, node, args, kwargs, via_invoke):
+        ctx = self.ctx
+        task = node.task
+        if via_invoke:
+            v = await invoke(ctx, node, args, kwargs, self._follow)
+        else:
+            emit = ctx.emit
+            if emit is not None:
+                emit(TaskStarted(ctx.run_id, task.name))
+            try:
+                v = await task.fn(*args, **kwargs)
+            except BaseException as exc:
+                _failed(ctx, task, exc)
+                raise
+            if emit is not None:
+                emit(TaskFinished(ctx.run_id, task.name))
+        if type(v) in _LAZY_TYPES:
+            if ctx.emit is not None and not task.internal:
+                ctx.emit(TailCall(ctx.run_id, task.name, getattr(v.task, "name", "?")))
+            v = await VM(ctx).run(v)
+        return v
+
+    # -- the dispatch loop ---------------------------------------------------
+    async def run(self, lazy):
+        """Evaluate ``lazy`` to its final value (``SKIPPED`` when it was skipped)."""
+        ctx = self.ctx
+        emit = ctx.emit
+        run_id = ctx.run_id
+        LAZY = _LAZY_TYPES
+        SK = SKIPPED
+        load = self._load
+        while True:
+            ops, R = load(lazy)
+            if ops is not None:
+                break
+            v = await hot_loop(ctx, lazy)
+            if type(v) not in LAZY:
+                return v
+            lazy = v
+        stack: list = []
+        pc = 0
+        skipped = False
+        interval = ctx.yield_interval
+        next_yield = perf_counter() + interval
+        budget = _YIELD_EVERY
+        while True:
+            op, a, x, regs, ex, flag = ops[pc]
+            pc += 1
+            # ---- sync calls (x is the function, ex the task) -------------
+            if op <= L_CALLN and op >= L_CALL0:
+                if skipped and _any_skipped(R, regs):
+                    _skip(ctx, ex, "upstream")
+                    R[a] = SK
+                    continue
+                if emit is not None and not ex.internal:
+                    emit(TaskStarted(run_id, ex.name))
+                try:
+                    if op == L_CALL1:
+                        v = x(R[regs[0]])
+                    elif op == L_CALL2:
+                        v = x(R[regs[0]], R[regs[1]])
+                    elif op == L_CALL0:
+                        v = x()
+                    else:
+                        v = x(*[R[r] for r in regs])
+                except BaseException as exc:
+                    _failed(ctx, ex, exc)
+                    raise
+                if emit is not None and not ex.internal:
+                    emit(TaskFinished(run_id, ex.name))
+                task = ex
+            elif op == AWAIT:
+                t = R[a]
+                if type(t) is not asyncio.Task:
+                    continue  # skipped before it started
+                if not t.done():
+                    self.awaiting = t
+                    self.waiter = w = asyncio.get_running_loop().create_future()
+                    await w
+                    self.waiter = self.awaiting = None
+                f = self.failed
+                if f is not None and f is not t:
+                    raise f.exception()
+                v = t.result()
+                R[a] = v
+                if v is SK:
+                    skipped = True
+                continue
+            elif op == RET:
+                v = R[a]
+                if not stack:
+                    return v
+                ops, R, pc, a, skipped = stack.pop()
+                R[a] = v
+                if v is SK:
+                    skipped = True
+                continue
+            elif op == START or op == INVOKE_START:
+                node = x
+                if skipped and _any_skipped(R, regs):
+                    _skip(ctx, node.task, "upstream")
+                    R[a] = SK
+                    continue
+                args, kwargs = _split(R, regs, ex, node.kwnames)
+                R[a] = self._start(self._started(node, args, kwargs, op == INVOKE_START))
+                continue
+            elif op == CALL_AWAIT or op == INVOKE or op == CALL_KW:
+                node = x
+                task = node.task
+                if skipped and _any_skipped(R, regs):
+                    _skip(ctx, task, "upstream")
+                    R[a] = SK
+                    continue
+                args, kwargs = _split(R, regs, ex, node.kwnames)
+                if op == INVOKE:
+                    v = await invoke(ctx, node, args, kwargs, self._follow)
+                else:
+                    if emit is not None and not task.internal:
+                        emit(TaskStarted(run_id, task.name))
+                    try:
+                        v = task.fn(*args, **kwargs)
+                        if op == CALL_AWAIT:
+                            v = await v
+                    except BaseException as exc:
+                        _failed(ctx, task, exc)
+                        raise
+                    if emit is not None and not task.internal:
+                        emit(TaskFinished(run_id, task.name))
+            elif op == BUILD or op == BUILD_DICT:
+                items = [R[r] for r in regs]
+                if skipped and _any_skipped(R, regs):
+                    if flag:  # the run's container target: skipped lazies become None
+                        items = [None if i is SK else i for i in items]
+                    else:
+                        R[a] = SK
+                        continue
+                if op == BUILD:
+                    R[a] = items if x is list else x(items)
+                else:
+                    R[a] = dict(zip(x, items))
+                continue
+            elif op == GUARD:
+                reason = _guard(R, regs, x, skipped)
+                if reason is not None:
+                    _skip(ctx, x.task, reason)
+                    R[a] = SK
+                    skipped = True
+                    pc = ex
+                continue
+            elif op == LOADV:
+                R[a] = ctx.value_of(x)
+                continue
+            elif op == LOADK:
+                R[a] = x
+                continue
+            else:  # pragma: no cover - the compiler emits only the opcodes above
+                raise AssertionError(f"unknown opcode {op}")
+
+            # ---- after a call: value, or a tail call --------------------
+            budget -= 1
+            if not budget:
+                budget = _YIELD_EVERY
+                if perf_counter() >= next_yield:
+                    await asyncio.sleep(0)
+                    next_yield = perf_counter() + interval
+            if type(v) not in LAZY:
+                R[a] = v
+                if v is SK:
+                    skipped = True
+                continue
+            if emit is not None and not task.internal:
+                emit(TailCall(run_id, task.name, getattr(v.task, "name", "?")))
+            if not flag:
+                stack.append((ops, R, pc, a, skipped))
+            # enter the continuation (frame reused when flag: the root's tail call)
+            while True:
+                new_ops, new_R = load(v)
+                if new_ops is not None:
+                    ops, R, pc, skipped = new_ops, new_R, 0, False
+                    break
+                v = await hot_loop(ctx, v)
+                if type(v) in LAZY:
+                    continue
+                # the hot loop finished with a value: return it to the frame below
+                if not stack:
+                    return v
+                ops, R, pc, a, skipped = stack.pop()
+                R[a] = v
+                if v is SK:
+                    skipped = True
+                break
+
+
+def _any_skipped(R, regs) -> bool:
+    for r in regs:
+        if R[r] is SKIPPED:
+            return True
+    return False
+
+
+def _split(R, regs, npos, kwnames):
+    vals = [R[r] for r in regs]
+    if not kwnames:
+        return vals, {}
+    return vals[:npos], dict(zip(kwnames, vals[npos:]))
+
+
+def _guard(R, regs, node, skipped):
+    """Why the gated ``node`` is skipped, or None. ``regs`` hold its deps in order."""
+    deps = node.deps
+    if skipped:
+        for r in regs:
+            if R[r] is SKIPPED:
+                return "upstream"
+    for c in node.conds:
+        if type(c) is tuple:
+            if not R[regs[deps.index(c[1])]]:
+                return "condition"
+        elif not c:
+            return "condition"
+    return None
+
+
+def _skip(ctx, task, reason):
+    if ctx.emit is not None and not task.internal:
+        ctx.emit(TaskSkipped(ctx.run_id, task.name, reason))
+
+
+def _failed(ctx, task, exc):
+    if ctx.emit is not None and not task.internal:
+        ctx.emit(TaskFailed(ctx.run_id, task.name, exc))
+    if not isinstance(exc, asyncio.CancelledError):
+        add_task_note(exc, task.name)
+
+
+async def execute(ctx, root):
+    """Run the workflow under ``root`` on the VM; return its value."""
+    return await VM(ctx).run(root)
+
+
+def compile_target(target):
+    """The VM ``Code`` for a workflow target (a lazy or a container of lazies)."""
+    root = as_root(target)
+    if root is None:
+        raise TypeError(f"nothing to compile: {target!r} holds no lazy call")
+    return compile_template(build_template(root))
+
+
+def disassemble(target, file=None) -> None:
+    """Print the VM instructions of ``target`` (``python -m cascade_vm dis``)."""
+    code = compile_target(target)
+    if code.template.flat:
+        print("; flat template: runs on the shared hot path (shown compiled for reference)",
+              file=file)
+    bc.dis(code, file=file)
