@@ -39,7 +39,8 @@ from .events import TailCall, TaskFailed, TaskFinished, TaskSkipped, TaskStarted
 from .hotpath import hot_loop
 from .invoke import invoke
 from .lazy import _LAZY_TYPES, Inject
-from .plan import BUILT, INVOKE, SIMPLE, VALUE, compile_plan
+from .plan import INVOKE, ROUTER, SIMPLE, compile_plan
+from .router import select
 from .template import run_program
 
 _PENDING = object()
@@ -159,7 +160,8 @@ class GraphRun:
         vals = inst.vals
         node = op.node
         if inst.skipped:
-            for d in node.deps:
+            # a router waits on shared routes but only its selector can skip it
+            for d in (node.data_deps if op.mode == ROUTER else node.deps):
                 if vals[d] is SKIPPED:
                     if node.task is TARGET:
                         continue
@@ -197,6 +199,16 @@ class GraphRun:
             kwargs = dict(zip(op.node.kwnames, out[op.nargs:]))
             if mode == INVOKE:
                 self._spawn(invoke(ctx, op.node, args, kwargs, self.follow), inst, i, False)
+                return
+            if mode == ROUTER:
+                node = op.node
+                shared = {k: vals[d] for k, d in node.routes if d is not None}
+                try:
+                    value = select(ctx, node, args[0], args[1], shared)
+                except Exception as exc:
+                    add_task_note(exc, op.name)
+                    raise
+                self.complete(inst, i, value)
                 return
         if op.is_async:
             self._spawn(self._call_async(op, args, kwargs), inst, i, False)

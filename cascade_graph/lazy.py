@@ -67,6 +67,7 @@ def intern_shape(key: tuple) -> int:
 CALL = 0  #: a task invocation
 PARAM = 1  #: a ``Param`` value, resolved from the run's parameters
 ENV = 2  #: an ``Env`` value, read from the environment when the run starts
+ROUTE = 3  #: a ``Router`` argument: picks a route when its selector is known
 
 
 # ---------------------------------------------------------------------------
@@ -172,7 +173,9 @@ class Task:
         kinds = _ARG_KIND
         for a in args:
             if type(a) in kinds:
-                return _make(self, args, kwargs, EMPTY_POLICY)
+                if kwargs:
+                    return _make(self, args, kwargs, EMPTY_POLICY)
+                return _make_positional(self, args)
         if kwargs:
             for a in kwargs.values():
                 if type(a) in kinds:
@@ -407,11 +410,19 @@ _LAZY_TYPES: set[type] = {LazyResult}
 #: argument types that are not plain literals: lazies, containers to search, markers
 _ARG_KIND: set[type] = {LazyResult, list, tuple, dict, set, Inject}
 _CONTAINERS = (list, tuple, dict, set)
+#: argument types replaced by a lazy node when scanned (type -> function returning the node)
+_ARG_HOOKS: dict = {}
 
 
 def register_lazy_type(cls: type) -> None:
     """Make instances of ``cls`` (a LazyResult subclass) count as lazies in arguments."""
     _LAZY_TYPES.add(cls)
+    _ARG_KIND.add(cls)
+
+
+def register_arg_hook(cls: type, to_node) -> None:
+    """Arguments of type ``cls`` stand for the lazy node ``to_node(argument)``."""
+    _ARG_HOOKS[cls] = to_node
     _ARG_KIND.add(cls)
 
 
@@ -434,7 +445,7 @@ def _contains_special(value) -> bool:
         t = type(v)
         if t not in kinds:
             continue
-        if t in _LAZY_TYPES or t is Inject:
+        if t in _LAZY_TYPES or t is Inject or t in _ARG_HOOKS:
             return True
         if id(v) in seen:
             continue
@@ -470,6 +481,9 @@ class _Scan:
             return ("L", self.child(value))
         if t is Inject:
             return ("I", value.name)
+        hook = _ARG_HOOKS.get(t)
+        if hook is not None:
+            return ("L", self.child(hook(value)))
         if not _contains_special(value):
             self.lits.append(value)
             return None
@@ -514,6 +528,51 @@ def _flat(task_obj: Task, args, kwargs, lits) -> LazyResult:
     lr.spec = None
     lr.children = ()
     lr.tree = True
+    lr.uses = 0
+    lr.copied = False
+    lr.policy = None
+    return lr
+
+
+def _make_positional(task_obj, args) -> LazyResult:
+    """The common general case: positional arguments, each a literal or a lazy (no policy)."""
+    lazy_types = _LAZY_TYPES
+    kinds = _ARG_KIND
+    lits = []
+    pos = []
+    children = []
+    for a in args:
+        t = type(a)
+        if t in lazy_types:
+            for ci, c in enumerate(children):
+                if c is a:
+                    break
+            else:
+                ci = len(children)
+                children.append(a)
+            pos.append(("L", ci))
+        elif t in kinds:
+            return _make(task_obj, args, {}, EMPTY_POLICY)
+        else:
+            lits.append(a)
+            pos.append(None)
+    tree = True
+    shapes = []
+    for c in children:
+        c.uses += 1
+        if c.uses > 1 or not c.tree or c.copied:
+            tree = False
+        shapes.append(c.shape)
+    spec = (tuple(pos), (), (), None)
+    lr = _new_lazy(LazyResult)
+    lr.task = task_obj
+    lr.args = args
+    lr.kwargs = {}
+    lr.lits = tuple(lits)
+    lr.spec = spec
+    lr.children = tuple(children)
+    lr.shape = intern_shape((task_obj, spec, tuple(shapes)))
+    lr.tree = tree
     lr.uses = 0
     lr.copied = False
     lr.policy = None

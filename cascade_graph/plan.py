@@ -18,7 +18,7 @@ from operator import itemgetter
 
 import attrs
 
-from .lazy import CALL
+from .lazy import CALL, ENV, PARAM, ROUTE
 from .template import Template, arg_program
 
 # op modes
@@ -26,6 +26,7 @@ SIMPLE = 0  # positional literal/node arguments, no policy: call fn(*getter(vals
 BUILT = 1  # arguments from an argument program (containers, keywords), no invoke
 INVOKE = 2  # policies, injections or offload: run through invoke.invoke
 VALUE = 3  # a Param/Env node, resolved when the instance starts
+ROUTER = 4  # a Router's route node: select a route (router.select)
 
 
 @attrs.frozen(slots=True, eq=False)
@@ -71,7 +72,8 @@ def compile_plan(template: Template) -> Plan:
             dependents[d].append(node.index)
         indegree.append(len(node.deps))
         ops.append(_op(node, n))
-    sources = tuple(i for i in range(n) if indegree[i] == 0 and nodes[i].kind == CALL)
+    sources = tuple(i for i in range(n)
+                    if indegree[i] == 0 and nodes[i].kind not in (PARAM, ENV))
     return Plan(
         template=template,
         n=n,
@@ -87,6 +89,9 @@ def compile_plan(template: Template) -> Plan:
 def _op(node, base: int) -> Op:
     task = node.task
     gated = bool(node.conds or node.after)
+    if node.kind == ROUTE:
+        return Op(ROUTER, None, False, None, False, tuple(arg_program(node, base)), 2, False,
+                  task.name, True, node)
     if node.kind != CALL:
         return Op(VALUE, None, False, None, False, (), 0, False,
                   getattr(task, "name", "?"), True, node)
@@ -126,7 +131,9 @@ def to_dot(target) -> str:
     for node in t.nodes:
         label = getattr(node.task, "name", "?")
         extras = []
-        if node.kind != CALL:
+        if node.kind == ROUTE:
+            label = "Router " + ", ".join(repr(k) for k, _ in node.routes)
+        elif node.kind != CALL:
             label = repr(node.task)
         if node.n_inputs:
             extras.append(f"{node.n_inputs} input{'s' if node.n_inputs > 1 else ''}")

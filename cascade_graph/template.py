@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from .lazy import CALL, LazyResult, Policy, intern_shape
+from .lazy import _LAZY_TYPES, CALL, ENV, PARAM, ROUTE, LazyResult, Policy, intern_shape
 
 
 @attrs.frozen(slots=True, eq=False)
@@ -45,6 +45,7 @@ class Node:
     n_inputs: int  # how many literals it has
     injects: tuple  # (parameter, resource name) filled by injection
     simple: bool  # positional literal/child args only, no policy, no injection
+    routes: tuple = ()  # ROUTE nodes: (key, node index of a shared route root, or None)
 
 
 @attrs.frozen(slots=True, eq=False)
@@ -110,9 +111,18 @@ def _dag_key(order: list) -> int:
     for n in order:
         if n.spec is None and not n.children:
             parts.append(n.shape)
+        elif n.kind == ROUTE:
+            parts.append((n.task, n.spec, tuple(index[id(c)] for c in n.children),
+                          _route_info(n, index)))
         else:
             parts.append((n.task, n.spec, tuple(index[id(c)] for c in n.children)))
     return intern_shape(("dag", tuple(parts)))
+
+
+def _route_info(n, index) -> tuple:
+    """Per route key of ROUTE node ``n``: the canonical index of a shared route root, or None."""
+    return tuple((k, index.get(id(v)) if type(v) in _LAZY_TYPES else None)
+                 for k, v in n.args[1].items())
 
 
 def _resolve(spec, local_to_canon):
@@ -201,7 +211,7 @@ def build_template(root: LazyResult, key: int | None = None) -> Template:
         local = [index[id(c)] for c in lr.children]
         spec = lr.spec
         kind = lr.kind
-        if kind != CALL:
+        if kind == PARAM or kind == ENV:
             value_nodes.append(i)
         if spec is None:
             nargs = len(lr.args)
@@ -228,6 +238,12 @@ def build_template(root: LazyResult, key: int | None = None) -> Template:
         for a in after:
             if a not in deps:
                 deps.append(a)
+        routes = ()
+        if kind == ROUTE:
+            routes = _route_info(lr, index)
+            for _, idx in routes:
+                if idx is not None and idx not in deps:
+                    deps.append(idx)
         injects = ()
         if kind == CALL:
             lr.task.check_call(len(args), kwnames)
@@ -264,6 +280,7 @@ def build_template(root: LazyResult, key: int | None = None) -> Template:
                 n_inputs=n_inputs,
                 injects=injects,
                 simple=simple,
+                routes=routes,
             )
         )
         first += n_inputs

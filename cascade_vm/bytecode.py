@@ -21,6 +21,9 @@ INVOKE          A K (B...) N           R[A] = await invoke(K[K] node, ...): poli
 INVOKE_START    A K (B...) N           R[A] = task running invoke(K[K] node, ...)
 BUILD           A K (B...)             R[A] = K[K] (list/tuple/set) of R[B]...
 BUILD_DICT      A K (B...)             R[A] = dict(zip(K[K] keys, R[B]...))
+ROUTE           A K (B...)             R[A] = Router node K[K] picks a route: B0 selector,
+                                       B1 routes dict, then shared route roots' values;
+                                       an unshared route is a lazy: a tail call
 GUARD           A K (B...) J           skip check of node K[K] over deps R[B]...: when
                                        skipped, R[A] = SKIPPED and jump to J
 RET             A                      return R[A] to the caller frame (or the run)
@@ -58,6 +61,7 @@ GUARD = 9
 LOADV = 10
 LOADK = 11
 RET = 12
+ROUTE = 13
 
 OPNAMES = {
     CALL: "CALL",
@@ -73,6 +77,7 @@ OPNAMES = {
     LOADV: "LOADV",
     LOADK: "LOADK",
     RET: "RET",
+    ROUTE: "ROUTE",
 }
 
 

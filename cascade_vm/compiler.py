@@ -23,6 +23,7 @@ from collections import deque
 
 from cascade_graph.context import TARGET
 from cascade_graph.lazy import CALL as NODE_CALL
+from cascade_graph.lazy import ENV, PARAM, ROUTE
 from cascade_graph.lazy import Inject
 from cascade_graph.template import Template, arg_program
 
@@ -58,7 +59,7 @@ def _schedule(t: Template) -> list:
         for d in dependents[i]:
             indeg[d] -= 1
     for i in range(n):
-        if indeg[i] == 0 and nodes[i].kind == NODE_CALL:
+        if indeg[i] == 0 and nodes[i].kind not in (PARAM, ENV):
             ready.append(i)
     pending: deque = deque()
 
@@ -166,7 +167,11 @@ def compile_template(t: Template) -> Code:
         tail = i == 0
         k = em.const(nd.task)
         invoke = _needs_invoke(nd)
-        if step == "run":
+        if nd.kind == ROUTE:
+            shared = [d for _, d in nd.routes if d is not None]
+            em.emit(bc.ROUTE, i, em.const(nd), regs + shared, 2, tail,
+                    "Router " + ", ".join(repr(k) for k, _ in nd.routes))
+        elif step == "run":
             if nd.kwnames:
                 em.emit(bc.CALL_KW, i, em.const(nd), regs, npos, tail,
                         f"{name} kw={list(nd.kwnames)}")
@@ -251,7 +256,7 @@ def _lower(ins: Instruction, consts: tuple) -> tuple:
         regs = ins.regs
         lowered = (L_CALL0, L_CALL1, L_CALL2)[len(regs)] if len(regs) < 3 else L_CALLN
         return (lowered, ins.a, k.fn, regs, k, ins.tail)
-    if op in (bc.CALL_KW, bc.CALL_AWAIT, bc.START, bc.INVOKE, bc.INVOKE_START):
+    if op in (bc.CALL_KW, bc.CALL_AWAIT, bc.START, bc.INVOKE, bc.INVOKE_START, bc.ROUTE):
         return (op, ins.a, k, ins.regs, ins.n, ins.tail)
     if op == bc.GUARD:
         return (op, ins.a, k, ins.regs, ins.n, False)

@@ -35,6 +35,7 @@ from cascade_graph.events import TailCall, TaskFailed, TaskFinished, TaskSkipped
 from cascade_graph.hotpath import hot_loop
 from cascade_graph.invoke import invoke
 from cascade_graph.lazy import _LAZY_TYPES
+from cascade_graph.router import select
 from cascade_graph.template import build_template
 
 from . import bytecode as bc
@@ -43,8 +44,9 @@ from .compiler import L_CALL0, L_CALL1, L_CALL2, L_CALLN, compile_template
 _YIELD_EVERY = 64  # calls between clock reads
 
 (CALL_KW, CALL_AWAIT, START, AWAIT, INVOKE, INVOKE_START, BUILD, BUILD_DICT, GUARD, LOADV,
- LOADK, RET) = (bc.CALL_KW, bc.CALL_AWAIT, bc.START, bc.AWAIT, bc.INVOKE, bc.INVOKE_START,
-                bc.BUILD, bc.BUILD_DICT, bc.GUARD, bc.LOADV, bc.LOADK, bc.RET)
+ LOADK, RET, ROUTE) = (bc.CALL_KW, bc.CALL_AWAIT, bc.START, bc.AWAIT, bc.INVOKE,
+                       bc.INVOKE_START, bc.BUILD, bc.BUILD_DICT, bc.GUARD, bc.LOADV, bc.LOADK,
+                       bc.RET, bc.ROUTE)
 
 
 def code_for(entry):
@@ -246,6 +248,23 @@ class VM:
                     skipped = True
                     pc = ex
                 continue
+            elif op == ROUTE:
+                node = x
+                task = node.task
+                if skipped and R[regs[0]] is SK:  # only the selector can skip a router
+                    R[a] = SK
+                    continue
+                shared = {}
+                j = 2
+                for key, d in node.routes:
+                    if d is not None:
+                        shared[key] = R[regs[j]]
+                        j += 1
+                try:
+                    v = select(ctx, node, R[regs[0]], R[regs[1]], shared)
+                except Exception as exc:
+                    add_task_note(exc, task.name)
+                    raise
             elif op == LOADV:
                 R[a] = ctx.value_of(x)
                 continue

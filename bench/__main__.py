@@ -1,0 +1,175 @@
+"""Command line: ``python -m bench [--only NAMES] [--engine vm|graph] [--repeats N]
+[--scale F | --quick] [--json PATH] [--check] ...``; see ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from functools import partial
+
+import uvloop
+
+from bench.measure import sample_columns
+from bench.report import Row, render_table, render_verdicts, to_json, write_json
+from bench.targets import evaluate_all
+from bench.workloads import BY_NAME, WORKLOADS
+
+ENGINES = ("vm", "graph")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Measure both Cascade engines against plain-Python baselines.",
+        epilog="workloads: " + "; ".join(f"{w.name} ({w.summary})" for w in WORKLOADS),
+    )
+    parser.add_argument(
+        "--only",
+        metavar="NAME[,NAME]",
+        type=_workload_names,
+        help="run only these workloads (default: all)",
+    )
+    parser.add_argument("--engine", choices=ENGINES, help="measure only this engine")
+    parser.add_argument(
+        "--repeats", type=_positive_int, default=5, help="samples per cell (default: 5)"
+    )
+    parser.add_argument(
+        "--scale",
+        type=_positive_float,
+        default=1.0,
+        help="multiply every problem size (default: 1; targets hold at 1)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: --scale 0.01 --repeats 1",
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="compare with the targets; exit 1 naming every workload below target",
+    )
+    parser.add_argument(
+        "--budget",
+        type=_positive_float,
+        default=10.0,
+        help="seconds per cell after which no more samples are taken (default: 10)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=120.0,
+        help="seconds one run may take before it is stopped as an error (default: 120)",
+    )
+    parser.add_argument(
+        "--no-tail-cache", action="store_true", help="run the engines with tail_cache=False"
+    )
+    parser.add_argument(
+        "--no-hot-path", action="store_true", help="run the engines with hot_path=False"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.scale, args.repeats = 0.01, 1
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    selected = [w for w in WORKLOADS if args.only is None or w.name in args.only]
+    engines = [args.engine] if args.engine else list(ENGINES)
+    options = {}
+    if args.no_tail_cache:
+        options["tail_cache"] = False
+    if args.no_hot_path:
+        options["hot_path"] = False
+
+    rows = []
+    for workload in selected:
+        size = workload.sized(args.scale)
+        print(f"bench: {workload.name} (size {size:,}) ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        columns = {"baseline": partial(workload.baseline, size)}
+        for engine in engines:
+            columns[engine] = partial(workload.engine, size, engine, options)
+        cells = sample_columns(
+            columns,
+            workload.expected(size),
+            repeats=workload.repeats or args.repeats,
+            budget=args.budget,
+            timeout=args.timeout,
+        )
+        rows.append(Row(workload, size, {name: cells.get(name) for name in ("baseline", *ENGINES)}))
+        print(
+            f"bench: {workload.name} done in {time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    meta = {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "uvloop": uvloop.__version__,
+        "repeats": args.repeats,
+        "scale": args.scale,
+        "engines": engines,
+        "options": options,
+        "statistic": "median",
+    }
+    header = (
+        f"Cascade benchmarks: medians of up to {args.repeats} runs, scale {args.scale:g}"
+        f" | Python {meta['python']} | uvloop {meta['uvloop']} | {meta['cpus']} CPUs"
+    )
+    if options:
+        header += " | " + ", ".join(f"{key}={value}" for key, value in options.items())
+    print()
+    render_table(rows, header, sys.stdout)
+
+    results = {row.workload.name: row for row in rows}
+    verdicts = evaluate_all(results)
+    if args.json:
+        write_json(to_json(rows, verdicts, meta), args.json)
+    if not args.check:
+        return 0
+    print()
+    if args.scale != 1.0:
+        print(f"note: targets are set for --scale 1; this run used --scale {args.scale:g}")
+    failing = render_verdicts(verdicts, sys.stdout)
+    if failing:
+        print(f"below target: {', '.join(failing)}")
+        return 1
+    print("all measured targets met")
+    return 0
+
+
+def _workload_names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BY_NAME]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown workload {', '.join(unknown) or repr(text)}; choose from {', '.join(BY_NAME)}"
+        )
+    return names
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,374 @@
+"""The workloads of SPEC section 7, each as data: sizes, units, three ways to run it.
+
+A ``Workload`` names a problem size, the unit its figure is reported in, a
+baseline (plain Python, see ``bench.baselines``), an engine runner taking the
+engine's name and the extra ``run()`` options, and the value every run must
+produce. Runners time themselves, because what lies inside the timed region
+is part of each workload's definition:
+
+- Timed region: from building the workflow (creating the ``LazyResult``s) to
+  holding its value, through the public ``run()`` (which creates its uvloop
+  loop) or, for ``repeat_run``, ``await arun()`` inside one loop. Async
+  baselines are likewise driven by ``uvloop.run`` (a fresh loop, as ``run()``
+  makes one), except ``repeat_run``, which times the loop body for both.
+- ``chain`` and ``fanout`` measure a cold run (build, compile, run): each
+  sample wraps its functions in fresh task objects, and since a task is
+  identified by its object, the template is new and must be compiled.
+  ``repeat_run`` is the warm case: one shape, new literals, cache hits.
+- Values are checked, so an engine that skips work cannot look fast: the
+  chain links add one each, the heavy loop's result counts every link,
+  ``observed_countdown`` checks the exact number of events of each kind
+  (a mismatch is reported as that engine's error).
+- ``memory`` runs a 1,000,000-step countdown under ``tracemalloc`` (after a
+  tiny untraced warm-up, so one-time setup is not charged) and reports the
+  peak of traced memory in MB (10**6 bytes).
+"""
+
+from __future__ import annotations
+
+import enum
+import gc
+import statistics
+import time
+import tracemalloc
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import uvloop
+
+from bench import baselines
+from bench.measure import Cell, Sample
+from cascade_graph import task
+from cascade_vm import arun, run
+
+
+class Kind(enum.Enum):
+    """What a workload's figure measures, and which way is better."""
+
+    THROUGHPUT = "throughput"  # units of work per second: higher is better
+    WALL_MS = "wall_ms"  # wall milliseconds of one run: lower is better
+    PEAK_MB = "peak_mb"  # tracemalloc peak in MB: lower is better
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One benchmark: how to run it three ways and what it must return."""
+
+    name: str
+    summary: str  # one line for --help and the JSON
+    kind: Kind
+    unit: str  # what the figure counts, as printed: "iterations/s", "ms wall", ...
+    size: int  # problem size at --scale 1 (iterations, nodes, tasks or runs)
+    baseline: Callable[[int], Sample]  # size -> sample, plain Python
+    engine: Callable[[int, str, dict], Sample]  # size, engine name, run() options -> sample
+    expected: Callable[[int], object]  # size -> the value every run must produce
+    work: Callable[[int], int]  # size -> units of work in one run (throughput only)
+    repeats: int | None = None  # fixed number of samples, overriding --repeats
+
+    def sized(self, scale: float) -> int:
+        """The problem size at ``scale`` (at least 1)."""
+        return max(1, round(self.size * scale))
+
+    def figure(self, cell: Cell | None, size: int) -> float | None:
+        """The reported figure of a cell (a median), or None when it has none."""
+        if cell is None or not cell.ok:
+            return None
+        if self.kind is Kind.PEAK_MB:
+            return statistics.median(s.peak_bytes for s in cell.samples) / 1e6
+        seconds = statistics.median(s.seconds for s in cell.samples)
+        if self.kind is Kind.WALL_MS:
+            return seconds * 1000.0
+        return self.work(size) / seconds if seconds > 0 else float("inf")
+
+    def speed(self, figure: float | None) -> float | None:
+        """A figure turned into "higher is faster", for speed ratios; None if not a speed."""
+        if figure is None or self.kind is Kind.PEAK_MB:
+            return None
+        if self.kind is Kind.WALL_MS:
+            return 1.0 / figure if figure > 0 else None
+        return figure
+
+
+# --- tasks -------------------------------------------------------------------------------
+
+
+@task
+def countdown(n):
+    return "done" if n <= 0 else countdown(n - 1)
+
+
+@task
+async def countdown_async(n):
+    return "done" if n <= 0 else countdown_async(n - 1)
+
+
+link = task(baselines.link)
+HEAVY_WIDTH = 20  # links per heavy_loop iteration; with the step, 21 nodes
+
+
+@task
+def step(n, acc):
+    if n <= 0:
+        return acc
+    value = acc
+    for _ in range(HEAVY_WIDTH):
+        value = link(value)
+    return step(n - 1, value)
+
+
+add = task(baselines.add)
+mul = task(baselines.mul)
+nap = task(baselines.nap)
+total = task(baselines.total)
+
+
+def five_node_flow(i):
+    """The repeat_run workflow: five nodes, ``x`` shared by two consumers."""
+    x = add(i, 1)
+    y = mul(i, 2)
+    z = add(x, y)
+    w = mul(z, 3)
+    return add(w, x)
+
+
+# --- runners -----------------------------------------------------------------------------
+
+
+def _timed(compute: Callable[[], object]) -> Sample:
+    start = time.perf_counter()
+    value = compute()
+    return Sample(time.perf_counter() - start, value)
+
+
+def _engine_run(build: Callable[[], object], engine: str, options: dict) -> Sample:
+    """Time building a workflow with ``build()`` and running it with ``run()``."""
+    return _timed(lambda: run(build(), engine=engine, **options))
+
+
+def _countdown_engine(n, engine, options):
+    return _engine_run(lambda: countdown(n), engine, options)
+
+
+def _countdown_async_engine(n, engine, options):
+    return _engine_run(lambda: countdown_async(n), engine, options)
+
+
+def _countdown_async_baseline(n):
+    return _timed(lambda: uvloop.run(baselines.countdown_async(n)))
+
+
+def _heavy_loop_engine(n, engine, options):
+    return _engine_run(lambda: step(n, 0), engine, options)
+
+
+def _chain_engine(n, engine, options):
+    fresh_link = task(baselines.link)  # a new task: a new template, compiled in this run
+
+    def build():
+        node = 0
+        for _ in range(n):
+            node = fresh_link(node)
+        return node
+
+    return _engine_run(build, engine, options)
+
+
+def _fanout_engine(n, engine, options):
+    fresh_double = task(baselines.double)  # new tasks: a new template, compiled in this run
+    fresh_total = task(baselines.total)
+    return _engine_run(lambda: fresh_total([fresh_double(i) for i in range(n)]), engine, options)
+
+
+def _repeat_run_engine(runs, engine, options):
+    async def main():
+        start = time.perf_counter()
+        checksum = 0
+        for i in range(runs):
+            checksum += await arun(five_node_flow(i), engine=engine, **options)
+        return Sample(time.perf_counter() - start, checksum)
+
+    return uvloop.run(main())
+
+
+def _repeat_run_baseline(runs):
+    async def main():
+        start = time.perf_counter()
+        checksum = 0
+        for i in range(runs):
+            checksum += baselines.five_node_flow(i)
+        return Sample(time.perf_counter() - start, checksum)
+
+    return uvloop.run(main())
+
+
+def _observed_countdown_engine(n, engine, options):
+    counts = defaultdict(int)
+
+    def on_event(event):
+        counts[type(event)] += 1
+
+    start = time.perf_counter()
+    value = run(countdown(n), engine=engine, on_event=on_event, **options)
+    seconds = time.perf_counter() - start
+    seen = {kind.__name__: count for kind, count in counts.items()}
+    expected = _countdown_events(n)
+    if seen != expected:
+        raise ValueError(f"wrong events: got {_sorted(seen)}, expected {_sorted(expected)}")
+    return Sample(seconds, value)
+
+
+def _countdown_events(n):
+    """The events of countdown(n): n + 1 invocations, each started and finished; n tail calls."""
+    events = {"RunStarted": 1, "RunFinished": 1, "TaskStarted": n + 1, "TaskFinished": n + 1}
+    if n > 0:
+        events["TailCall"] = n
+    return events
+
+
+def _sorted(counts):
+    return dict(sorted(counts.items()))
+
+
+def _async_io_engine(n, engine, options):
+    return _engine_run(lambda: total([nap(i) for i in range(n)]), engine, options)
+
+
+def _async_io_baseline(n):
+    return _timed(lambda: uvloop.run(baselines.async_io(n)))
+
+
+def _traced(compute: Callable[[], object]) -> Sample:
+    """Run ``compute()`` under tracemalloc; the sample carries the peak it added."""
+    gc.collect()
+    started_here = not tracemalloc.is_tracing()
+    if started_here:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        sample = _timed(compute)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        if started_here:
+            tracemalloc.stop()
+    return Sample(sample.seconds, sample.value, peak)
+
+
+def _memory_engine(n, engine, options):
+    run(countdown(3), engine=engine, **options)  # warm-up, untraced
+    return _traced(lambda: run(countdown(n), engine=engine, **options))
+
+
+def _memory_baseline(n):
+    return _traced(lambda: baselines.countdown(n))
+
+
+def _identity(n):
+    return n
+
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload(
+        name="countdown",
+        summary="one-task tail-call loop; baseline: a trampoline making one object per step",
+        kind=Kind.THROUGHPUT,
+        unit="iterations/s",
+        size=200_000,
+        baseline=lambda n: _timed(lambda: baselines.countdown(n)),
+        engine=_countdown_engine,
+        expected=lambda n: "done",
+        work=_identity,
+    ),
+    Workload(
+        name="countdown_async",
+        summary="countdown with an async def task; baseline: an async trampoline",
+        kind=Kind.THROUGHPUT,
+        unit="iterations/s",
+        size=200_000,
+        baseline=_countdown_async_baseline,
+        engine=_countdown_async_engine,
+        expected=lambda n: "done",
+        work=_identity,
+    ),
+    Workload(
+        name="heavy_loop",
+        summary="each iteration tail-calls a step fed by a chain of 20 links (21 nodes)",
+        kind=Kind.THROUGHPUT,
+        unit="nodes/s",
+        size=5_000,
+        baseline=lambda n: _timed(lambda: baselines.heavy_loop(n, HEAVY_WIDTH)),
+        engine=_heavy_loop_engine,
+        expected=lambda n: HEAVY_WIDTH * n,
+        work=lambda n: (HEAVY_WIDTH + 1) * n + 1,
+    ),
+    Workload(
+        name="chain",
+        summary="a linear DAG of links: build, compile and run in one timed run",
+        kind=Kind.THROUGHPUT,
+        unit="nodes/s",
+        size=10_000,
+        baseline=lambda n: _timed(lambda: baselines.chain(n)),
+        engine=_chain_engine,
+        expected=_identity,
+        work=_identity,
+    ),
+    Workload(
+        name="fanout",
+        summary="independent tasks feeding one sum (size + 1 nodes), compiled in the run",
+        kind=Kind.THROUGHPUT,
+        unit="nodes/s",
+        size=2_000,
+        baseline=lambda n: _timed(lambda: baselines.fanout(n)),
+        engine=_fanout_engine,
+        expected=lambda n: n * (n - 1),
+        work=lambda n: n + 1,
+    ),
+    Workload(
+        name="repeat_run",
+        summary="one 5-node workflow run again and again with new literals, in one loop",
+        kind=Kind.THROUGHPUT,
+        unit="runs/s",
+        size=5_000,
+        baseline=_repeat_run_baseline,
+        engine=_repeat_run_engine,
+        expected=lambda runs: 5 * runs * (runs - 1) + 4 * runs,  # sum of 10i + 4
+        work=_identity,
+    ),
+    Workload(
+        name="observed_countdown",
+        summary="countdown with an on_event listener counting every event",
+        kind=Kind.THROUGHPUT,
+        unit="iterations/s",
+        size=200_000,
+        baseline=lambda n: _timed(lambda: baselines.countdown(n)),
+        engine=_observed_countdown_engine,  # checks the event counts itself
+        expected=lambda n: "done",
+        work=_identity,
+    ),
+    Workload(
+        name="async_io",
+        summary="async tasks each sleeping 10 ms, gathered by one sum (wall ms vs 10 ms)",
+        kind=Kind.WALL_MS,
+        unit="ms wall",
+        size=200,
+        baseline=_async_io_baseline,
+        engine=_async_io_engine,
+        expected=lambda n: n * (n - 1) // 2,
+        work=_identity,
+    ),
+    Workload(
+        name="memory",
+        summary="countdown under tracemalloc: peak of traced memory",
+        kind=Kind.PEAK_MB,
+        unit="MB peak",
+        size=1_000_000,
+        baseline=lambda n: _memory_baseline(n),
+        engine=_memory_engine,
+        expected=lambda n: "done",
+        work=_identity,
+        repeats=1,
+    ),
+)
+
+BY_NAME: dict[str, Workload] = {workload.name: workload for workload in WORKLOADS}
