@@ -77,7 +77,11 @@ async def invoke(ctx, node, args: tuple, kwargs: dict, follow):
     if cache is None:
         return await _attempts(ctx, node, args, kwargs)
     injected = {p for p, _ in node.injects if p}
-    key = cache_key(task, cache, _bind(task, args, kwargs, injected))
+    try:
+        key = cache_key(task, cache, _bind(task, args, kwargs, injected))
+    except Exception as exc:
+        add_task_note(exc, task.name)
+        raise
     store = cache.store if cache.store is not None else DEFAULT_STORE
     hit = store.get(key, MISSING)
     if hit is not MISSING:

@@ -158,6 +158,7 @@ class Task:
         self._flat: dict = {}  # (nargs) or (nargs, kwnames) -> shape of a flat call
         self._signature = None
         self._injects = None
+        self._checked: set = set()  # (nargs, kwnames) layouts that bind
         for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
             try:
                 setattr(self, attr, getattr(fn, attr))
@@ -232,7 +233,10 @@ class Task:
         return self._injects
 
     def check_call(self, nargs: int, kwnames: tuple) -> None:
-        """Raise ``TypeError`` naming the task when the call cannot bind."""
+        """Raise ``TypeError`` naming the task when the call cannot bind (cached per layout)."""
+        checked = self._checked
+        if (nargs, kwnames) in checked:
+            return
         sig = self.signature
         if sig is None:
             return
@@ -243,6 +247,7 @@ class Task:
                 f"task {self.name!r} cannot take this call: {exc} "
                 f"(signature: {self.name}{sig})"
             ) from None
+        checked.add((nargs, kwnames))
 
 
 class MapTask(Task):
@@ -534,49 +539,77 @@ def _flat(task_obj: Task, args, kwargs, lits) -> LazyResult:
     return lr
 
 
+_POS_SPECS: dict = {}  # (nargs, lazy-position mask) -> the spec of such a call
+_POS_SPEC_IDS: set = set()  # ids of those specs (kept alive by _POS_SPECS)
+
+
+def _positional_spec(nargs: int, mask: int) -> tuple:
+    spec = _POS_SPECS.get((nargs, mask))
+    if spec is None:
+        pos = []
+        ci = 0
+        for i in range(nargs):
+            if mask >> i & 1:
+                pos.append(("L", ci))
+                ci += 1
+            else:
+                pos.append(None)
+        spec = _POS_SPECS[(nargs, mask)] = (tuple(pos), (), (), None)
+        _POS_SPEC_IDS.add(id(spec))
+    return spec
+
+
 def _make_positional(task_obj, args) -> LazyResult:
-    """The common general case: positional arguments, each a literal or a lazy (no policy)."""
+    """The common general case: positional arguments, each a literal or a distinct lazy.
+
+    The shape key is a flat tuple of ints (task, nargs, lazy-position mask,
+    child shapes), cheap to hash; anything else goes to ``_make``.
+    """
     lazy_types = _LAZY_TYPES
     kinds = _ARG_KIND
     lits = []
-    pos = []
     children = []
+    mask = 0
+    bit = 1
     for a in args:
         t = type(a)
         if t in lazy_types:
-            for ci, c in enumerate(children):
-                if c is a:
-                    break
-            else:
-                ci = len(children)
-                children.append(a)
-            pos.append(("L", ci))
+            children.append(a)
+            mask |= bit
         elif t in kinds:
             return _make(task_obj, args, {}, EMPTY_POLICY)
         else:
             lits.append(a)
-            pos.append(None)
+        bit <<= 1
+    if len(children) > 1 and len(set(map(id, children))) < len(children):
+        return _make(task_obj, args, {}, EMPTY_POLICY)  # a lazy passed twice
     tree = True
-    shapes = []
+    key = [task_obj, _POSITIONAL, len(args), mask]
     for c in children:
         c.uses += 1
         if c.uses > 1 or not c.tree or c.copied:
             tree = False
-        shapes.append(c.shape)
-    spec = (tuple(pos), (), (), None)
+        key.append(c.shape)
+    key = tuple(key)
+    shape = _SHAPES.get(key)
+    if shape is None:
+        shape = intern_shape(key)
     lr = _new_lazy(LazyResult)
     lr.task = task_obj
     lr.args = args
     lr.kwargs = {}
     lr.lits = tuple(lits)
-    lr.spec = spec
+    lr.spec = _POS_SPECS.get((len(args), mask)) or _positional_spec(len(args), mask)
     lr.children = tuple(children)
-    lr.shape = intern_shape((task_obj, spec, tuple(shapes)))
+    lr.shape = shape
     lr.tree = tree
     lr.uses = 0
     lr.copied = False
     lr.policy = None
     return lr
+
+
+_POSITIONAL = "positional"
 
 
 def _make(task_obj, args, kwargs, policy: Policy, original: LazyResult | None = None):

@@ -29,9 +29,9 @@ VALUE = 3  # a Param/Env node, resolved when the instance starts
 ROUTER = 4  # a Router's route node: select a route (router.select)
 
 
-@attrs.frozen(slots=True, eq=False)
+@attrs.define(slots=True, eq=False)
 class Op:
-    """How to run one node of a plan."""
+    """How to run one node of a plan (never mutated once compiled)."""
 
     mode: int  # SIMPLE, BUILT, INVOKE or VALUE
     fn: object  # the task's function (None for VALUE)

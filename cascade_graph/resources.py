@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import attrs
 
-from .errors import ResourceError
+from .errors import ResourceError, add_task_note
 from .events import ResourceSetUp, ResourceTornDown
 from .lazy import Inject
 
@@ -121,16 +121,19 @@ class RunResources:
         self.emit = emit
         self.run_id = run_id
 
-    def check(self, names) -> None:
-        """Raise ``ResourceError`` for a name neither registered nor overridden."""
-        for n in names:
+    def check(self, needs) -> None:
+        """Raise ``ResourceError`` for a (resource, task name) whose resource is not defined."""
+        for n, task_name in needs:
             if n not in self.overrides and n not in _REGISTRY:
                 known = sorted(set(_REGISTRY) | set(self.overrides))
-                raise ResourceError(
-                    f"resource {n!r} is injected but not defined: decorate a function with "
-                    f"@resource(name={n!r}) or pass run(..., resources={{{n!r}: value}})"
+                exc = ResourceError(
+                    f"resource {n!r} injected into task {task_name!r} is not defined: decorate "
+                    f"a function with @resource(name={n!r}) or pass "
+                    f"run(..., resources={{{n!r}: value}})"
                     + (f" (known: {', '.join(known)})" if known else "")
                 )
+                add_task_note(exc, task_name)
+                raise exc
 
     async def acquire(self, names, task_live: list) -> dict:
         """Values for ``names``; task-scoped ones are appended to ``task_live``."""
@@ -144,7 +147,7 @@ class RunResources:
                 continue
             res = _REGISTRY.get(name)
             if res is None:
-                self.check([name])
+                self.check([(name, "?")])
             if res.scope == "task":
                 live = await self._make(res)
                 task_live.append(live)

@@ -23,12 +23,27 @@ from typing import Any
 
 import attrs
 
-from .lazy import _LAZY_TYPES, CALL, ENV, PARAM, ROUTE, LazyResult, Policy, intern_shape
+from .lazy import (
+    _LAZY_TYPES,
+    _POS_SPEC_IDS,
+    CALL,
+    ENV,
+    PARAM,
+    ROUTE,
+    LazyResult,
+    Policy,
+    intern_shape,
+)
 
 
-@attrs.frozen(slots=True, eq=False)
+@attrs.define(slots=True, eq=False)
 class Node:
-    """One node of a template. All child references are canonical indices."""
+    """One node of a template. All child references are canonical indices.
+
+    Never mutated after ``build_template`` (not frozen only because frozen
+    attrs classes are slower to build, and a cold 10,000-node workflow builds
+    10,000 of these).
+    """
 
     index: int  # canonical index (0 is the root)
     kind: int  # lazy.CALL / PARAM / ENV
@@ -58,7 +73,7 @@ class Template:
     tree: bool  # binding walks without a visited set
     flat: bool  # a single plain call whose arguments are all inputs: the hot path
     value_nodes: tuple  # indices of PARAM/ENV nodes
-    resource_names: tuple  # every resource injected somewhere in the template
+    resource_names: tuple  # (resource, task name) for every injection in the template
 
 
 def canonical_nodes(root: LazyResult, tree: bool) -> list:
@@ -207,10 +222,31 @@ def build_template(root: LazyResult, key: int | None = None) -> Template:
     nodes = []
     first = 0
     value_nodes = []
+    pos_specs = _POS_SPEC_IDS
     for i, lr in enumerate(order):
-        local = [index[id(c)] for c in lr.children]
         spec = lr.spec
         kind = lr.kind
+        task = lr.task
+        if (kind == CALL and lr.policy is None and not lr.kwargs
+                and (spec is None or id(spec) in pos_specs)
+                and not task.offload and not (task.injects)):
+            # the common case: positional literals and distinct lazies, nothing else
+            nargs = len(lr.args)
+            if (nargs, ()) not in task._checked:
+                task.check_call(nargs, ())
+            ch = lr.children
+            if ch:
+                args = tuple(None if s is None else ("L", index[id(ch[s[1]])]) for s in spec[0])
+                deps = tuple(index[id(c)] for c in ch)
+            else:
+                args = (None,) * nargs
+                deps = ()
+            n_inputs = nargs - len(ch)
+            nodes.append(Node(i, CALL, task, args, (), (), deps, deps, (), (), None, first,
+                              n_inputs, (), True))
+            first += n_inputs
+            continue
+        local = [index[id(c)] for c in lr.children]
         if kind == PARAM or kind == ENV:
             value_nodes.append(i)
         if spec is None:
@@ -302,7 +338,8 @@ def build_template(root: LazyResult, key: int | None = None) -> Template:
         tree=root.tree,
         flat=flat,
         value_nodes=tuple(value_nodes),
-        resource_names=tuple(dict.fromkeys(r for nd in nodes for _, r in nd.injects)),
+        resource_names=tuple(dict.fromkeys((r, nd.task.name) for nd in nodes
+                                           for _, r in nd.injects)),
     )
 
 

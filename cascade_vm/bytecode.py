@@ -81,9 +81,9 @@ OPNAMES = {
 }
 
 
-@attrs.frozen(slots=True)
+@attrs.define(slots=True, eq=False)
 class Instruction:
-    """One instruction, for reading and disassembly."""
+    """One instruction, for reading and disassembly (never mutated once compiled)."""
 
     offset: int  # index in the instruction list
     opcode: int  # one of the opcodes above

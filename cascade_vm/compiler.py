@@ -118,6 +118,16 @@ class _Emitter:
 
     def args(self, node) -> tuple[list, int]:
         """Registers holding the call's positional then keyword values; builds containers."""
+        if node.simple:
+            regs = []
+            lit = node.first_input
+            for s in node.args:
+                if s is None:
+                    regs.append(-lit - 1)
+                    lit += 1
+                else:
+                    regs.append(s[1])
+            return regs, len(regs)
         stack: list = []
         for op in arg_program(node, self.n):
             tag = op[0]
