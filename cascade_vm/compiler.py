@@ -175,7 +175,6 @@ def compile_template(t: Template) -> Code:
         regs, npos = em.args(nd)
         name = nd.task.name
         tail = i == 0
-        k = em.const(nd.task)
         invoke = _needs_invoke(nd)
         if nd.kind == ROUTE:
             shared = [d for _, d in nd.routes if d is not None]
@@ -186,7 +185,7 @@ def compile_template(t: Template) -> Code:
                 em.emit(bc.CALL_KW, i, em.const(nd), regs, npos, tail,
                         f"{name} kw={list(nd.kwnames)}")
             else:
-                em.emit(bc.CALL, i, k, regs, None, tail, name)
+                em.emit(bc.CALL, i, em.const(nd.task), regs, None, tail, name)
         else:
             kn = em.const(nd)
             if step == "direct":
