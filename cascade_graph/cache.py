@@ -1,5 +1,9 @@
 """The tail-call cache: templates and their compiled forms, shared by both engines.
 
+Bounded twice: by entries (``maxsize``) and by the template nodes they hold
+in all (``maxnodes``), so a stream of huge one-off workflows cannot pin
+memory (least recently used entries go first).
+
 One bounded LRU maps a template key (see template.py) to an ``Entry``: the
 ``Template`` and, filled on first use by each engine, its compiled forms (the
 graph executor's ``plan``, the VM's ``code``). A new run, a tail call and a
@@ -14,7 +18,8 @@ from collections import OrderedDict
 
 from .template import Template, bind_inputs, build_template, template_key
 
-DEFAULT_MAXSIZE = 4096
+DEFAULT_MAXSIZE = 4096  # entries
+DEFAULT_MAXNODES = 1 << 18  # template nodes over all entries
 
 
 class Entry:
@@ -31,10 +36,12 @@ class Entry:
 class TemplateCache:
     """A bounded LRU of ``Entry`` by template key."""
 
-    def __init__(self, maxsize: int = DEFAULT_MAXSIZE):
-        if maxsize < 1:
-            raise ValueError(f"TemplateCache maxsize must be >= 1, got {maxsize}")
-        self.maxsize = maxsize
+    def __init__(self, maxsize: int = DEFAULT_MAXSIZE, maxnodes: int = DEFAULT_MAXNODES):
+        if maxsize < 1 or maxnodes < 1:
+            raise ValueError(f"TemplateCache bounds must be >= 1, got {maxsize}, {maxnodes}")
+        self.maxsize = maxsize  # at most this many entries
+        self.maxnodes = maxnodes  # and at most this many template nodes in all
+        self.nodes = 0  # template nodes held now
         self._entries: OrderedDict[int, Entry] = OrderedDict()
         self.hits = 0
         self.misses = 0
@@ -44,6 +51,7 @@ class TemplateCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self.nodes = 0
 
     def entry_for(self, root) -> Entry:
         """The entry for the workflow under ``root``, built and stored on a miss."""
@@ -56,8 +64,10 @@ class TemplateCache:
             return entry
         self.misses += 1
         entry = entries[key] = Entry(build_template(root, key))
-        if len(entries) > self.maxsize:
-            entries.popitem(last=False)
+        self.nodes += len(entry.template.nodes)
+        while len(entries) > 1 and (len(entries) > self.maxsize or self.nodes > self.maxnodes):
+            _, old = entries.popitem(last=False)
+            self.nodes -= len(old.template.nodes)
         return entry
 
 

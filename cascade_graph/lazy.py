@@ -47,8 +47,11 @@ import attrs
 # Shape interning: structure -> small int, ids never reused.
 
 _SHAPES: dict[tuple, int] = {}
-_SHAPE_LIMIT = 1 << 20
+_SHAPE_LIMIT = 1 << 18
 _next_shape = itertools.count(1).__next__
+# Keys of the common shapes hold only ints and strings (a task by its ``uid``,
+# never reused), so the garbage collector stops tracking them.
+_next_task_uid = itertools.count(1).__next__
 
 
 def intern_shape(key: tuple) -> int:
@@ -147,6 +150,7 @@ class Task:
         if not callable(fn):
             raise TypeError(f"@task expects a function, got {type(fn).__name__} {fn!r}")
         self.fn = fn
+        self.uid = _next_task_uid()  # unique per process, never reused
         self.name = name or getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
         self.is_async = _is_async(fn)
         if offload and self.is_async:
@@ -189,7 +193,7 @@ class Task:
             lits = args
         shape = self._flat.get(key)
         if shape is None:
-            shape = self._flat[key] = intern_shape((self, key))
+            shape = self._flat[key] = intern_shape((self.uid, key))
         lr = _new_lazy(LazyResult)
         lr.task = self
         lr.args = args
@@ -523,7 +527,7 @@ def _flat(task_obj: Task, args, kwargs, lits) -> LazyResult:
     key = (len(args), tuple(kwargs)) if kwargs else len(args)
     shape = task_obj._flat.get(key)
     if shape is None:
-        shape = task_obj._flat[key] = intern_shape((task_obj, key))
+        shape = task_obj._flat[key] = intern_shape((task_obj.uid, key))
     lr = _new_lazy(LazyResult)
     lr.task = task_obj
     lr.args = args
@@ -584,7 +588,7 @@ def _make_positional(task_obj, args) -> LazyResult:
     if len(children) > 1 and len(set(map(id, children))) < len(children):
         return _make(task_obj, args, {}, EMPTY_POLICY)  # a lazy passed twice
     tree = True
-    key = [task_obj, _POSITIONAL, len(args), mask]
+    key = [task_obj.uid, _POSITIONAL, len(args), mask]
     for c in children:
         c.uses += 1
         if c.uses > 1 or not c.tree or c.copied:
@@ -610,6 +614,28 @@ def _make_positional(task_obj, args) -> LazyResult:
 
 
 _POSITIONAL = "positional"
+
+
+def spec_key(spec) -> tuple:
+    """A flat, hashable token tuple equal for equal specs (no recursion however deep)."""
+    out = []
+    stack = [spec]
+    while stack:
+        s = stack.pop()
+        if type(s) is not tuple or (len(s) == 2 and s[0] in ("L", "I")):
+            out.append(s)  # a leaf: a literal slot, a child, an injection, a value
+        elif len(s) == 3 and type(s[2]) is tuple and (
+            (s[0] == "C" and isinstance(s[1], type)) or (s[0] == "D" and type(s[1]) is tuple)
+        ):
+            out.append(s[0])  # a container spec: tag, type or keys, item count, items
+            out.append(s[1])
+            out.append(len(s[2]))
+            stack.extend(reversed(s[2]))
+        else:
+            out.append("(")  # any other tuple: its length, then its items
+            out.append(len(s))
+            stack.extend(reversed(s))
+    return tuple(out)
 
 
 def _make(task_obj, args, kwargs, policy: Policy, original: LazyResult | None = None):
@@ -650,7 +676,7 @@ def _make(task_obj, args, kwargs, policy: Policy, original: LazyResult | None = 
     lr.lits = tuple(scan.lits)
     lr.spec = spec
     lr.children = children
-    lr.shape = intern_shape((task_obj, spec, tuple(c.shape for c in children)))
+    lr.shape = intern_shape((task_obj.uid, spec_key(spec), tuple(c.shape for c in children)))
     lr.tree = tree
     lr.uses = 0
     lr.copied = False

@@ -33,6 +33,7 @@ from .lazy import (
     LazyResult,
     Policy,
     intern_shape,
+    spec_key,
 )
 
 
@@ -127,10 +128,10 @@ def _dag_key(order: list) -> int:
         if n.spec is None and not n.children:
             parts.append(n.shape)
         elif n.kind == ROUTE:
-            parts.append((n.task, n.spec, tuple(index[id(c)] for c in n.children),
+            parts.append((n.task, spec_key(n.spec), tuple(index[id(c)] for c in n.children),
                           _route_info(n, index)))
         else:
-            parts.append((n.task, n.spec, tuple(index[id(c)] for c in n.children)))
+            parts.append((n.task, spec_key(n.spec), tuple(index[id(c)] for c in n.children)))
     return intern_shape(("dag", tuple(parts)))
 
 

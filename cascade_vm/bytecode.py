@@ -81,9 +81,9 @@ OPNAMES = {
 }
 
 
-@attrs.define(slots=True, eq=False)
+@attrs.frozen(slots=True)
 class Instruction:
-    """One instruction, for reading and disassembly (never mutated once compiled)."""
+    """One instruction, for reading and disassembly."""
 
     offset: int  # index in the instruction list
     opcode: int  # one of the opcodes above
@@ -98,15 +98,26 @@ class Instruction:
 
 @attrs.frozen(slots=True, eq=False)
 class Code:
-    """A compiled template."""
+    """A compiled template.
 
-    instructions: tuple  # Instruction records
+    ``raw`` holds each instruction as a plain tuple (offset, opcode, a, k,
+    regs, n, tail, argrepr); ``instructions`` turns them into ``Instruction``
+    records on demand (disassembly), so compiling never pays for records.
+    """
+
+    raw: tuple  # instruction tuples, see above
     consts: tuple  # the constant pool
     n_inputs: int  # registers 0..n_inputs-1 are the input slots
     n_regs: int  # registers in a frame
     fill: list  # [None] * (n_regs - n_inputs), appended to the inputs at binding
     ops: tuple  # lowered instructions for the dispatch loop
     template: object  # the Template compiled
+
+    @property
+    def instructions(self) -> tuple:
+        """The instructions as ``Instruction`` records."""
+        return tuple(Instruction(off, op, OPNAMES[op], a, k, regs, n, tail, argrepr)
+                     for off, op, a, k, regs, n, tail, argrepr in self.raw)
 
 
 def get_instructions(code: Code):

@@ -28,7 +28,7 @@ from cascade_graph.lazy import Inject
 from cascade_graph.template import Template, arg_program
 
 from . import bytecode as bc
-from .bytecode import Code, Instruction
+from .bytecode import Code
 
 # Lowered-only opcodes: CALL split by arity for the dispatch loop.
 L_CALL0 = 100
@@ -46,6 +46,14 @@ def _needs_invoke(node) -> bool:
 def _schedule(t: Template) -> list:
     nodes = t.nodes
     n = len(nodes)
+    if t.tree and not t.value_nodes:
+        for nd in nodes:
+            if nd.task.is_async or _needs_invoke(nd):
+                break
+        else:
+            # In a tree, canonical (pre-)order puts every node before its
+            # descendants, so the reverse is a valid order of sync calls.
+            return [("run", i) for i in range(n - 1, -1, -1)]
     indeg = [len(nd.deps) for nd in nodes]
     dependents: list[list[int]] = [[] for _ in range(n)]
     for nd in nodes:
@@ -61,13 +69,26 @@ def _schedule(t: Template) -> list:
     for i in range(n):
         if indeg[i] == 0 and nodes[i].kind not in (PARAM, ENV):
             ready.append(i)
-    pending: deque = deque()
+    done = [False] * n  # value available (run, awaited or loaded)
+    for i in t.value_nodes:
+        done[i] = True
+    pending: dict = {}  # started, not awaited yet (insertion order = start order)
+    unlocks: dict = {}  # pending nodes that are the last missing input of some node
+
+    def note_unlock(d):
+        # d waits on exactly one node: if that node is pending, awaiting it unlocks d
+        for x in nodes[d].deps:
+            if not done[x] and x in pending:
+                unlocks[x] = True
 
     def release(i):
+        done[i] = True
         for d in dependents[i]:
             indeg[d] -= 1
             if indeg[d] == 0:
                 ready.append(d)
+            elif indeg[d] == 1:
+                note_unlock(d)
 
     while ready or pending:
         if ready:
@@ -75,12 +96,19 @@ def _schedule(t: Template) -> list:
             nd = nodes[i]
             if nd.task.is_async or _needs_invoke(nd):
                 steps.append(("start", i))
-                pending.append(i)
+                pending[i] = True
+                for d in dependents[i]:
+                    if indeg[d] == 1:
+                        unlocks[i] = True
+                        break
             else:
                 steps.append(("run", i))
                 release(i)
         else:
-            i = pending.popleft()
+            # await first the task whose value lets something else run (its first use)
+            i = next(iter(unlocks)) if unlocks else next(iter(pending))
+            unlocks.pop(i, None)
+            del pending[i]
             if steps[-1] == ("start", i):
                 steps[-1] = ("direct", i)
             else:
@@ -203,12 +231,18 @@ def compile_template(t: Template) -> Code:
 
 def _reads(ins) -> tuple:
     op = ins[0]
-    if op in (bc.AWAIT, bc.RET):
+    if op == bc.AWAIT or op == bc.RET:
         return (ins[1],)
     return ins[3]
 
 
+_CALL_BY_ARITY = (L_CALL0, L_CALL1, L_CALL2)
+_NODE_OPS = frozenset((bc.CALL_KW, bc.CALL_AWAIT, bc.START, bc.INVOKE, bc.INVOKE_START,
+                       bc.ROUTE, bc.GUARD))
+
+
 def _allocate(em: _Emitter, t: Template) -> Code:
+    """Linear-scan register allocation, then lowering to the dispatch form (one pass)."""
     code = em.code
     n_inputs = t.n_inputs
     last_read: dict[int, int] = {}
@@ -219,21 +253,19 @@ def _allocate(em: _Emitter, t: Template) -> Code:
     phys: dict[int, int] = {}
     free: list[int] = []
     n_regs = n_inputs
-
-    def reg(v: int) -> int:
-        return -v - 1 if v < 0 else phys[v]
-
-    instructions = []
+    consts = tuple(em.consts)
+    raw = []
+    ops = []
+    CALL = bc.CALL
     for pc, ins in enumerate(code):
         opcode, a, k, regs, n, tail, argrepr = ins
-        src = tuple(reg(r) for r in regs)
+        src = tuple([-r - 1 if r < 0 else phys[r] for r in regs])
         # free registers whose value dies here (so the destination may reuse one)
-        for r in regs:
-            if r >= 0 and last_read.get(r) == pc and r != a:
+        for r in (dict.fromkeys(regs) if len(regs) > 1 else regs):
+            if r >= 0 and r != a and last_read[r] == pc:
                 free.append(phys.pop(r))
-        if a in phys:
-            dst = phys[a]
-        else:
+        dst = phys.get(a)
+        if dst is None:
             if free:
                 dst = free.pop()
             else:
@@ -242,34 +274,23 @@ def _allocate(em: _Emitter, t: Template) -> Code:
             phys[a] = dst
         if opcode == bc.RET:
             src = (dst,)
-        instructions.append(Instruction(pc, opcode, bc.OPNAMES[opcode], dst, k, src, n,
-                                        tail, argrepr))
-    consts = tuple(em.consts)
-    ops = tuple(_lower(ins, consts) for ins in instructions)
+        raw.append((pc, opcode, dst, k, src, n, tail, argrepr))
+        x = consts[k] if k is not None else None
+        if opcode == CALL:
+            lowered = _CALL_BY_ARITY[len(src)] if len(src) < 3 else L_CALLN
+            ops.append((lowered, dst, x.fn, src, x, tail))
+        elif opcode in _NODE_OPS:
+            ops.append((opcode, dst, x, src, n, tail))
+        elif opcode == bc.BUILD or opcode == bc.BUILD_DICT:
+            ops.append((opcode, dst, x, src, None, bool(n)))
+        else:
+            ops.append((opcode, dst, x, src, None, False))
     return Code(
-        instructions=tuple(instructions),
+        raw=tuple(raw),
         consts=consts,
         n_inputs=n_inputs,
         n_regs=n_regs,
         fill=[None] * (n_regs - n_inputs),
-        ops=ops,
+        ops=tuple(ops),
         template=t,
     )
-
-
-def _lower(ins: Instruction, consts: tuple) -> tuple:
-    """The dispatch form: (opcode, A, x, regs, extra, flag)."""
-    op = ins.opcode
-    k = consts[ins.k] if ins.k is not None else None
-    if op == bc.CALL:
-        regs = ins.regs
-        lowered = (L_CALL0, L_CALL1, L_CALL2)[len(regs)] if len(regs) < 3 else L_CALLN
-        return (lowered, ins.a, k.fn, regs, k, ins.tail)
-    if op in (bc.CALL_KW, bc.CALL_AWAIT, bc.START, bc.INVOKE, bc.INVOKE_START, bc.ROUTE):
-        return (op, ins.a, k, ins.regs, ins.n, ins.tail)
-    if op == bc.GUARD:
-        return (op, ins.a, k, ins.regs, ins.n, False)
-    if op in (bc.BUILD, bc.BUILD_DICT):
-        return (op, ins.a, k, ins.regs, None, bool(ins.n))
-    return (op, ins.a, k, ins.regs, None, False)
-

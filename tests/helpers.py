@@ -1,0 +1,122 @@
+"""Shared pieces of the behaviour tests: engine parametrisation and an event recorder.
+
+Import the fixtures into a test module (``from tests.helpers import engine, switches``)
+and pytest finds them there. ``run_on`` runs a target with an engine and the
+switch combination under test and records every event.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from cascade_graph import events as ev
+from cascade_vm import arun, run
+
+ENGINES = ("vm", "graph")
+
+#: (tail_cache, hot_path) combinations; results and events must not depend on them
+SWITCHES = (
+    pytest.param({"tail_cache": True, "hot_path": True}, id="cache+hot"),
+    pytest.param({"tail_cache": False, "hot_path": True}, id="nocache+hot"),
+    pytest.param({"tail_cache": True, "hot_path": False}, id="cache+nohot"),
+    pytest.param({"tail_cache": False, "hot_path": False}, id="nocache+nohot"),
+)
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request):
+    """The engine under test: 'vm' or 'graph'."""
+    return request.param
+
+
+@pytest.fixture(params=SWITCHES)
+def switches(request):
+    """One combination of ``tail_cache`` / ``hot_path``."""
+    return dict(request.param)
+
+
+class Recorder:
+    """An ``on_event`` listener keeping every event in order."""
+
+    def __init__(self):
+        self.events: list = []
+
+    def __call__(self, event):
+        self.events.append(event)
+
+    def of(self, cls, task: str | None = None) -> list:
+        """The events of type ``cls`` (exact type), optionally for one task name."""
+        return [e for e in self.events
+                if type(e) is cls and (task is None or getattr(e, "task", None) == task)]
+
+    def kinds(self) -> collections.Counter:
+        """Counts of (event type name, task name or resource name)."""
+        out = collections.Counter()
+        for e in self.events:
+            who = getattr(e, "task", None) or getattr(e, "resource", None)
+            out[(type(e).__name__, who)] += 1
+        return out
+
+    def names(self) -> list:
+        """The event type names in order."""
+        return [type(e).__name__ for e in self.events]
+
+    def index(self, cls, task: str | None = None, nth: int = 0) -> int:
+        """The position of the ``nth`` event of type ``cls`` (for ``task``)."""
+        seen = 0
+        for i, e in enumerate(self.events):
+            if type(e) is cls and (task is None or getattr(e, "task", None) == task):
+                if seen == nth:
+                    return i
+                seen += 1
+        raise AssertionError(f"no {cls.__name__} #{nth} for {task!r} in {self.names()}")
+
+
+def run_on(engine, target, switches=None, **kw):
+    """``run(target)`` on ``engine``; returns ``(value, Recorder)``."""
+    rec = Recorder()
+    value = run(target, engine=engine, on_event=rec, **(switches or {}), **kw)
+    return value, rec
+
+
+async def arun_on(engine, target, switches=None, **kw):
+    """``await arun(target)`` on ``engine``; returns ``(value, Recorder)``."""
+    rec = Recorder()
+    value = await arun(target, engine=engine, on_event=rec, **(switches or {}), **kw)
+    return value, rec
+
+
+def run_failing(engine, target, switches=None, **kw):
+    """Run a target expected to fail; returns ``(exception, Recorder)``."""
+    rec = Recorder()
+    try:
+        run(target, engine=engine, on_event=rec, **(switches or {}), **kw)
+    except BaseException as exc:  # noqa: BLE001 - the test inspects it
+        return exc, rec
+    raise AssertionError("the run was expected to fail but returned")
+
+
+class Calls:
+    """Counts calls by key (thread-safe enough for tests: the GIL holds)."""
+
+    def __init__(self):
+        self.counts = collections.Counter()
+        self.order: list = []
+
+    def hit(self, key):
+        self.counts[key] += 1
+        self.order.append(key)
+
+    def __getitem__(self, key):
+        return self.counts[key]
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+EVENT_CLASSES = (
+    ev.RunStarted, ev.RunFinished, ev.TaskStarted, ev.TaskFinished, ev.TaskFailed,
+    ev.TaskSkipped, ev.TaskRetrying, ev.TailCall, ev.ResourceSetUp, ev.ResourceTornDown,
+)

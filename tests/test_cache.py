@@ -1,0 +1,195 @@
+"""The shared tail-call cache (SPEC section 4): one bounded LRU of compiled templates."""
+
+from __future__ import annotations
+
+import pytest
+
+from cascade_graph import cache as cache_mod
+from cascade_graph import task
+from cascade_graph.cache import SHARED, TemplateCache
+from cascade_vm import run
+
+from tests.helpers import engine, run_on, switches  # noqa: F401
+
+
+@task
+def ident(x):
+    return x
+
+
+@task
+def add(a, b):
+    return a + b
+
+
+def _shapes(n):
+    """n workflows of pairwise different structure."""
+    out = []
+    node = ident(0)
+    for _ in range(n):
+        node = ident(node)
+        out.append(node)
+    return out
+
+
+def test_lru_bound_holds():
+    """The cache never holds more than maxsize entries."""
+    c = TemplateCache(maxsize=3)
+    for root in _shapes(10):
+        c.entry_for(root)
+        assert len(c) <= 3
+    assert len(c) == 3
+
+
+def test_lru_evicts_least_recently_used():
+    """A recently used entry survives; the least recently used one goes."""
+    c = TemplateCache(maxsize=2)
+    a, b, d = ident(ident(1)), ident(ident(ident(1))), add(1, ident(2))
+    ea = c.entry_for(a)
+    c.entry_for(b)
+    assert c.entry_for(a) is ea  # a is now the most recent
+    c.entry_for(d)  # evicts b
+    assert c.entry_for(a) is ea
+    misses = c.misses
+    c.entry_for(b)
+    assert c.misses == misses + 1
+
+
+def test_hit_and_miss_counts():
+    """A second lookup of the same structure is a hit."""
+    c = TemplateCache()
+    c.entry_for(add(1, ident(2)))
+    c.entry_for(add(5, ident(6)))
+    assert (c.hits, c.misses) == (1, 1)
+
+
+def test_maxsize_must_be_positive():
+    """A cache of size zero is refused."""
+    with pytest.raises(ValueError):
+        TemplateCache(maxsize=0)
+
+
+def test_shared_cache_is_bounded():
+    """The process-wide cache has a finite bound."""
+    assert 1 <= SHARED.maxsize < 10**7
+
+
+def test_entries_reused_across_runs(engine):
+    """A second run of the same structure with new values hits the shared cache."""
+
+    @task
+    def inc(x):
+        return x + 1
+
+    run(inc(inc(1)), engine=engine)
+    hits, misses = SHARED.hits, SHARED.misses
+    assert run(inc(inc(10)), engine=engine) == 12
+    assert SHARED.misses == misses
+    assert SHARED.hits > hits
+
+
+def test_compiled_form_reused_across_runs(engine):
+    """The compiled form (plan or code) of an entry is built once and kept."""
+
+    @task
+    def inc(x):
+        return x + 1
+
+    run(inc(inc(1)), engine=engine, hot_path=False)
+    entry = SHARED.entry_for(inc(inc(2)))
+    compiled = entry.code if engine == "vm" else entry.plan
+    assert compiled is not None
+    run(inc(inc(3)), engine=engine, hot_path=False)
+    assert (entry.code if engine == "vm" else entry.plan) is compiled
+
+
+def test_tail_calls_reuse_entry(engine):
+    """A non-flat tail loop looks its template up once per shape, then hits."""
+
+    @task
+    def step(n, acc):
+        return acc if n == 0 else step(n - 1, ident(acc + 1))
+
+    misses = SHARED.misses
+    hits = SHARED.hits
+    assert run(step(200, 0), engine=engine) == 200
+    assert SHARED.misses - misses <= 3
+    assert SHARED.hits - hits >= 190
+
+
+def test_tail_cache_off_bypasses_shared_cache(engine):
+    """tail_cache=False never touches the shared cache."""
+
+    @task
+    def step(n, acc):
+        return acc if n == 0 else step(n - 1, ident(acc + 1))
+
+    hits, misses, size = SHARED.hits, SHARED.misses, len(SHARED)
+    assert run(step(50, 0), engine=engine, tail_cache=False) == 50
+    assert (SHARED.hits, SHARED.misses) == (hits, misses)
+    assert len(SHARED) <= size
+
+
+def test_small_cache_still_correct(engine, monkeypatch):
+    """With a one-entry cache, alternating shapes still give correct results."""
+    small = TemplateCache(maxsize=1)
+    monkeypatch.setattr(cache_mod, "SHARED", small)
+
+    @task
+    def a(n):
+        return ("a", n) if n <= 0 else b(ident(n - 1), n)
+
+    @task
+    def b(n, tag):
+        return ("b", tag) if n <= 0 else a(n - 1)
+
+    assert run(a(9), engine=engine, hot_path=False) == ("b", 1)
+    assert run(a(8), engine=engine, hot_path=False) == ("a", 0)
+    assert len(small) == 1
+
+
+def _loop_workflow():
+    @task
+    def leaf(x):
+        return x * 2
+
+    @task
+    def join(a, b):
+        return a + b
+
+    @task
+    async def aleaf(x):
+        return x + 1
+
+    @task
+    def loop(n, acc):
+        if n == 0:
+            return acc
+        if n % 3 == 0:
+            return loop(n - 1, join(acc, leaf(n)))
+        if n % 3 == 1:
+            return loop(n - 1, join(aleaf(acc), 0))
+        return loop(n - 1, acc + 1)
+
+    return join(loop(30, 0), leaf(loop(5, 1)))
+
+
+def test_switches_do_not_change_results(engine, switches):
+    """tail_cache/hot_path off give the same value as with both on."""
+    base, _ = run_on(engine, _loop_workflow())
+    value, _ = run_on(engine, _loop_workflow(), switches)
+    assert value == base
+
+
+def test_switches_do_not_change_event_counts(engine, switches):
+    """tail_cache/hot_path off give the same event kinds and counts per task."""
+    _, base = run_on(engine, _loop_workflow())
+    _, rec = run_on(engine, _loop_workflow(), switches)
+    assert rec.kinds() == base.kinds()
+
+
+def test_engines_agree_on_event_counts(switches):
+    """Both engines emit the same event kinds and counts per task."""
+    _, vm = run_on("vm", _loop_workflow(), switches)
+    _, graph = run_on("graph", _loop_workflow(), switches)
+    assert vm.kinds() == graph.kinds()

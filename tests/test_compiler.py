@@ -1,0 +1,230 @@
+"""The compiler (SPEC section 5): template -> flat instruction list over registers."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from cascade_graph import Param, inject, task
+from cascade_graph.template import build_template
+from cascade_vm import bytecode as bc
+from cascade_vm import run
+from cascade_vm.compiler import compile_template
+from cascade_vm.vm import compile_target, disassemble
+
+
+@task
+def inc(x):
+    return x + 1
+
+
+@task
+def add(a, b):
+    return a + b
+
+
+@task
+def total(*xs):
+    return sum(xs)
+
+
+@task
+async def ainc(x):
+    return x + 1
+
+
+def _code(target):
+    return compile_target(target)
+
+
+def _opnames(code):
+    return [i.opname for i in code.instructions]
+
+
+def _chain(n, start=0):
+    node = inc(start)
+    for _ in range(n - 1):
+        node = inc(node)
+    return node
+
+
+def test_chain_reuses_registers():
+    """A 1,000-node chain compiles to a handful of registers."""
+    code = _code(_chain(1000))
+    assert code.n_inputs == 1
+    assert code.n_regs <= 4
+
+
+def test_fanout_registers_bounded_by_width():
+    """Independent calls feeding one sum need one register per live value, no more."""
+    code = _code(total(*[inc(i) for i in range(50)]))
+    assert code.n_inputs == 50
+    assert code.n_regs <= 50 + 51
+
+
+def test_constant_pool_dedups_tasks():
+    """A task used a thousand times is one constant."""
+    code = _code(_chain(1000))
+    tasks = [c for c in code.consts if c is inc]
+    assert len(tasks) == 1
+    assert len(code.consts) <= 3
+
+
+def test_constant_pool_keeps_distinct_tasks():
+    """Different tasks are different constants."""
+    code = _code(add(inc(1), ainc(2)))
+    assert inc in code.consts and add in code.consts
+
+
+def test_input_registers_are_template_inputs():
+    """Registers 0..n_inputs-1 are the template's inputs."""
+    root = add(add(1, 2), inc(3))
+    t = build_template(root)
+    code = compile_template(t)
+    assert code.n_inputs == t.n_inputs == 3
+    reads = {r for ins in code.instructions for r in ins.regs}
+    assert set(range(code.n_inputs)) <= reads
+
+
+def test_inputs_never_overwritten():
+    """No instruction writes an input register (a frame can be rebound)."""
+    code = _code(add(add(1, inc(2)), total(3, inc(4), [5, inc(6)])))
+    assert all(ins.a >= code.n_inputs for ins in code.instructions
+               if ins.opcode != bc.RET)
+
+
+def test_ends_with_ret():
+    """The program's last instruction is RET."""
+    assert _code(add(1, inc(2))).instructions[-1].opname == "RET"
+
+
+def test_root_call_flagged_tail():
+    """The root call is flagged tail (a tail call there reuses the frame)."""
+    code = _code(add(inc(1), 2))
+    calls = [i for i in code.instructions if i.opname == "CALL"]
+    assert [i.tail for i in calls] == [False, True]
+
+
+def test_keyword_call_uses_call_kw():
+    """A call with keyword arguments compiles to CALL_KW."""
+    assert "CALL_KW" in _opnames(_code(add(a=inc(1), b=2)))
+
+
+def test_container_argument_builds():
+    """Container arguments holding lazies compile to BUILD / BUILD_DICT."""
+    names = _opnames(_code(len_of([inc(1), {"k": inc(2)}])))
+    assert "BUILD" in names and "BUILD_DICT" in names
+
+
+@task
+def len_of(x):
+    return len(x)
+
+
+def test_independent_async_calls_started_together():
+    """Two independent async calls are both STARTed before the first AWAIT."""
+    names = _opnames(_code(add(ainc(1), ainc(2))))
+    assert names.count("START") == 2
+    assert names.index("AWAIT") > max(i for i, n in enumerate(names) if n == "START")
+
+
+def test_lone_async_call_is_fused():
+    """An async call with nothing to overlap compiles to CALL_AWAIT (no task)."""
+    names = _opnames(_code(inc(ainc(1))))
+    assert "CALL_AWAIT" in names and "START" not in names
+
+
+def test_policy_call_uses_invoke():
+    """A call with a retry policy goes through INVOKE."""
+    names = _opnames(_code(inc(inc(1).with_retry(2))))
+    assert "INVOKE" in names or "INVOKE_START" in names
+
+
+def test_injection_loads_marker():
+    """An injected resource argument is a constant marker and the call goes through invoke."""
+
+    @task
+    def use(x, db=inject("db")):
+        return x
+
+    names = _opnames(_code(inc(use(1))))
+    assert "INVOKE" in names
+
+
+def test_gated_node_has_guard():
+    """A run_if call is preceded by a GUARD that jumps past it."""
+    code = _code(inc(inc(1).run_if(inc(0))))
+    guards = [i for i in code.instructions if i.opname == "GUARD"]
+    assert len(guards) == 1
+    assert guards[0].n > guards[0].offset
+
+
+def test_param_loaded_first():
+    """Params are loaded before any call, so a missing one fails before calls."""
+    code = _code(add(inc(1), Param("p", default=1)))
+    assert code.instructions[0].opname == "LOADV"
+
+
+def test_chain_100k_compiles_without_recursion():
+    """A 100,000-node chain compiles without RecursionError."""
+    code = _code(_chain(100_000))
+    assert len(code.instructions) == 100_001
+    assert code.n_regs <= 4
+
+
+def test_fanout_100k_compiles_without_recursion():
+    """A 100,000-wide fan-out compiles without RecursionError."""
+    code = _code(total(*[inc(i) for i in range(100_000)]))
+    assert len(code.instructions) == 100_002
+
+
+def test_dis_lists_opcodes():
+    """dis output lists each instruction's opcode name, registers and constants."""
+    out = io.StringIO()
+    bc.dis(_code(add(ainc(1), ainc(2))), file=out)
+    text = out.getvalue()
+    for name in ("START", "AWAIT", "CALL", "RET"):
+        assert name in text
+    assert "r0" in text and "k0" in text
+    assert "constants" in text
+
+
+def test_disassemble_target_to_file():
+    """disassemble() writes the listing of a target to the given file."""
+    out = io.StringIO()
+    disassemble(add(inc(1), 2), file=out)
+    text = out.getvalue()
+    assert "CALL" in text and "RET" in text and "inc" in text
+
+
+def test_disassemble_flat_target_notes_hot_path():
+    """A flat target's listing says it runs on the hot path."""
+    out = io.StringIO()
+    disassemble(inc(1), file=out)
+    assert "hot path" in out.getvalue()
+
+
+def test_compile_target_without_lazy_is_type_error():
+    """Compiling a value with nothing lazy is a TypeError."""
+    with pytest.raises(TypeError):
+        compile_target([1, 2])
+
+
+def test_compiled_chain_runs():
+    """The compiled 1,000-node chain computes the right value on the VM."""
+    assert run(_chain(1000), engine="vm") == 1000
+
+
+def test_shared_node_read_twice_compiles():
+    """A node read twice by one instruction (add(x, x)) compiles."""
+    x = inc(1)
+    code = _code(add(x, x))
+    call = [i for i in code.instructions if i.opname == "CALL"][-1]
+    assert call.regs[0] == call.regs[1]
+
+
+def test_shared_node_read_by_several_instructions_stays_live():
+    """A shared node's register is not reused while a later reader needs it."""
+    x = inc(1)
+    assert run(add(add(x, inc(10)), add(inc(20), x)), engine="vm") == 2 + 11 + 21 + 2

@@ -1,0 +1,722 @@
+"""The workflow language (SPEC section 2): tasks, lazy calls, arguments, identity, tail calls."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+import threading
+
+import pytest
+
+from cascade_graph import LazyResult, Task, task
+from cascade_vm import run
+
+from tests.helpers import Calls, engine, run_failing, run_on, switches  # noqa: F401
+
+# ---------------------------------------------------------------------------
+# @task
+
+
+def test_task_returns_task_object():
+    """@task turns a function into a Task."""
+
+    @task
+    def f(x):
+        return x
+
+    assert isinstance(f, Task)
+
+
+def test_calling_a_task_runs_nothing():
+    """Calling a task builds a LazyResult and does not call the function."""
+    calls = Calls()
+
+    @task
+    def f(x):
+        calls.hit("f")
+        return x
+
+    lr = f(1)
+    assert isinstance(lr, LazyResult)
+    assert calls.total() == 0
+
+
+def test_sync_task_runs(engine):
+    """A sync task's value is the run's value."""
+
+    @task
+    def add(a, b):
+        return a + b
+
+    assert run(add(1, add(2, 3)), engine=engine) == 6
+
+
+def test_async_task_runs(engine):
+    """An async task is awaited and its value used."""
+
+    @task
+    async def double(x):
+        await asyncio.sleep(0)
+        return 2 * x
+
+    @task
+    def inc(x):
+        return x + 1
+
+    assert run(inc(double(double(5))), engine=engine) == 21
+
+
+def test_task_name_defaults_to_qualname():
+    """A task's name is the function's qualified name by default."""
+
+    @task
+    def plain():
+        return 1
+
+    assert plain.name.endswith("plain")
+
+
+def test_task_name_option(engine):
+    """@task(name=...) names the task in events."""
+
+    @task(name="custom")
+    def f():
+        return 1
+
+    _, rec = run_on(engine, f())
+    assert [e.task for e in rec.of(__import__("cascade_graph").TaskStarted)] == ["custom"]
+
+
+def test_sync_task_runs_on_loop_thread(engine):
+    """Without offload a sync task runs inline on the event loop thread."""
+    seen = []
+
+    @task
+    def where():
+        seen.append(threading.get_ident())
+        asyncio.get_running_loop()  # raises when not on the loop thread
+        return 1
+
+    @task
+    async def loop_thread():
+        return threading.get_ident()
+
+    @task
+    def pair(a, b):
+        return (a, b)
+
+    _, loop_id = run(pair(where(), loop_thread()), engine=engine)
+    assert seen == [loop_id]
+
+
+def test_offload_runs_in_worker_thread(engine):
+    """offload=True runs a sync function in a thread other than the loop's."""
+
+    @task(offload=True)
+    def where():
+        return threading.get_ident()
+
+    @task
+    async def loop_thread():
+        return threading.get_ident()
+
+    @task
+    def pair(a, b):
+        return (a, b)
+
+    worker, loop_id = run(pair(where(), loop_thread()), engine=engine)
+    assert worker != loop_id
+
+
+def test_offload_copies_context_variables(engine):
+    """An offloaded function sees the caller's context variables."""
+    var = contextvars.ContextVar("var", default="unset")
+
+    @task
+    async def setter():
+        var.set("set")
+        return 0
+
+    @task(offload=True)
+    def reader(_):
+        return var.get()
+
+    # The run's context is the one the run starts in: set it outside the run.
+    var.set("outer")
+    try:
+        assert run(reader(0), engine=engine) == "outer"
+    finally:
+        var.set("unset")
+
+
+def test_offload_on_async_def_is_type_error():
+    """offload=True on an async def fails at decoration with TypeError."""
+    with pytest.raises(TypeError):
+
+        @task(offload=True)
+        async def f():
+            return 1
+
+
+def test_offload_async_error_names_function():
+    """The offload TypeError names the task."""
+    with pytest.raises(TypeError, match="nameme"):
+
+        @task(offload=True, name="nameme")
+        async def f():
+            return 1
+
+
+# ---------------------------------------------------------------------------
+# Arguments
+
+
+@task
+def ident(x):
+    return x
+
+
+@task
+def echo(*args, **kwargs):
+    return args, kwargs
+
+
+def test_keyword_arguments_bound(engine):
+    """Keyword arguments are bound as Python binds them."""
+
+    @task
+    def sub(a, b=10, *, c=0):
+        return a - b + c
+
+    assert run(sub(b=ident(1), a=ident(5), c=ident(100)), engine=engine) == 104
+
+
+def test_lazy_in_list(engine):
+    """A lazy value inside a list argument is replaced by its result."""
+    out = run(ident([1, ident(2), 3]), engine=engine)
+    assert out == [1, 2, 3] and type(out) is list
+
+
+def test_lazy_in_tuple(engine):
+    """A lazy value inside a tuple argument is replaced, the tuple stays a tuple."""
+    out = run(ident((ident(1), 2)), engine=engine)
+    assert out == (1, 2) and type(out) is tuple
+
+
+def test_lazy_in_set(engine):
+    """A lazy value inside a set argument is replaced, the set stays a set."""
+    out = run(ident({ident(1), 2}), engine=engine)
+    assert out == {1, 2} and type(out) is set
+
+
+def test_lazy_in_dict_value_keeps_key_order(engine):
+    """A lazy dict value is replaced and the dict keeps its key order."""
+    out = run(ident({"z": ident(1), "a": 2, "m": ident(3)}), engine=engine)
+    assert out == {"z": 1, "a": 2, "m": 3}
+    assert list(out) == ["z", "a", "m"]
+
+
+def test_lazy_nested_at_depth(engine):
+    """Lazies nested several containers deep are found, exact types kept."""
+    arg = [({"k": [ident(1), (ident(2),)]}, {ident(3)}), 4]
+    out = run(ident(arg), engine=engine)
+    assert out == [({"k": [1, (2,)]}, {3}), 4]
+    assert type(out[0]) is tuple and type(out[0][0]["k"][1]) is tuple
+    assert type(out[0][1]) is set
+
+
+def test_deep_nesting_no_recursion(engine):
+    """Lazies nested 3,000 lists deep are found without RecursionError (twice: same shape)."""
+    for value in (7, 8):
+        arg = ident(value)
+        for _ in range(3000):
+            arg = [arg]
+        out = run(ident(arg), engine=engine)
+        for _ in range(3000):
+            assert type(out) is list and len(out) == 1
+            out = out[0]
+        assert out == value
+
+
+def test_lazy_in_keyword_container(engine):
+    """Containers holding lazies may be keyword arguments."""
+    assert run(echo(k=[ident(1)]), engine=engine) == ((), {"k": [1]})
+
+
+def test_namedtuple_passes_through(engine):
+    """A namedtuple argument is not searched: it arrives as the same object."""
+    P = collections.namedtuple("P", "a b")
+    inner = ident(1)
+    p = P(inner, 2)
+    out = run(ident(p), engine=engine)
+    assert out is p and out.a is inner
+
+
+def test_ordereddict_passes_through(engine):
+    """An OrderedDict argument is not searched."""
+    inner = ident(1)
+    d = collections.OrderedDict(a=inner)
+    out = run(ident(d), engine=engine)
+    assert out is d and out["a"] is inner
+
+
+def test_defaultdict_passes_through(engine):
+    """A defaultdict argument is not searched."""
+    inner = ident(1)
+    d = collections.defaultdict(list, a=inner)
+    out = run(ident(d), engine=engine)
+    assert out is d and out["a"] is inner
+
+
+def test_frozenset_passes_through(engine):
+    """A frozenset argument is not searched."""
+    inner = ident(1)
+    fs = frozenset([inner])
+    out = run(ident(fs), engine=engine)
+    assert out is fs and inner in out
+
+
+def test_list_subclass_passes_through(engine):
+    """A list subclass is not searched."""
+
+    class L(list):
+        pass
+
+    inner = ident(1)
+    val = L([inner])
+    out = run(ident(val), engine=engine)
+    assert out is val and out[0] is inner
+
+
+def test_dict_keys_pass_through(engine):
+    """A lazy used as a dict key is not evaluated."""
+    key = ident(1)
+    out = run(ident({key: ident(2)}), engine=engine)
+    assert list(out) == [key] and out[key] == 2
+
+
+def test_literal_container_identity_kept(engine):
+    """A container with nothing lazy inside is passed as the same object."""
+    data = [1, [2, 3], {"a": (4,)}]
+    got = []
+
+    @task
+    def keep(x):
+        got.append(x)
+        return 0
+
+    run(keep(data), engine=engine)
+    assert got[0] is data
+
+
+# ---------------------------------------------------------------------------
+# Immutability and identity
+
+
+def test_lazy_result_cannot_be_constructed_directly():
+    """LazyResult() is made only by calling a task."""
+    with pytest.raises(TypeError):
+        LazyResult()
+
+
+def test_policy_methods_return_new_object():
+    """Policy methods return a new LazyResult, leaving the original alone."""
+    a = ident(1)
+    b = a.run_if(True)
+    c = a.with_retry()
+    assert b is not a and c is not a and b is not c
+
+
+def test_original_unchanged_by_policy(engine):
+    """Applying .run_if(False) to a copy does not skip the original."""
+    a = ident(1)
+    a.run_if(False)
+    assert run(a, engine=engine) == 1
+
+
+def test_shared_lazy_runs_once(engine):
+    """One LazyResult used by several consumers runs once."""
+    calls = Calls()
+
+    @task
+    def source():
+        calls.hit("source")
+        return 2
+
+    @task
+    def add(a, b):
+        return a + b
+
+    s = source()
+    assert run(add(add(s, s), s), engine=engine) == 6
+    assert calls["source"] == 1
+
+
+def test_equal_distinct_calls_run_twice(engine):
+    """Two equal but distinct calls run twice."""
+    calls = Calls()
+
+    @task
+    def source(x):
+        calls.hit("source")
+        return x
+
+    @task
+    def add(a, b):
+        return a + b
+
+    assert run(add(source(1), source(1)), engine=engine) == 2
+    assert calls["source"] == 2
+
+
+def test_shared_lazy_across_container_target_runs_once(engine):
+    """A lazy appearing twice in a container target runs once."""
+    calls = Calls()
+
+    @task
+    def source():
+        calls.hit("s")
+        return object()
+
+    s = source()
+    a, b = run([s, s], engine=engine)
+    assert a is b and calls["s"] == 1
+
+
+def test_lazy_hashes_by_identity():
+    """LazyResults with equal arguments are distinct set members."""
+    a, b = ident(1), ident(1)
+    assert a != b
+    assert a == a
+    assert len({a, b, a}) == 2
+
+
+def test_lazy_with_unhashable_args_is_hashable():
+    """A LazyResult whose arguments are unhashable can be a set member and dict key."""
+    a = ident([1, 2])
+    assert {a: 1}[a] == 1 and a in {a}
+
+
+def test_lazy_as_dict_value(engine):
+    """LazyResults as dict values in a target are evaluated."""
+    assert run({"x": ident(1), "y": ident([1])}, engine=engine) == {"x": 1, "y": [1]}
+
+
+def test_lazy_truth_is_an_error():
+    """bool() of a LazyResult is a TypeError (its value is not known yet)."""
+    with pytest.raises(TypeError):
+        bool(ident(1))
+
+
+def test_two_tasks_same_name_are_distinct(engine):
+    """Two tasks with the same name are different tasks."""
+
+    def make(v):
+        @task(name="same")
+        def f(x):
+            return (v, x)
+
+        return f
+
+    f1, f2 = make("one"), make("two")
+    assert run([f1(1), f2(1)], engine=engine) == [("one", 1), ("two", 1)]
+    # and in a tail loop of equal shape
+    assert run(f2(2), engine=engine) == ("two", 2)
+    assert run(f1(2), engine=engine) == ("one", 2)
+
+
+# ---------------------------------------------------------------------------
+# Arity errors
+
+
+def test_too_many_arguments_type_error_names_task(engine):
+    """A call with too many arguments is a TypeError naming the task."""
+
+    @task
+    def one(x):
+        return x
+
+    exc, _ = run_failing(engine, one(1, 2))
+    assert type(exc) is TypeError and "one" in str(exc)
+
+
+def test_unknown_keyword_type_error_names_task(engine):
+    """An unknown keyword argument is a TypeError naming the task."""
+
+    @task
+    def kwless(x):
+        return x
+
+    exc, _ = run_failing(engine, kwless(1, nope=2))
+    assert type(exc) is TypeError and "kwless" in str(exc)
+
+
+def test_missing_argument_type_error(engine):
+    """A call missing a required argument is a TypeError naming the task."""
+
+    @task
+    def two(x, y):
+        return x
+
+    exc, _ = run_failing(engine, two(1))
+    assert type(exc) is TypeError and "two" in str(exc)
+
+
+def test_arity_error_before_any_task_runs(engine):
+    """A bad call deep in the graph fails before any task of the workflow runs."""
+    calls = Calls()
+
+    @task
+    def first():
+        calls.hit("first")
+        return 1
+
+    @task
+    def one(x):
+        calls.hit("one")
+        return x
+
+    @task
+    def add(a, b):
+        return a + b
+
+    exc, rec = run_failing(engine, add(first(), one(first(), 2)))
+    assert type(exc) is TypeError
+    assert calls.total() == 0
+    assert not rec.of(__import__("cascade_graph").TaskStarted)
+
+
+def test_arity_error_in_continuation_before_continuation_runs(engine):
+    """A bad call in a tail-call continuation fails before any task of it runs."""
+    calls = Calls()
+
+    @task
+    def inner():
+        calls.hit("inner")
+        return 1
+
+    @task
+    def bad(x):
+        calls.hit("bad")
+        return x
+
+    @task
+    def starter():
+        calls.hit("starter")
+        return bad(inner(), 2)
+
+    exc, _ = run_failing(engine, starter())
+    assert type(exc) is TypeError and "bad" in str(exc)
+    assert calls.counts == {"starter": 1}
+
+
+# ---------------------------------------------------------------------------
+# Tail calls
+
+
+@task
+def countdown(n):
+    return "done" if n <= 0 else countdown(n - 1)
+
+
+def test_tail_call_at_root(engine, switches):
+    """A task returning a lazy call takes that call's value."""
+    assert run(countdown(50), engine=engine, **switches) == "done"
+
+
+def test_tail_call_at_non_root_node(engine, switches):
+    """A tail call inside the graph (not the root) delivers to its consumer."""
+
+    @task
+    def wrap(x):
+        return ("w", x)
+
+    assert run(wrap(countdown(20)), engine=engine, **switches) == ("w", "done")
+
+
+def test_tail_call_evaluates_dependencies(engine, switches):
+    """A returned lazy call's own dependencies are evaluated."""
+
+    @task
+    def add(a, b):
+        return a + b
+
+    @task
+    def plan(x):
+        return add(ident(x), add(x, 1))
+
+    assert run(add(plan(3), 100), engine=engine, **switches) == 107
+
+
+def test_container_returned_is_not_evaluated(engine, switches):
+    """A task returning a container holding lazies returns it as is."""
+    inner = ident(1)
+
+    @task
+    def make():
+        return [inner, {"k": inner}]
+
+    out = run(make(), engine=engine, **switches)
+    assert type(out) is list and out[0] is inner and out[1]["k"] is inner
+
+
+def test_mutual_recursion_two_tasks(engine, switches):
+    """a -> b -> a with their own arguments returns each task's own results."""
+
+    @task
+    def ping(n, log):
+        return ("ping-end", log) if n == 0 else pong(n - 1, log + ("ping",))
+
+    @task
+    def pong(n, log):
+        return ("pong-end", log) if n == 0 else ping(n - 1, log + ("pong",))
+
+    assert run(ping(3, ()), engine=engine, **switches) == (
+        "pong-end", ("ping", "pong", "ping"))
+    assert run(ping(4, ()), engine=engine, **switches) == (
+        "ping-end", ("ping", "pong", "ping", "pong"))
+
+
+def test_mutual_recursion_different_shapes(engine, switches):
+    """a(x) -> b(lazy, lit) -> a: loops whose steps differ in shape run each own function."""
+
+    @task
+    def a(n):
+        return ("a", n) if n <= 0 else b(ident(n - 1), "from-a")
+
+    @task
+    def b(n, tag):
+        return ("b", n, tag) if n <= 0 else a(n - 1)
+
+    assert run(a(4), engine=engine, **switches) == ("a", 0)
+    assert run(a(5), engine=engine, **switches) == ("b", 0, "from-a")
+
+
+def test_three_task_cycle_same_arity(engine, switches):
+    """Three tasks with the same argument layout cycling keep each own function."""
+
+    @task
+    def x(n, acc):
+        return acc if n == 0 else y(n - 1, acc + "x")
+
+    @task
+    def y(n, acc):
+        return acc if n == 0 else z(n - 1, acc + "y")
+
+    @task
+    def z(n, acc):
+        return acc if n == 0 else x(n - 1, acc + "z")
+
+    assert run(x(7, ""), engine=engine, **switches) == "xyzxyzx"
+
+
+def test_tail_call_nodes_are_fresh(engine, switches):
+    """Nodes of a continuation are fresh: memoisation is per evaluation."""
+    calls = Calls()
+
+    @task
+    def tick(n):
+        calls.hit(n)
+        return n
+
+    @task
+    def loop(n, acc):
+        return acc if n == 0 else loop(n - 1, acc + tick(1))
+
+    # tick(1) is built anew in every iteration: it must run each time
+    @task
+    def add(a, b):
+        return a + b
+
+    @task
+    def loop2(n, acc):
+        return acc if n == 0 else loop2(n - 1, add(acc, tick(1)))
+
+    assert run(loop2(5, 0), engine=engine, **switches) == 5
+    assert calls[1] == 5
+
+
+def test_tail_call_in_both_branches_of_a_graph(engine, switches):
+    """Two sibling nodes that both tail-call get their own values."""
+
+    @task
+    def pair(a, b):
+        return (a, b)
+
+    @task
+    def down(n, tag):
+        return tag if n == 0 else down(n - 1, tag)
+
+    assert run(pair(down(30, "L"), down(7, "R")), engine=engine, **switches) == ("L", "R")
+
+
+def test_tail_call_to_lazy_with_shared_node(engine, switches):
+    """A continuation with a shared node evaluates it once."""
+    calls = Calls()
+
+    @task
+    def src():
+        calls.hit("src")
+        return 3
+
+    @task
+    def add(a, b):
+        return a + b
+
+    @task
+    def go():
+        s = src()
+        return add(s, s)
+
+    assert run(go(), engine=engine, **switches) == 6
+    assert calls["src"] == 1
+
+
+def test_async_tail_call_loop(engine, switches):
+    """An async task tail-calling itself loops to its result."""
+
+    @task
+    async def adown(n):
+        return n if n <= 0 else adown(n - 1)
+
+    assert run(adown(500), engine=engine, **switches) == 0
+
+
+@pytest.mark.parametrize("hot_path", [True, False], ids=["hot", "nohot"])
+def test_million_iteration_countdown(engine, hot_path):
+    """1,000,000 tail-call iterations run without RecursionError."""
+    n = 1_000_000 if hot_path else 200_000  # the slow path keeps the suite fast
+    assert run(countdown(n), engine=engine, hot_path=hot_path) == "done"
+
+
+def test_million_iteration_non_flat_loop(engine):
+    """A non-flat tail loop (a lazy argument per step) keeps a constant Python stack."""
+
+    @task
+    def step(n, acc):
+        return acc if n == 0 else step(n - 1, ident(acc + 1))
+
+    assert run(step(100_000, 0), engine=engine) == 100_000
+
+
+def test_tail_loop_memory_bounded(engine):
+    """A long tail loop does not grow memory with the iteration count."""
+    import tracemalloc
+
+    @task
+    def step(n):
+        return n if n <= 0 else step(n - 1)
+
+    run(step(1000), engine=engine)
+    tracemalloc.start()
+    try:
+        run(step(5_000), engine=engine, hot_path=False)
+        _, peak_small = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        run(step(50_000), engine=engine, hot_path=False)
+        _, peak_big = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # ten times the iterations must not take anywhere near ten times the memory
+    assert peak_big < peak_small * 1.5 + 100_000

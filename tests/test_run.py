@@ -1,0 +1,498 @@
+"""Running (SPEC section 3): run/arun, targets, errors, cancellation, concurrency, scale."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from cascade_graph import task
+from cascade_graph.errors import task_of
+from cascade_vm import arun, run
+
+from tests.helpers import engine, run_failing, switches  # noqa: F401
+
+
+@task
+def ident(x):
+    return x
+
+
+@task
+def add(a, b):
+    return a + b
+
+
+@task
+def total(*xs):
+    return sum(xs)
+
+
+# ---------------------------------------------------------------------------
+# The facade
+
+
+def test_default_engine_is_vm(monkeypatch):
+    """run() uses the VM unless told otherwise."""
+    import cascade_vm
+
+    used = []
+    real = cascade_vm.ENGINES["vm"]
+
+    async def spy(ctx, root):
+        used.append("vm")
+        return await real(ctx, root)
+
+    monkeypatch.setitem(cascade_vm.ENGINES, "vm", spy)
+    assert run(add(1, ident(2))) == 3
+    assert used == ["vm"]
+
+
+def test_unknown_engine_value_error():
+    """An unknown engine name is a ValueError naming it."""
+    with pytest.raises(ValueError, match="nope"):
+        run(ident(1), engine="nope")
+
+
+def test_unknown_engine_value_error_in_arun():
+    """arun with an unknown engine raises ValueError too."""
+    with pytest.raises(ValueError):
+        asyncio.run(arun(ident(1), engine="nope"))
+
+
+def test_unknown_engine_runs_nothing():
+    """A bad engine name fails before any task runs."""
+    ran = []
+
+    @task
+    def f():
+        ran.append(1)
+
+    with pytest.raises(ValueError):
+        run(f(), engine="nope")
+    assert ran == []
+
+
+def test_run_inside_running_loop_is_runtime_error(engine):
+    """run() inside a running event loop raises a clear RuntimeError."""
+
+    async def main():
+        with pytest.raises(RuntimeError, match="arun"):
+            run(ident(1), engine=engine)
+
+    asyncio.run(main())
+
+
+def test_arun_in_plain_asyncio_loop(engine):
+    """arun() works in a plain asyncio event loop."""
+
+    @task
+    async def nap(x):
+        await asyncio.sleep(0)
+        return x
+
+    assert asyncio.run(arun(add(nap(1), ident(2)), engine=engine)) == 3
+
+
+def test_arun_runs_in_awaiting_loop(engine):
+    """arun() runs the tasks in the loop that awaits it."""
+
+    @task
+    async def loop_of():
+        return asyncio.get_running_loop()
+
+    async def main():
+        return await arun(loop_of(), engine=engine), asyncio.get_running_loop()
+
+    got, expected = asyncio.run(main())
+    assert got is expected
+
+
+def test_run_uses_uvloop(engine):
+    """run() runs the workflow on a uvloop event loop."""
+    import uvloop
+
+    @task
+    async def loop_type():
+        return type(asyncio.get_running_loop())
+
+    assert run(loop_type(), engine=engine) is uvloop.Loop
+
+
+# ---------------------------------------------------------------------------
+# Targets
+
+
+def test_value_target_returned_as_same_object(engine):
+    """A target with nothing lazy is returned as it is."""
+    for value in ([1, [2]], {"a": (1,)}, {1, 2}, "s", None, object()):
+        assert run(value, engine=engine) is value
+
+
+def test_container_target_gives_container(engine):
+    """A container of lazies gives the same container of values."""
+    out = run([ident(1), (ident(2), 3), {"c": ident(4)}, {ident(5)}], engine=engine)
+    assert out == [1, (2, 3), {"c": 4}, {5}]
+    assert type(out[1]) is tuple and type(out[3]) is set
+
+
+def test_container_target_dict_order(engine):
+    """A dict target keeps its key order."""
+    out = run({"z": ident(1), "a": ident(2)}, engine=engine)
+    assert list(out) == ["z", "a"]
+
+
+def test_skipped_target_returns_none(engine, switches):
+    """A skipped run target makes run() return None."""
+    assert run(ident(1).run_if(False), engine=engine, **switches) is None
+
+
+def test_skipped_lazy_in_container_target_is_none(engine, switches):
+    """A skipped lazy inside a container target becomes None."""
+    skipped = ident(1).run_if(False)
+    out = run([skipped, {"k": add(skipped, 1)}, ident(2)], engine=engine, **switches)
+    assert out == [None, {"k": None}, 2]
+
+
+def test_target_tail_skipped_continuation_is_none(engine, switches):
+    """A tail call whose continuation is skipped skips the caller: the target is None."""
+
+    @task
+    def hop():
+        return ident(1).run_if(False)
+
+    assert run(hop(), engine=engine, **switches) is None
+    assert run([hop(), ident(2)], engine=engine, **switches) == [None, 2]
+
+
+# ---------------------------------------------------------------------------
+# Errors
+
+
+class Boom(Exception):
+    pass
+
+
+def test_error_same_type_and_message(engine, switches):
+    """A task's exception leaves run() with the same type and str()."""
+
+    @task
+    def bad(x):
+        raise Boom(f"boom {x}")
+
+    exc, _ = run_failing(engine, add(ident(1), bad(2)), switches)
+    assert type(exc) is Boom and str(exc) == "boom 2"
+
+
+def test_error_is_same_object(engine):
+    """The exception raised is the very object the task raised."""
+    raised = []
+
+    @task
+    def bad():
+        e = Boom("x")
+        raised.append(e)
+        raise e
+
+    exc, _ = run_failing(engine, ident(bad()))
+    assert exc is raised[0]
+
+
+def test_error_note_names_task(engine, switches):
+    """The exception carries a note naming the task (read back by task_of)."""
+
+    @task(name="the_culprit")
+    def bad():
+        raise Boom("x")
+
+    exc, _ = run_failing(engine, ident(bad()), switches)
+    assert task_of(exc) == "the_culprit"
+    assert any("the_culprit" in n for n in exc.__notes__)
+
+
+def test_error_note_names_async_task(engine):
+    """An async task's exception is named too."""
+
+    @task(name="async_culprit")
+    async def bad():
+        await asyncio.sleep(0)
+        raise Boom("x")
+
+    exc, _ = run_failing(engine, add(bad(), ident(1)))
+    assert task_of(exc) == "async_culprit"
+
+
+def test_error_note_added_once(engine):
+    """The task note is added once, even when the error passes through tail calls."""
+
+    @task(name="deep_bad")
+    def bad(n):
+        if n == 0:
+            raise Boom("x")
+        return ident(bad(n - 1))
+
+    exc, _ = run_failing(engine, bad(3))
+    assert sum("deep_bad" in n for n in exc.__notes__) == 1
+
+
+def test_error_in_tail_loop_named(engine, switches):
+    """An error deep in a tail loop names the failing task."""
+
+    @task(name="looper")
+    def loop(n):
+        if n == 0:
+            raise Boom("end")
+        return loop(n - 1)
+
+    exc, _ = run_failing(engine, ident(loop(100)), switches)
+    assert type(exc) is Boom and task_of(exc) == "looper"
+
+
+def test_base_exception_passes_through(engine):
+    """A KeyboardInterrupt-like BaseException from a task is not swallowed."""
+
+    class Stop(BaseException):
+        pass
+
+    @task
+    def bad():
+        raise Stop()
+
+    with pytest.raises(Stop):
+        run(ident(bad()), engine=engine)
+
+
+def test_concurrent_siblings_cancelled(engine):
+    """When a task fails, concurrent siblings are cancelled (they see CancelledError)."""
+    seen = []
+
+    @task
+    async def sleeper(i):
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            seen.append(i)
+            raise
+        return i
+
+    @task
+    async def bad():
+        await asyncio.sleep(0.01)
+        raise Boom("x")
+
+    exc, _ = run_failing(engine, total(sleeper(1), sleeper(2), bad(), sleeper(3)))
+    assert type(exc) is Boom
+    assert sorted(seen) == [1, 2, 3]
+
+
+def test_no_task_left_behind_after_failure(engine):
+    """After a failed arun(), no asyncio task of the run is left in the loop."""
+
+    @task
+    async def sleeper(i):
+        await asyncio.sleep(5)
+        return i
+
+    @task
+    async def bad():
+        await asyncio.sleep(0.01)
+        raise Boom("x")
+
+    @task
+    async def loop(n):
+        await asyncio.sleep(0.001)
+        return loop(n - 1) if n else 0
+
+    async def main():
+        before = asyncio.all_tasks()
+        with pytest.raises(Boom):
+            await arun(total(sleeper(1), loop(10_000), bad(), sleeper(2)), engine=engine)
+        return asyncio.all_tasks() - before
+
+    assert asyncio.run(main()) == set()
+
+
+def test_no_task_left_behind_after_success(engine):
+    """After a successful arun(), no asyncio task of the run remains."""
+
+    @task
+    async def nap(i):
+        await asyncio.sleep(0.001)
+        return i
+
+    async def main():
+        before = asyncio.all_tasks()
+        await arun(total(*[nap(i) for i in range(20)]), engine=engine)
+        return asyncio.all_tasks() - before
+
+    assert asyncio.run(main()) == set()
+
+
+def test_cancelling_arun_cancels_tasks(engine):
+    """Cancelling the awaiting coroutine cancels the run's tasks and leaves none behind."""
+    seen = []
+
+    @task
+    async def sleeper(i):
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            seen.append(i)
+            raise
+        return i
+
+    async def main():
+        before = asyncio.all_tasks()
+        t = asyncio.ensure_future(arun(total(sleeper(1), sleeper(2)), engine=engine))
+        await asyncio.sleep(0.05)
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        return asyncio.all_tasks() - before - {t}
+
+    assert asyncio.run(main()) == set()
+    assert sorted(seen) == [1, 2]
+
+
+def test_first_failure_wins(engine):
+    """When several tasks fail, the first failure observed is raised."""
+
+    @task
+    async def bad(name, delay):
+        await asyncio.sleep(delay)
+        raise Boom(name)
+
+    exc, _ = run_failing(engine, total(bad("late", 0.2), bad("early", 0.01)))
+    assert str(exc) == "early"
+
+
+def test_sync_error_after_async_started(engine):
+    """A sync task failing while async siblings run cancels them."""
+    seen = []
+
+    @task
+    async def sleeper():
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            seen.append("c")
+            raise
+
+    @task
+    def bad(_):
+        raise Boom("sync")
+
+    @task
+    async def anap():
+        await asyncio.sleep(0.01)
+        return 1
+
+    exc, _ = run_failing(engine, total(bad(anap()), sleeper()))
+    assert str(exc) == "sync" and seen == ["c"]
+
+
+# ---------------------------------------------------------------------------
+# Concurrency and fairness
+
+
+def test_hundred_sleepers_run_concurrently(engine):
+    """100 independent tasks sleeping 0.1 s finish well under 0.5 s."""
+
+    @task
+    async def nap(i):
+        await asyncio.sleep(0.1)
+        return i
+
+    start = time.perf_counter()
+    assert run(total(*[nap(i) for i in range(100)]), engine=engine) == sum(range(100))
+    assert time.perf_counter() - start < 0.5
+
+
+def test_hundred_sleepers_in_container_target(engine):
+    """100 sleeping tasks in a list target also run concurrently."""
+
+    @task
+    async def nap(i):
+        await asyncio.sleep(0.1)
+        return i
+
+    start = time.perf_counter()
+    assert run([nap(i) for i in range(100)], engine=engine) == list(range(100))
+    assert time.perf_counter() - start < 0.5
+
+
+def test_hundred_sleepers_behind_sync_consumers(engine):
+    """Sleepers each behind a sync consumer still overlap."""
+
+    @task
+    async def nap(i):
+        await asyncio.sleep(0.1)
+        return i
+
+    start = time.perf_counter()
+    assert run(total(*[ident(nap(i)) for i in range(100)]), engine=engine) == sum(range(100))
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize("hot_path", [True, False], ids=["hot", "nohot"])
+def test_loop_lets_other_coroutine_tick(engine, hot_path):
+    """A hot tail loop in arun() lets another coroutine run meanwhile."""
+
+    @task
+    def countdown(n):
+        return "done" if n <= 0 else countdown(n - 1)
+
+    async def main():
+        ticks = []
+        stop = asyncio.Event()
+
+        async def ticker():
+            while not stop.is_set():
+                ticks.append(1)
+                await asyncio.sleep(0)
+
+        t = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0)
+        n0 = len(ticks)
+        await arun(countdown(200_000), engine=engine, hot_path=hot_path)
+        stop.set()
+        await t
+        return len(ticks) - n0
+
+    assert asyncio.run(main()) >= 2
+
+
+# ---------------------------------------------------------------------------
+# Scale
+
+
+def _chain(n):
+    node = ident(0)
+    for _ in range(n - 1):
+        node = ident(node)
+    return node
+
+
+def test_100k_chain_runs(engine):
+    """A 100,000-node chain runs without RecursionError."""
+    assert run(_chain(100_000), engine=engine) == 0
+
+
+def test_100k_fanout_runs(engine):
+    """A 100,000-wide fan-out runs without RecursionError."""
+    assert run(total(*[ident(i) for i in range(100_000)]), engine=engine) == sum(range(100_000))
+
+
+def test_deep_non_tail_recursion(engine):
+    """Nested tail calls below the root, 5,000 deep, run without RecursionError."""
+
+    @task
+    def inc(x):
+        return x + 1
+
+    @task
+    def depth(n):
+        return 0 if n == 0 else inc(depth(n - 1))
+
+    assert run(depth(5000), engine=engine) == 5000

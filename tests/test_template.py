@@ -1,0 +1,227 @@
+"""Templates (SPEC section 4): structure with literals pulled out into input slots."""
+
+from __future__ import annotations
+
+import pytest
+
+from cascade_graph import Param, task
+from cascade_graph.template import bind_inputs, build_template, template_key
+from cascade_vm import run
+
+from tests.helpers import Calls, engine  # noqa: F401
+
+
+@task
+def add(a, b):
+    return a + b
+
+
+@task
+def ident(x):
+    return x
+
+
+@task
+def other_add(a, b):
+    return a + b
+
+
+def test_same_structure_same_key():
+    """Two workflows of the same structure with different literals share a key."""
+    assert template_key(add(1, add(2, 3))) == template_key(add(10, add(20, 30)))
+
+
+def test_literals_do_not_change_key():
+    """Literal values of any type are data: the key stays the same."""
+    assert template_key(add("x", [1, 2])) == template_key(add(3.5, {"k": None}))
+
+
+def test_shared_vs_distinct_children_keys_differ():
+    """add(x, x) with one x and add(x1, x2) with equal distinct calls are different templates."""
+    x = ident(1)
+    shared = add(x, x)
+    distinct = add(ident(1), ident(1))
+    assert template_key(shared) != template_key(distinct)
+
+
+def test_shared_vs_distinct_node_counts():
+    """add(x, x) has two nodes, add(x1, x2) three."""
+    x = ident(1)
+    assert len(build_template(add(x, x)).nodes) == 2
+    assert len(build_template(add(ident(1), ident(1))).nodes) == 3
+
+
+def test_shared_vs_distinct_run_call_counts(engine):
+    """Shared and distinct templates run different numbers of calls, in either order."""
+    calls = Calls()
+
+    @task
+    def src(v):
+        calls.hit("src")
+        return v
+
+    x = src(1)
+    assert run(add(x, x), engine=engine) == 2
+    assert calls["src"] == 1
+    assert run(add(src(1), src(1)), engine=engine) == 2
+    assert calls["src"] == 3
+    y = src(2)
+    assert run(add(y, y), engine=engine) == 4
+    assert calls["src"] == 4
+
+
+def test_sharing_deep_in_tree_changes_key():
+    """Sharing one level down also separates templates."""
+    x = ident(1)
+    a = add(0, add(x, x))
+    b = add(0, add(ident(1), ident(1)))
+    assert template_key(a) != template_key(b)
+
+
+def test_sharing_across_branches_changes_key():
+    """A node shared by two sibling subtrees differs from two copies of it."""
+    x = ident(1)
+    a = add(add(x, 1), add(x, 2))
+    b = add(add(ident(1), 1), add(ident(1), 2))
+    assert template_key(a) != template_key(b)
+    assert len(build_template(a).nodes) == 4
+    assert len(build_template(b).nodes) == 5
+
+
+def test_different_tasks_different_keys():
+    """Tasks with identical code are different tasks in templates."""
+    assert template_key(add(1, 2)) != template_key(other_add(1, 2))
+
+
+def test_same_name_tasks_different_keys():
+    """Two tasks with the same name have different templates."""
+
+    def make():
+        @task(name="n")
+        def f(x):
+            return x
+
+        return f
+
+    assert template_key(make()(1)) != template_key(make()(1))
+
+
+def test_policy_is_structure():
+    """A policy changes the key; equal policies give equal keys."""
+    plain = template_key(ident(1))
+    retried = template_key(ident(1).with_retry(3))
+    assert plain != retried
+    assert retried == template_key(ident(2).with_retry(3))
+    assert retried != template_key(ident(2).with_retry(4))
+
+
+def test_keyword_names_are_structure():
+    """Keyword names are structure, their values are not."""
+    assert template_key(add(a=1, b=2)) == template_key(add(a=5, b=6))
+    assert template_key(add(a=1, b=2)) != template_key(add(b=1, a=2))
+    assert template_key(add(1, b=2)) != template_key(add(1, 2))
+
+
+def test_lazy_vs_literal_argument_differ():
+    """A lazy argument and a literal argument are different structure."""
+    assert template_key(add(ident(1), 2)) != template_key(add(1, 2))
+
+
+def test_container_with_lazy_is_structure():
+    """Containers holding lazies are structure (their type and length)."""
+    k_list = template_key(ident([ident(1), 2]))
+    assert k_list == template_key(ident([ident(5), 6]))
+    assert k_list != template_key(ident((ident(1), 2)))
+    assert k_list != template_key(ident([ident(1), 2, 3]))
+
+
+def test_dict_keys_with_lazy_values_are_structure():
+    """The keys of a dict holding lazies are structure."""
+    a = template_key(ident({"a": ident(1)}))
+    assert a == template_key(ident({"a": ident(2)}))
+    assert a != template_key(ident({"b": ident(1)}))
+
+
+def test_big_literal_list_is_one_input_slot():
+    """A literal container of any size is a single input slot."""
+    big = list(range(100_000))
+    t = build_template(ident(big))
+    assert t.n_inputs == 1
+    assert bind_inputs(ident(big), t)[0] is big
+
+
+def test_big_literal_beside_lazy_is_one_slot():
+    """A big literal next to a lazy argument is still one slot."""
+    big = list(range(100_000))
+    root = add(ident(1), big)
+    t = build_template(root)
+    assert t.n_inputs == 2
+    assert any(x is big for x in bind_inputs(root, t))
+
+
+def test_literals_inside_lazy_container_are_slots():
+    """Literals beside lazies inside a container are one slot each."""
+    root = ident([1, ident(2), [3, 4], "x"])
+    t = build_template(root)
+    assert t.n_inputs == 4  # root: 1, [3, 4] (one literal list), "x"; inner call: 2
+    assert sorted(map(repr, bind_inputs(root, t))) == sorted(map(repr, [1, [3, 4], "x", 2]))
+
+
+def test_bind_inputs_follow_template_order():
+    """Binding two same-key workflows gives their literals in the same slot order."""
+    a = add(add(1, 2), add(3, 4))
+    b = add(add(10, 20), add(30, 40))
+    t = build_template(a)
+    assert [x * 10 for x in bind_inputs(a, t)] == list(bind_inputs(b, t))
+
+
+def test_n_inputs_counts_literals():
+    """n_inputs equals the number of literal arguments in the whole workflow."""
+    t = build_template(add(add(1, 2), add(ident(3), 4)))
+    assert t.n_inputs == 4
+
+
+def test_root_is_node_zero():
+    """The root call is the template's first node."""
+    root = add(ident(1), 2)
+    t = build_template(root)
+    assert t.nodes[0].task is add
+
+
+def test_flat_single_call():
+    """A single call with only literal arguments is flat (the hot path)."""
+    assert build_template(add(1, [2])).flat
+    assert not build_template(add(1, ident(2))).flat
+
+
+def test_flat_excludes_policies():
+    """A single call with a policy is not flat."""
+    assert not build_template(ident(1).with_retry()).flat
+    assert not build_template(ident(1).run_if(True)).flat
+
+
+def test_param_node_in_template():
+    """A Param is a value node of the template."""
+    p = Param("x", default=1)
+    t = build_template(ident(p))
+    assert len(t.value_nodes) == 1 and t.nodes[t.value_nodes[0]].task is p
+
+
+def test_arity_checked_when_built():
+    """Building a template checks every call's arity and names the task."""
+    with pytest.raises(TypeError, match="ident"):
+        build_template(add(ident(1, 2), 3))
+
+
+def test_template_key_without_walk_is_stable_for_trees():
+    """Building the same tree twice gives equal keys (no identity leaks into keys)."""
+    keys = {template_key(add(ident(i), add(i, ident(i)))) for i in range(5)}
+    assert len(keys) == 1
+
+
+def test_run_after_structure_change_uses_new_structure(engine):
+    """Running two workflows of different shape one after the other gives each its value."""
+    x = ident(2)
+    assert run(add(x, x), engine=engine) == 4
+    assert run(add(ident(2), ident(3)), engine=engine) == 5
+    assert run(add(add(1, 2), ident(3)), engine=engine) == 6
