@@ -163,6 +163,7 @@ class Task:
         self._signature = None
         self._injects = None
         self._checked: set = set()  # (nargs, kwnames) layouts that bind
+        self._one: dict = {}  # child shape -> shape of a call with that one lazy argument
         for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
             try:
                 setattr(self, attr, getattr(fn, attr))
@@ -175,6 +176,28 @@ class Task:
 
     # -- calling ---------------------------------------------------------
     def __call__(self, *args, **kwargs) -> "LazyResult":
+        if len(args) == 1 and not kwargs and type(args[0]) in _LAZY_TYPES:
+            # one lazy argument (a chain link): the hottest way to build a graph
+            a = args[0]
+            a.uses += 1
+            shape = self._one.get(a.shape)
+            if shape is None:
+                if len(self._one) >= 1 << 16:
+                    self._one.clear()
+                shape = self._one[a.shape] = intern_shape(("one", self.uid, a.shape))
+            lr = _new_lazy(LazyResult)
+            lr.task = self
+            lr.args = args
+            lr.kwargs = kwargs
+            lr.lits = ()
+            lr.spec = _ONE_LAZY_SPEC
+            lr.children = args
+            lr.shape = shape
+            lr.tree = a.uses == 1 and a.tree and not a.copied
+            lr.uses = 0
+            lr.copied = False
+            lr.policy = None
+            return lr
         kinds = _ARG_KIND
         for a in args:
             if type(a) in kinds:
@@ -614,6 +637,7 @@ def _make_positional(task_obj, args) -> LazyResult:
 
 
 _POSITIONAL = "positional"
+_ONE_LAZY_SPEC = _positional_spec(1, 1)
 
 
 def spec_key(spec) -> tuple:

@@ -107,10 +107,27 @@ def bind_inputs(root: LazyResult, template: Template) -> list | tuple:
     """The input list of ``root`` for ``template`` (same key): literals in canonical order."""
     if not root.children:
         return root.lits
-    inputs: list = []
-    for n in canonical_nodes(root, template.tree):
-        if n.lits:
-            inputs += n.lits
+    if not template.tree:
+        inputs: list = []
+        for n in canonical_nodes(root, False):
+            if n.lits:
+                inputs += n.lits
+        return inputs
+    # a tree: the canonical pre-order walk, following single-child links without the stack
+    inputs = []
+    stack = [root]
+    pop, push = stack.pop, stack.extend
+    while stack:
+        n = pop()
+        while True:
+            if n.lits:
+                inputs += n.lits
+            ch = n.children
+            if len(ch) != 1:
+                break
+            n = ch[0]
+        if ch:
+            push(ch[::-1])
     return inputs
 
 
