@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from .template import Template, bind_inputs, build_template, template_key
+from .template import Template, bind_inputs, build_template, inputs_from_order, key_and_order
 
 DEFAULT_MAXSIZE = 4096  # entries
 DEFAULT_MAXNODES = 1 << 18  # template nodes over all entries
@@ -53,9 +53,13 @@ class TemplateCache:
         self._entries.clear()
         self.nodes = 0
 
-    def entry_for(self, root) -> Entry:
-        """The entry for the workflow under ``root``, built and stored on a miss."""
-        key = template_key(root)
+    def entry_for(self, root, key: int | None = None, order=None) -> Entry:
+        """The entry for the workflow under ``root``, built and stored on a miss.
+
+        ``key`` and ``order`` (from ``key_and_order``) save the walk when the caller has them.
+        """
+        if key is None:
+            key, order = key_and_order(root)
         entries = self._entries
         entry = entries.get(key)
         if entry is not None:
@@ -63,7 +67,7 @@ class TemplateCache:
             entries.move_to_end(key)
             return entry
         self.misses += 1
-        entry = entries[key] = Entry(build_template(root, key))
+        entry = entries[key] = Entry(build_template(root, key, order))
         self.nodes += len(entry.template.nodes)
         while len(entries) > 1 and (len(entries) > self.maxsize or self.nodes > self.maxnodes):
             _, old = entries.popitem(last=False)
@@ -77,8 +81,11 @@ SHARED = TemplateCache()
 
 def lookup(root, use_cache: bool) -> tuple[Entry, list | tuple]:
     """The entry for ``root`` and its bound inputs (a fresh entry when ``use_cache`` is off)."""
+    key, order = key_and_order(root)
     if use_cache:
-        entry = SHARED.entry_for(root)
+        entry = SHARED.entry_for(root, key, order)
     else:
-        entry = Entry(build_template(root))
+        entry = Entry(build_template(root, key, order))
+    if order is not None:
+        return entry, inputs_from_order(order)
     return entry, bind_inputs(root, entry.template)

@@ -141,15 +141,38 @@ def template_key(root: LazyResult) -> int:
 def _dag_key(order: list) -> int:
     index = {id(n): i for i, n in enumerate(order)}
     parts = []
+    pos_specs = _POS_SPEC_IDS
     for n in order:
-        if n.spec is None and not n.children:
+        spec = n.spec
+        if spec is None and not n.children:
             parts.append(n.shape)
-        elif n.kind == ROUTE:
-            parts.append((n.task, spec_key(n.spec), tuple(index[id(c)] for c in n.children),
-                          _route_info(n, index)))
+            continue
+        if id(spec) not in pos_specs:  # shared positional specs are flat already
+            spec = spec_key(spec)
+        ch = n.children
+        refs = (index[id(ch[0])],) if len(ch) == 1 else tuple([index[id(c)] for c in ch])
+        if n.kind == ROUTE:
+            parts.append((n.task, spec, refs, _route_info(n, index)))
         else:
-            parts.append((n.task, spec_key(n.spec), tuple(index[id(c)] for c in n.children)))
+            parts.append((n.task, spec, refs))
     return intern_shape(("dag", tuple(parts)))
+
+
+def key_and_order(root: LazyResult) -> tuple:
+    """(template key, canonical node list or None for a tree): one walk at most."""
+    if root.tree:
+        return root.shape, None
+    order = canonical_nodes(root, False)
+    return _dag_key(order), order
+
+
+def inputs_from_order(order: list) -> list:
+    """The input list, given the canonical node list."""
+    inputs: list = []
+    for n in order:
+        if n.lits:
+            inputs += n.lits
+    return inputs
 
 
 def _route_info(n, index) -> tuple:
@@ -231,9 +254,10 @@ def spec_injects(specs) -> list:
     return found
 
 
-def build_template(root: LazyResult, key: int | None = None) -> Template:
+def build_template(root: LazyResult, key: int | None = None, order=None) -> Template:
     """Compute the template of the workflow under ``root`` (one walk; checks arity)."""
-    order = canonical_nodes(root, root.tree)
+    if order is None:
+        order = canonical_nodes(root, root.tree)
     if key is None:
         key = root.shape if root.tree else _dag_key(order)
     index = {id(n): i for i, n in enumerate(order)}
