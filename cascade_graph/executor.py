@@ -202,9 +202,8 @@ class GraphRun:
                 return
             if mode == ROUTER:
                 node = op.node
-                shared = {k: vals[d] for k, d in node.routes if d is not None}
                 try:
-                    value = select(ctx, node, args[0], args[1], shared)
+                    value = select(ctx, node, args[0], args[1], {d: vals[d] for d in node.deps})
                 except Exception as exc:
                     add_task_note(exc, op.name)
                     raise

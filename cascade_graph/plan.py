@@ -132,7 +132,7 @@ def to_dot(target) -> str:
         label = getattr(node.task, "name", "?")
         extras = []
         if node.kind == ROUTE:
-            label = "Router " + ", ".join(repr(k) for k, _ in node.routes)
+            label = "Router " + ", ".join(repr(r[0]) for r in node.routes)
         elif node.kind != CALL:
             label = repr(node.task)
         if node.n_inputs:

@@ -17,6 +17,8 @@ template records, per key, whether the route is such a shared node.
 
 from __future__ import annotations
 
+import attrs
+
 from .events import TaskSkipped
 from .lazy import (
     _LAZY_TYPES,
@@ -119,21 +121,115 @@ def _route_node(router: Router) -> LazyResult:
     return lr
 
 
-def select(ctx, node, selector, routes: dict, shared: dict):
-    """The selected route: its value if it is a shared node, else its lazy (a tail call)."""
-    if selector not in routes:
+def select(ctx, node, selector, routes: dict, values: dict):
+    """The selected route's value (a shared node), or its lazy call (a tail call).
+
+    ``values`` maps the canonical index of each dependency of the route node
+    to its value (shared route roots and frontier nodes, see template.py).
+    """
+    try:
+        hit = selector in routes
+    except TypeError:
+        hit = False
+    if not hit:
         known = ", ".join(repr(k) for k in routes)
         raise KeyError(f"Router has no route {selector!r}; known routes: {known}")
     emit = ctx.emit
-    if emit is not None:
-        for key, idx in node.routes:
-            if key != selector and idx is None:
-                other = routes[key]
-                if type(other) in _LAZY_TYPES:
-                    emit(TaskSkipped(ctx.run_id, getattr(other.task, "name", "?"), "pruned"))
-    if selector in shared:
-        return shared[selector]
-    return routes[selector]
+    chosen = None
+    for key, idx, frontier in node.routes:
+        if key == selector:
+            chosen = (idx, frontier)
+        elif idx is None and emit is not None:
+            other = routes[key]
+            if type(other) in _LAZY_TYPES:
+                emit(TaskSkipped(ctx.run_id, getattr(other.task, "name", "?"), "pruned"))
+    idx, frontier = chosen
+    if idx is not None:
+        return values[idx]
+    route = routes[selector]
+    if frontier:
+        route = _with_values(route, frontier, values)
+    return route
+
+
+def _with_values(route, frontier, values: dict):
+    """``route`` rebuilt with its frontier nodes replaced by their values."""
+    want = dict(frontier)  # walk position -> canonical index
+    mapping = {}
+    stack = [route]
+    seen = set()
+    pos = 0
+    while stack:  # the same walk as template.route_frontier
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if pos in want:
+            mapping[id(n)] = values[want[pos]]
+        elif n.children:
+            stack.extend(n.children[::-1])
+        pos += 1
+    return substitute(route, mapping)
+
+
+def substitute(root, mapping: dict):
+    """Rebuild the sub-workflow under ``root`` with nodes ``mapping`` names replaced by values.
+
+    Iterative post-order; nodes that reference nothing replaced stay as they are.
+    """
+    new: dict = {}
+    order = []
+    stack = [(root, False)]
+    seen = set()
+    while stack:
+        n, expanded = stack.pop()
+        if expanded:
+            order.append(n)
+            continue
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if id(n) in mapping:
+            new[id(n)] = mapping[id(n)]
+            continue
+        stack.append((n, True))
+        stack.extend((c, False) for c in reversed(n.children))
+    for n in order:
+        if not any(id(c) in new for c in n.children):
+            continue
+        new[id(n)] = _rebuild(n, new)
+    return new.get(id(root), root)
+
+
+def _swap(value, new: dict):
+    """``value`` with replaced lazies swapped in, through exact builtin containers."""
+    t = type(value)
+    if t in _LAZY_TYPES:
+        return new.get(id(value), value)
+    if t is Router:
+        return Router(_swap(value.selector, new), {k: _swap(v, new) for k, v in value.routes.items()})
+    if t is list or t is tuple or t is set:
+        return t(_swap(v, new) for v in value) if t is not list else [_swap(v, new) for v in value]
+    if t is dict:
+        return {k: _swap(v, new) for k, v in value.items()}
+    return value
+
+
+def _rebuild(n, new: dict):
+    from .lazy import EMPTY_POLICY, _make
+
+    if type(n) is RouteNode:
+        sel, routes = n.args
+        return Router(_swap(sel, new), {k: _swap(v, new) for k, v in routes.items()}).node()
+    args = tuple(_swap(a, new) for a in n.args)
+    kwargs = {k: _swap(v, new) for k, v in n.kwargs.items()}
+    policy = n.policy or EMPTY_POLICY
+    if n.policy is not None:
+        conds = tuple(_swap(c, new) for c in policy.conds)
+        conds = tuple(c if type(c) in _LAZY_TYPES else bool(c) for c in conds)
+        after = tuple(a for a in (_swap(a, new) for a in policy.after) if type(a) in _LAZY_TYPES)
+        policy = attrs.evolve(policy, conds=conds, after=after)
+    return _make(n.task, args, kwargs, policy)
 
 
 __all__ = ["Router", "ROUTE", "select"]

@@ -61,7 +61,7 @@ class Node:
     n_inputs: int  # how many literals it has
     injects: tuple  # (parameter, resource name) filled by injection
     simple: bool  # positional literal/child args only, no policy, no injection
-    routes: tuple = ()  # ROUTE nodes: (key, node index of a shared route root, or None)
+    routes: tuple = ()  # ROUTE nodes: (key, shared root index or None, frontier): _route_info
 
 
 @attrs.frozen(slots=True, eq=False)
@@ -176,9 +176,48 @@ def inputs_from_order(order: list) -> list:
 
 
 def _route_info(n, index) -> tuple:
-    """Per route key of ROUTE node ``n``: the canonical index of a shared route root, or None."""
-    return tuple((k, index.get(id(v)) if type(v) in _LAZY_TYPES else None)
-                 for k, v in n.args[1].items())
+    """Per route key of ROUTE node ``n``: (key, shared root index or None, frontier).
+
+    A route whose root is a node of the workflow anyway is *shared*: the
+    router takes its value. Otherwise its sub-workflow runs only when selected,
+    and ``frontier`` lists the nodes inside it that are nodes of the workflow
+    too, as (position in the route's own walk, canonical index): those run
+    once, in the workflow, and the route gets their values.
+    """
+    out = []
+    for k, v in n.args[1].items():
+        if type(v) not in _LAZY_TYPES:
+            out.append((k, None, ()))
+        elif id(v) in index:
+            out.append((k, index[id(v)], ()))
+        else:
+            out.append((k, None, tuple(route_frontier(v, index))))
+    return tuple(out)
+
+
+def route_frontier(route_root, index) -> list:
+    """(walk position, canonical index) of workflow nodes inside a route's sub-workflow.
+
+    The walk is canonical pre-order that does not descend into workflow nodes;
+    positions count every node visited, so the same structure gives the same
+    positions for new objects.
+    """
+    found = []
+    stack = [route_root]
+    seen = set()
+    pos = 0
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        m = index.get(id(n))
+        if m is not None:
+            found.append((pos, m))
+        elif n.children:
+            stack.extend(n.children[::-1])
+        pos += 1
+    return found
 
 
 def _resolve(spec, local_to_canon):
@@ -319,9 +358,10 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
         routes = ()
         if kind == ROUTE:
             routes = _route_info(lr, index)
-            for _, idx in routes:
-                if idx is not None and idx not in deps:
-                    deps.append(idx)
+            for _, idx, frontier in routes:
+                for d in ((idx,) if idx is not None else ()) + tuple(m for _, m in frontier):
+                    if d not in deps:
+                        deps.append(d)
         injects = ()
         if kind == CALL:
             lr.task.check_call(len(args), kwnames)

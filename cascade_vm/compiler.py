@@ -205,9 +205,8 @@ def compile_template(t: Template) -> Code:
         tail = i == 0
         invoke = _needs_invoke(nd)
         if nd.kind == ROUTE:
-            shared = [d for _, d in nd.routes if d is not None]
-            em.emit(bc.ROUTE, i, em.const(nd), regs + shared, 2, tail,
-                    "Router " + ", ".join(repr(k) for k, _ in nd.routes))
+            em.emit(bc.ROUTE, i, em.const(nd), regs + list(nd.deps), 2, tail,
+                    "Router " + ", ".join(repr(r[0]) for r in nd.routes))
         elif step == "run":
             if nd.kwnames:
                 em.emit(bc.CALL_KW, i, em.const(nd), regs, npos, tail,

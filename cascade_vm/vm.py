@@ -254,14 +254,9 @@ class VM:
                 if skipped and R[regs[0]] is SK:  # only the selector can skip a router
                     R[a] = SK
                     continue
-                shared = {}
-                j = 2
-                for key, d in node.routes:
-                    if d is not None:
-                        shared[key] = R[regs[j]]
-                        j += 1
+                values = {d: R[r] for d, r in zip(node.deps, regs[2:])}
                 try:
-                    v = select(ctx, node, R[regs[0]], R[regs[1]], shared)
+                    v = select(ctx, node, R[regs[0]], R[regs[1]], values)
                 except Exception as exc:
                     add_task_note(exc, task.name)
                     raise
