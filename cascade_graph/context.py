@@ -51,6 +51,9 @@ class RunContext:
         "yield_interval",  # seconds of work before a loop yields to the event loop
         "tasks",  # set of asyncio tasks started for this run (removed when done)
         "param_values",  # cache: Param/Env node -> resolved value, per run
+        "failed",  # the first exception a task of the run raised, or None
+        "main",  # the asyncio task running the engine (interrupted on a failure)
+        "finishing",  # the engine returned or raised: failures no longer interrupt it
     )
 
     def __init__(self, *, on_event=None, params=None, resources=None, tail_cache=True,
@@ -68,6 +71,9 @@ class RunContext:
         self.yield_interval = float(yield_interval)
         self.tasks: set = set()
         self.param_values: dict = {}
+        self.failed = None
+        self.main = None
+        self.finishing = False
 
     def value_of(self, node_obj):
         """The run's value of a Param/Env node (resolved once per run)."""
@@ -82,10 +88,24 @@ class RunContext:
     def spawn(self, coro) -> asyncio.Task:
         """Start ``coro`` as a task of this run (tracked until done)."""
         t = asyncio.get_running_loop().create_task(coro)
-        tasks = self.tasks
-        tasks.add(t)
-        t.add_done_callback(tasks.discard)
+        self.tasks.add(t)
+        t.add_done_callback(self._task_done)
         return t
+
+    def _task_done(self, t: asyncio.Task) -> None:
+        # The first failure of any task interrupts the engine wherever it is
+        # (a long sync loop, a direct await): it is cancelled, and the
+        # lifecycle turns that cancellation back into the failure.
+        self.tasks.discard(t)
+        if t.cancelled() or self.failed is not None:
+            return
+        exc = t.exception()
+        if exc is None:
+            return
+        self.failed = exc
+        main = self.main
+        if main is not None and not self.finishing and not main.done():
+            main.cancel()
 
     async def cancel_all(self) -> None:
         """Cancel every task of the run still going and wait for each to end."""
@@ -125,14 +145,21 @@ async def run_workflow(execute, target, **options):
     root = as_root(target)
     error = None
     value = target
+    ctx.main = asyncio.current_task()
     try:
         if root is not None:
             value = await execute(ctx, root)
             if value is SKIPPED:
                 value = None
+    except asyncio.CancelledError as exc:
+        error = exc
+        if ctx.failed is not None:  # interrupted by a task's failure: that is the error
+            error = ctx.failed
+            ctx.main.uncancel()
     except BaseException as exc:
         error = exc
     finally:
+        ctx.finishing = True
         if ctx.tasks:
             await ctx.cancel_all()
         teardown_error = await ctx.resources.close()

@@ -15,7 +15,6 @@ the engine's ``follow`` callback before storing it.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import random
 import time
 
@@ -121,8 +120,6 @@ async def _attempts(ctx, node, args, kwargs):
                     if p is not None:
                         kw[p] = values[r]
             result = await _call(task, a, kw, timeout)
-            if inspect.isawaitable(result) and not task.is_async:
-                result = await result
         except BaseException as exc:
             if task_live:
                 await ctx.resources.release(task_live)

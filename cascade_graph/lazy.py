@@ -516,31 +516,49 @@ class _Scan:
         hook = _ARG_HOOKS.get(t)
         if hook is not None:
             return ("L", self.child(hook(value)))
-        if not _contains_special(value):
+        if not _contains_special(value):  # the common case, one tight walk: a plain value
             self.lits.append(value)
             return None
         return self._container_spec(value)
 
     def _container_spec(self, root):
-        # Iterative post-order build of nested container specs, items in order.
+        """Iterative post-order over nested containers, items in order, each visited once.
+
+        A container with nothing lazy inside collapses into one literal slot:
+        the literals its items left are replaced by the container itself.
+        """
+        lits = self.lits
+
         def items_of(c):
             return list(c.values()) if type(c) is dict else list(c)
 
-        stack = [(root, items_of(root), [])]
+        on_path = {id(root)}
+        stack = [(root, items_of(root), [], len(lits))]
         while True:
-            c, items, built = stack[-1]
+            c, items, built, mark = stack[-1]
             if len(built) == len(items):
                 stack.pop()
-                t = type(c)
-                spec = ("D", tuple(c.keys()), tuple(built)) if t is dict else ("C", t, tuple(built))
+                on_path.discard(id(c))
+                if all(b is None for b in built):
+                    del lits[mark:]
+                    lits.append(c)
+                    spec = None
+                elif type(c) is dict:
+                    spec = ("D", tuple(c.keys()), tuple(built))
+                else:
+                    spec = ("C", type(c), tuple(built))
                 if not stack:
                     return spec
                 stack[-1][2].append(spec)
                 continue
             v = items[len(built)]
-            t = type(v)
-            if t in _CONTAINERS and _contains_special(v):
-                stack.append((v, items_of(v), []))
+            if type(v) in _CONTAINERS:
+                if id(v) in on_path:  # a container holding itself: a plain value
+                    lits.append(v)
+                    built.append(None)
+                else:
+                    on_path.add(id(v))
+                    stack.append((v, items_of(v), [], len(lits)))
             else:
                 built.append(self.spec(v))
 

@@ -109,7 +109,7 @@ def cache_key(task, spec, bound: dict) -> str:
             raise TypeError(
                 f"task {task.name!r}: argument {name!r} is a {exc.args[0]}, which has no stable "
                 "hash for .with_cache(); pass None/bool/int/float/complex/str/bytes or builtin "
-                "containers of them, or give .with_cache(key=...) a function of the arguments"
+                "containers of them (convert the argument, e.g. to a str or a tuple)"
             ) from None
     if spec.key is not None:
         k = spec.key(**bound) if callable(spec.key) else spec.key

@@ -112,6 +112,7 @@ class Code:
     fill: list  # [None] * (n_regs - n_inputs), appended to the inputs at binding
     ops: tuple  # lowered instructions for the dispatch loop
     template: object  # the Template compiled
+    has_async: bool = False  # some instruction starts or awaits async work
 
     @property
     def instructions(self) -> tuple:

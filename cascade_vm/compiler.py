@@ -236,6 +236,7 @@ def _reads(ins) -> tuple:
 
 
 _CALL_BY_ARITY = (L_CALL0, L_CALL1, L_CALL2)
+_ASYNC_OPS = frozenset((bc.CALL_AWAIT, bc.START, bc.INVOKE, bc.INVOKE_START, bc.ROUTE))
 _NODE_OPS = frozenset((bc.CALL_KW, bc.CALL_AWAIT, bc.START, bc.INVOKE, bc.INVOKE_START,
                        bc.ROUTE, bc.GUARD))
 
@@ -292,4 +293,5 @@ def _allocate(em: _Emitter, t: Template) -> Code:
         fill=[None] * (n_regs - n_inputs),
         ops=tuple(ops),
         template=t,
+        has_async=any(o[0] in _ASYNC_OPS for o in ops),
     )

@@ -18,9 +18,14 @@ the caller's register. Flat continuations go through the shared hot path.
 Started async tasks run their own tail calls inside their task (a nested
 ``VM``), so a fan-out of looping async tasks stays concurrent.
 
-Failure: the first started task to fail wakes an ``AWAIT`` that is waiting
-on another task, so an error is reported as soon as it is observed; the run
-lifecycle (cascade_graph.context) then cancels everything still running.
+A non-root call whose continuation may wait on async work (``_suspends``)
+is not run in place: it is started as a task, its register is marked
+*deferred*, and the first instruction that reads the register awaits it,
+so sibling calls that tail-call into async work overlap.
+
+Failure: the first started task to fail interrupts the run wherever the VM
+is (the run lifecycle in cascade_graph.context cancels the engine and
+reports that failure), then everything still running is cancelled.
 """
 
 from __future__ import annotations
@@ -62,11 +67,17 @@ class VM:
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.failed = None  # the first started task that failed
-        self.waiter = None  # future an AWAIT sleeps on
-        self.awaiting = None  # the task that AWAIT waits for
 
     # -- loading templates -------------------------------------------------
+    def _suspends(self, lazy) -> bool:
+        """May evaluating ``lazy`` wait on async work (so it should overlap its siblings)?"""
+        ctx = self.ctx
+        entry, _ = lookup(lazy, ctx.tail_cache)
+        t = entry.template
+        if t.flat:
+            return t.nodes[0].task.is_async
+        return code_for(entry).has_async
+
     def _load(self, lazy):
         """(ops, registers) for ``lazy``, or (None, None) when it takes the hot path."""
         ctx = self.ctx
@@ -84,17 +95,8 @@ class VM:
         return code.ops, R
 
     # -- started tasks -----------------------------------------------------
-    def _on_done(self, t):
-        if not t.cancelled() and t.exception() is not None and self.failed is None:
-            self.failed = t
-        w = self.waiter
-        if w is not None and not w.done() and (t is self.awaiting or t is self.failed):
-            w.set_result(None)
-
     def _start(self, coro):
-        t = self.ctx.spawn(coro)
-        t.add_done_callback(self._on_done)
-        return t
+        return self.ctx.spawn(coro)
 
     async def _follow(self, lazy):
         return await VM(self.ctx).run(lazy)
@@ -141,12 +143,22 @@ class VM:
         stack: list = []
         pc = 0
         skipped = False
+        deferred = ()  # registers holding a task whose value is not read yet (a set once used)
         interval = ctx.yield_interval
         next_yield = perf_counter() + interval
         budget = _YIELD_EVERY
         while True:
             op, a, x, regs, ex, flag = ops[pc]
             pc += 1
+            if deferred:
+                for r in regs:
+                    if r in deferred:
+                        deferred.discard(r)
+                        t = R[r]
+                        v = t.result() if t.done() else await t
+                        R[r] = v
+                        if v is SK:
+                            skipped = True
             # ---- sync calls (x is the function, ex the task) -------------
             if op <= L_CALLN and op >= L_CALL0:
                 if skipped and _any_skipped(R, regs):
@@ -174,15 +186,7 @@ class VM:
                 t = R[a]
                 if type(t) is not asyncio.Task:
                     continue  # skipped before it started
-                if not t.done():
-                    self.awaiting = t
-                    self.waiter = w = asyncio.get_running_loop().create_future()
-                    await w
-                    self.waiter = self.awaiting = None
-                f = self.failed
-                if f is not None and f is not t:
-                    raise f.exception()
-                v = t.result()
+                v = t.result() if t.done() else await t
                 R[a] = v
                 if v is SK:
                     skipped = True
@@ -191,7 +195,7 @@ class VM:
                 v = R[a]
                 if not stack:
                     return v
-                ops, R, pc, a, skipped = stack.pop()
+                ops, R, pc, a, skipped, deferred = stack.pop()
                 R[a] = v
                 if v is SK:
                     skipped = True
@@ -284,12 +288,19 @@ class VM:
             if emit is not None and not task.internal:
                 emit(TailCall(run_id, task.name, getattr(v.task, "name", "?")))
             if not flag:
-                stack.append((ops, R, pc, a, skipped))
+                if self._suspends(v):
+                    # overlap it with the rest of this frame: read at first use
+                    R[a] = self._start(self._follow(v))
+                    if not deferred:
+                        deferred = set()
+                    deferred.add(a)
+                    continue
+                stack.append((ops, R, pc, a, skipped, deferred))
             # enter the continuation (frame reused when flag: the root's tail call)
             while True:
                 new_ops, new_R = load(v)
                 if new_ops is not None:
-                    ops, R, pc, skipped = new_ops, new_R, 0, False
+                    ops, R, pc, skipped, deferred = new_ops, new_R, 0, False, ()
                     break
                 v = await hot_loop(ctx, v)
                 if type(v) in LAZY:
@@ -297,7 +308,7 @@ class VM:
                 # the hot loop finished with a value: return it to the frame below
                 if not stack:
                     return v
-                ops, R, pc, a, skipped = stack.pop()
+                ops, R, pc, a, skipped, deferred = stack.pop()
                 R[a] = v
                 if v is SK:
                     skipped = True

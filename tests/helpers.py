@@ -1,18 +1,21 @@
 """Shared pieces of the behaviour tests: engine parametrisation and an event recorder.
 
-Import the fixtures into a test module (``from tests.helpers import engine, switches``)
-and pytest finds them there. ``run_on`` runs a target with an engine and the
-switch combination under test and records every event.
+``@per_engine`` runs a test once per engine (argument ``engine``: "vm" or
+"graph"); ``@per_switches`` once per ``tail_cache``/``hot_path`` combination
+(argument ``switches``, a dict of keyword arguments for ``run``). ``run_on``
+runs a target and records every event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import time
 
 import pytest
 
 from cascade_graph import events as ev
-from cascade_vm import arun, run
+from cascade_vm import run
 
 ENGINES = ("vm", "graph")
 
@@ -24,17 +27,11 @@ SWITCHES = (
     pytest.param({"tail_cache": False, "hot_path": False}, id="nocache+nohot"),
 )
 
+#: run the test on both engines (argument ``engine``)
+per_engine = pytest.mark.parametrize("engine", ENGINES)
 
-@pytest.fixture(params=ENGINES)
-def engine(request):
-    """The engine under test: 'vm' or 'graph'."""
-    return request.param
-
-
-@pytest.fixture(params=SWITCHES)
-def switches(request):
-    """One combination of ``tail_cache`` / ``hot_path``."""
-    return dict(request.param)
+#: run the test with every tail_cache/hot_path combination (argument ``switches``)
+per_switches = pytest.mark.parametrize("switches", SWITCHES)
 
 
 class Recorder:
@@ -81,13 +78,6 @@ def run_on(engine, target, switches=None, **kw):
     return value, rec
 
 
-async def arun_on(engine, target, switches=None, **kw):
-    """``await arun(target)`` on ``engine``; returns ``(value, Recorder)``."""
-    rec = Recorder()
-    value = await arun(target, engine=engine, on_event=rec, **(switches or {}), **kw)
-    return value, rec
-
-
 def run_failing(engine, target, switches=None, **kw):
     """Run a target expected to fail; returns ``(exception, Recorder)``."""
     rec = Recorder()
@@ -120,3 +110,22 @@ EVENT_CLASSES = (
     ev.RunStarted, ev.RunFinished, ev.TaskStarted, ev.TaskFinished, ev.TaskFailed,
     ev.TaskSkipped, ev.TaskRetrying, ev.TailCall, ev.ResourceSetUp, ev.ResourceTornDown,
 )
+
+
+async def until(predicate, timeout: float = 5.0) -> None:
+    """Poll ``predicate()`` on the running loop until it is true (fails after ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.001)
+
+
+class FakeClock:
+    """A settable stand-in for the ``time`` module's ``time()`` (for ttl tests)."""
+
+    def __init__(self, now: float = 1_000_000.0):
+        self.now = now
+
+    def time(self) -> float:
+        return self.now

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import attrs
+import pytest
 
 from cascade_graph import task
 from cascade_vm import bytecode as bc
@@ -39,6 +41,13 @@ def test_opcode_table_documents_every_opcode():
     rows = {line.split()[0] for line in table.splitlines() if line.strip()
             and line.split()[0].isupper()}
     assert set(bc.OPNAMES.values()) <= rows
+
+
+def test_instruction_is_immutable():
+    """Instruction records cannot be changed."""
+    ins = compile_target(inc(inc(1))).instructions[0]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        ins.a = 5
 
 
 def test_instruction_offsets_are_indices():

@@ -8,8 +8,7 @@ from cascade_graph import cache as cache_mod
 from cascade_graph import task
 from cascade_graph.cache import SHARED, TemplateCache
 from cascade_vm import run
-
-from tests.helpers import engine, run_on, switches  # noqa: F401
+from tests.helpers import per_engine, per_switches, run_on
 
 
 @task
@@ -74,6 +73,7 @@ def test_shared_cache_is_bounded():
     assert 1 <= SHARED.maxsize < 10**7
 
 
+@per_engine
 def test_entries_reused_across_runs(engine):
     """A second run of the same structure with new values hits the shared cache."""
 
@@ -88,6 +88,7 @@ def test_entries_reused_across_runs(engine):
     assert SHARED.hits > hits
 
 
+@per_engine
 def test_compiled_form_reused_across_runs(engine):
     """The compiled form (plan or code) of an entry is built once and kept."""
 
@@ -103,6 +104,7 @@ def test_compiled_form_reused_across_runs(engine):
     assert (entry.code if engine == "vm" else entry.plan) is compiled
 
 
+@per_engine
 def test_tail_calls_reuse_entry(engine):
     """A non-flat tail loop looks its template up once per shape, then hits."""
 
@@ -117,6 +119,7 @@ def test_tail_calls_reuse_entry(engine):
     assert SHARED.hits - hits >= 190
 
 
+@per_engine
 def test_tail_cache_off_bypasses_shared_cache(engine):
     """tail_cache=False never touches the shared cache."""
 
@@ -130,6 +133,7 @@ def test_tail_cache_off_bypasses_shared_cache(engine):
     assert len(SHARED) <= size
 
 
+@per_engine
 def test_small_cache_still_correct(engine, monkeypatch):
     """With a one-entry cache, alternating shapes still give correct results."""
     small = TemplateCache(maxsize=1)
@@ -174,6 +178,8 @@ def _loop_workflow():
     return join(loop(30, 0), leaf(loop(5, 1)))
 
 
+@per_engine
+@per_switches
 def test_switches_do_not_change_results(engine, switches):
     """tail_cache/hot_path off give the same value as with both on."""
     base, _ = run_on(engine, _loop_workflow())
@@ -181,6 +187,8 @@ def test_switches_do_not_change_results(engine, switches):
     assert value == base
 
 
+@per_engine
+@per_switches
 def test_switches_do_not_change_event_counts(engine, switches):
     """tail_cache/hot_path off give the same event kinds and counts per task."""
     _, base = run_on(engine, _loop_workflow())
@@ -188,6 +196,7 @@ def test_switches_do_not_change_event_counts(engine, switches):
     assert rec.kinds() == base.kinds()
 
 
+@per_switches
 def test_engines_agree_on_event_counts(switches):
     """Both engines emit the same event kinds and counts per task."""
     _, vm = run_on("vm", _loop_workflow(), switches)

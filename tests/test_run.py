@@ -10,8 +10,7 @@ import pytest
 from cascade_graph import task
 from cascade_graph.errors import task_of
 from cascade_vm import arun, run
-
-from tests.helpers import engine, run_failing, switches  # noqa: F401
+from tests.helpers import per_engine, per_switches, run_failing, until
 
 
 @task
@@ -74,6 +73,7 @@ def test_unknown_engine_runs_nothing():
     assert ran == []
 
 
+@per_engine
 def test_run_inside_running_loop_is_runtime_error(engine):
     """run() inside a running event loop raises a clear RuntimeError."""
 
@@ -84,6 +84,7 @@ def test_run_inside_running_loop_is_runtime_error(engine):
     asyncio.run(main())
 
 
+@per_engine
 def test_arun_in_plain_asyncio_loop(engine):
     """arun() works in a plain asyncio event loop."""
 
@@ -95,6 +96,7 @@ def test_arun_in_plain_asyncio_loop(engine):
     assert asyncio.run(arun(add(nap(1), ident(2)), engine=engine)) == 3
 
 
+@per_engine
 def test_arun_runs_in_awaiting_loop(engine):
     """arun() runs the tasks in the loop that awaits it."""
 
@@ -109,6 +111,7 @@ def test_arun_runs_in_awaiting_loop(engine):
     assert got is expected
 
 
+@per_engine
 def test_run_uses_uvloop(engine):
     """run() runs the workflow on a uvloop event loop."""
     import uvloop
@@ -124,12 +127,14 @@ def test_run_uses_uvloop(engine):
 # Targets
 
 
+@per_engine
 def test_value_target_returned_as_same_object(engine):
     """A target with nothing lazy is returned as it is."""
     for value in ([1, [2]], {"a": (1,)}, {1, 2}, "s", None, object()):
         assert run(value, engine=engine) is value
 
 
+@per_engine
 def test_container_target_gives_container(engine):
     """A container of lazies gives the same container of values."""
     out = run([ident(1), (ident(2), 3), {"c": ident(4)}, {ident(5)}], engine=engine)
@@ -137,17 +142,22 @@ def test_container_target_gives_container(engine):
     assert type(out[1]) is tuple and type(out[3]) is set
 
 
+@per_engine
 def test_container_target_dict_order(engine):
     """A dict target keeps its key order."""
     out = run({"z": ident(1), "a": ident(2)}, engine=engine)
     assert list(out) == ["z", "a"]
 
 
+@per_engine
+@per_switches
 def test_skipped_target_returns_none(engine, switches):
     """A skipped run target makes run() return None."""
     assert run(ident(1).run_if(False), engine=engine, **switches) is None
 
 
+@per_engine
+@per_switches
 def test_skipped_lazy_in_container_target_is_none(engine, switches):
     """A skipped lazy inside a container target becomes None."""
     skipped = ident(1).run_if(False)
@@ -155,6 +165,8 @@ def test_skipped_lazy_in_container_target_is_none(engine, switches):
     assert out == [None, {"k": None}, 2]
 
 
+@per_engine
+@per_switches
 def test_target_tail_skipped_continuation_is_none(engine, switches):
     """A tail call whose continuation is skipped skips the caller: the target is None."""
 
@@ -174,6 +186,8 @@ class Boom(Exception):
     pass
 
 
+@per_engine
+@per_switches
 def test_error_same_type_and_message(engine, switches):
     """A task's exception leaves run() with the same type and str()."""
 
@@ -185,6 +199,7 @@ def test_error_same_type_and_message(engine, switches):
     assert type(exc) is Boom and str(exc) == "boom 2"
 
 
+@per_engine
 def test_error_is_same_object(engine):
     """The exception raised is the very object the task raised."""
     raised = []
@@ -199,6 +214,8 @@ def test_error_is_same_object(engine):
     assert exc is raised[0]
 
 
+@per_engine
+@per_switches
 def test_error_note_names_task(engine, switches):
     """The exception carries a note naming the task (read back by task_of)."""
 
@@ -211,6 +228,7 @@ def test_error_note_names_task(engine, switches):
     assert any("the_culprit" in n for n in exc.__notes__)
 
 
+@per_engine
 def test_error_note_names_async_task(engine):
     """An async task's exception is named too."""
 
@@ -223,6 +241,7 @@ def test_error_note_names_async_task(engine):
     assert task_of(exc) == "async_culprit"
 
 
+@per_engine
 def test_error_note_added_once(engine):
     """The task note is added once, even when the error passes through tail calls."""
 
@@ -236,6 +255,8 @@ def test_error_note_added_once(engine):
     assert sum("deep_bad" in n for n in exc.__notes__) == 1
 
 
+@per_engine
+@per_switches
 def test_error_in_tail_loop_named(engine, switches):
     """An error deep in a tail loop names the failing task."""
 
@@ -249,6 +270,36 @@ def test_error_in_tail_loop_named(engine, switches):
     assert type(exc) is Boom and task_of(exc) == "looper"
 
 
+@per_engine
+def test_error_in_map_item_named(engine):
+    """An error in one map item carries the item task's name."""
+
+    @task(name="map_item")
+    def item(x):
+        if x == 2:
+            raise Boom("two")
+        return x
+
+    exc, _ = run_failing(engine, item.map([1, 2, 3]))
+    assert type(exc) is Boom and task_of(exc) == "map_item"
+
+
+@per_engine
+def test_error_from_offloaded_task_same_object(engine):
+    """An exception raised in a worker thread leaves run() as the same object, named."""
+    raised = []
+
+    @task(offload=True, name="threaded")
+    def bad():
+        e = Boom("thread")
+        raised.append(e)
+        raise e
+
+    exc, _ = run_failing(engine, ident(bad()))
+    assert exc is raised[0] and task_of(exc) == "threaded"
+
+
+@per_engine
 def test_base_exception_passes_through(engine):
     """A KeyboardInterrupt-like BaseException from a task is not swallowed."""
 
@@ -263,6 +314,7 @@ def test_base_exception_passes_through(engine):
         run(ident(bad()), engine=engine)
 
 
+@per_engine
 def test_concurrent_siblings_cancelled(engine):
     """When a task fails, concurrent siblings are cancelled (they see CancelledError)."""
     seen = []
@@ -286,6 +338,7 @@ def test_concurrent_siblings_cancelled(engine):
     assert sorted(seen) == [1, 2, 3]
 
 
+@per_engine
 def test_no_task_left_behind_after_failure(engine):
     """After a failed arun(), no asyncio task of the run is left in the loop."""
 
@@ -313,6 +366,7 @@ def test_no_task_left_behind_after_failure(engine):
     assert asyncio.run(main()) == set()
 
 
+@per_engine
 def test_no_task_left_behind_after_success(engine):
     """After a successful arun(), no asyncio task of the run remains."""
 
@@ -329,12 +383,16 @@ def test_no_task_left_behind_after_success(engine):
     assert asyncio.run(main()) == set()
 
 
+@per_engine
 def test_cancelling_arun_cancels_tasks(engine):
     """Cancelling the awaiting coroutine cancels the run's tasks and leaves none behind."""
     seen = []
 
+    started = []
+
     @task
     async def sleeper(i):
+        started.append(i)
         try:
             await asyncio.sleep(5)
         except asyncio.CancelledError:
@@ -345,7 +403,7 @@ def test_cancelling_arun_cancels_tasks(engine):
     async def main():
         before = asyncio.all_tasks()
         t = asyncio.ensure_future(arun(total(sleeper(1), sleeper(2)), engine=engine))
-        await asyncio.sleep(0.05)
+        await until(lambda: len(started) == 2)
         t.cancel()
         with pytest.raises(asyncio.CancelledError):
             await t
@@ -355,6 +413,52 @@ def test_cancelling_arun_cancels_tasks(engine):
     assert sorted(seen) == [1, 2]
 
 
+@pytest.mark.parametrize("position", ["first", "last"])
+@per_engine
+def test_failure_stops_concurrent_async_loop(engine, position):
+    """A failure cancels a concurrent async tail loop instead of letting it run to its end."""
+    iterations = []
+
+    @task
+    async def aloop(n):
+        iterations.append(n)
+        await asyncio.sleep(0.005)
+        return n if n <= 0 else aloop(n - 1)
+
+    @task
+    async def bad():
+        await asyncio.sleep(0.02)
+        raise Boom("x")
+
+    loop = ident(aloop(300))
+    target = total(bad(), loop) if position == "last" else total(loop, bad())
+    exc, _ = run_failing(engine, target)
+    assert type(exc) is Boom
+    assert len(iterations) < 300
+
+
+@pytest.mark.parametrize("hot_path", [True, False], ids=["hot", "nohot"])
+@per_engine
+def test_failure_stops_concurrent_sync_loop(engine, hot_path):
+    """A failure of an async task cancels a sync tail loop running beside it."""
+    iterations = [0]
+
+    @task
+    def sloop(n):
+        iterations[0] += 1
+        return n if n <= 0 else sloop(n - 1)
+
+    @task
+    async def bad():
+        await asyncio.sleep(0.005)
+        raise Boom("x")
+
+    exc, _ = run_failing(engine, total(bad(), ident(sloop(200_000))), hot_path=hot_path)
+    assert type(exc) is Boom
+    assert iterations[0] < 200_000
+
+
+@per_engine
 def test_first_failure_wins(engine):
     """When several tasks fail, the first failure observed is raised."""
 
@@ -367,6 +471,7 @@ def test_first_failure_wins(engine):
     assert str(exc) == "early"
 
 
+@per_engine
 def test_sync_error_after_async_started(engine):
     """A sync task failing while async siblings run cancels them."""
     seen = []
@@ -396,6 +501,7 @@ def test_sync_error_after_async_started(engine):
 # Concurrency and fairness
 
 
+@per_engine
 def test_hundred_sleepers_run_concurrently(engine):
     """100 independent tasks sleeping 0.1 s finish well under 0.5 s."""
 
@@ -409,6 +515,7 @@ def test_hundred_sleepers_run_concurrently(engine):
     assert time.perf_counter() - start < 0.5
 
 
+@per_engine
 def test_hundred_sleepers_in_container_target(engine):
     """100 sleeping tasks in a list target also run concurrently."""
 
@@ -422,6 +529,7 @@ def test_hundred_sleepers_in_container_target(engine):
     assert time.perf_counter() - start < 0.5
 
 
+@per_engine
 def test_hundred_sleepers_behind_sync_consumers(engine):
     """Sleepers each behind a sync consumer still overlap."""
 
@@ -435,7 +543,57 @@ def test_hundred_sleepers_behind_sync_consumers(engine):
     assert time.perf_counter() - start < 0.5
 
 
+@pytest.mark.parametrize("shape", ["map", "continuation", "policies", "sibling-continuations"])
+@per_engine
+def test_hundred_sleepers_concurrent_in_other_shapes(engine, shape):
+    """Sleepers in a map, a continuation, under policies or in sibling continuations overlap."""
+
+    @task
+    async def nap(i):
+        await asyncio.sleep(0.1)
+        return i
+
+    @task
+    def fan(lo, hi):
+        return total(*[nap(i) for i in range(lo, hi)])
+
+    @task
+    def summed(xs):
+        return sum(xs)
+
+    if shape == "map":
+        target = summed(nap.map(range(100)))
+    elif shape == "continuation":
+        target = fan(0, 100)
+    elif shape == "policies":
+        target = total(*[nap(i).with_retry(2).with_timeout(5) for i in range(100)])
+    else:
+        target = total(*[fan(i * 10, i * 10 + 10) for i in range(10)])
+    start = time.perf_counter()
+    assert run(target, engine=engine) == sum(range(100))
+    assert time.perf_counter() - start < 0.5
+
+
+@per_engine
+def test_sync_tasks_tail_calling_async_overlap(engine):
+    """Sibling sync tasks whose tail calls sleep still overlap (10 x 0.1 s well under 0.5 s)."""
+
+    @task
+    async def nap(i):
+        await asyncio.sleep(0.1)
+        return i
+
+    @task
+    def hop(i):
+        return nap(i)
+
+    start = time.perf_counter()
+    assert run(total(*[hop(i) for i in range(10)]), engine=engine) == sum(range(10))
+    assert time.perf_counter() - start < 0.5
+
+
 @pytest.mark.parametrize("hot_path", [True, False], ids=["hot", "nohot"])
+@per_engine
 def test_loop_lets_other_coroutine_tick(engine, hot_path):
     """A hot tail loop in arun() lets another coroutine run meanwhile."""
 
@@ -474,16 +632,19 @@ def _chain(n):
     return node
 
 
+@per_engine
 def test_100k_chain_runs(engine):
-    """A 100,000-node chain runs without RecursionError."""
+    """A 100,000-node chain compiles and runs without RecursionError."""
     assert run(_chain(100_000), engine=engine) == 0
 
 
+@per_engine
 def test_100k_fanout_runs(engine):
-    """A 100,000-wide fan-out runs without RecursionError."""
+    """A 100,000-wide fan-out compiles and runs without RecursionError."""
     assert run(total(*[ident(i) for i in range(100_000)]), engine=engine) == sum(range(100_000))
 
 
+@per_engine
 def test_deep_non_tail_recursion(engine):
     """Nested tail calls below the root, 5,000 deep, run without RecursionError."""
 

@@ -17,7 +17,6 @@ from cascade_graph import (
     task,
 )
 from cascade_vm import run
-
 from tests.helpers import Calls, run_on
 
 
