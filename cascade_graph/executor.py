@@ -181,7 +181,7 @@ class GraphRun:
         if op.gated or inst.skipped:
             reason = self._skip_reason(inst, op)
             if reason is not None:
-                if emit is not None and not op.quiet:
+                if emit is not None and (not op.quiet or op.node.task.reports_skips):
                     emit(TaskSkipped(ctx.run_id, op.name, reason))
                 self.complete(inst, i, SKIPPED)
                 return

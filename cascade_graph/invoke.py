@@ -15,14 +15,39 @@ the engine's ``follow`` callback before storing it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from .context import SKIPPED
 from .errors import add_task_note
 from .events import TailCall, TaskFailed, TaskFinished, TaskRetrying, TaskSkipped, TaskStarted
 from .lazy import _LAZY_TYPES, Inject
 from .store import DEFAULT_STORE, MISSING, cache_key
+
+_POOL = None
+
+
+def _offload_pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(thread_name_prefix="cascade-offload")
+    return _POOL
+
+
+def _resolve_injects(value, values: dict):
+    """``value`` with every ``inject()`` marker, at any depth of builtin containers, resolved."""
+    t = type(value)
+    if t is Inject:
+        return values[value.name]
+    if t is list or t is tuple or t is set:
+        items = [_resolve_injects(v, values) for v in value]
+        return items if t is list else t(items)
+    if t is dict:
+        return {k: _resolve_injects(v, values) for k, v in value.items()}
+    return value
 
 
 async def _call(task, args, kwargs, timeout):
@@ -35,7 +60,11 @@ async def _call(task, args, kwargs, timeout):
         except TimeoutError:
             raise TimeoutError(f"task {task.name!r} timed out after {timeout:g} s") from None
     if task.offload:
-        work = asyncio.to_thread(fn, *args, **kwargs)
+        # Our own pool, not the loop's default executor: ``asyncio.run`` waits for
+        # the default executor's threads, and a timed-out thread must not hold
+        # up the end of the run.
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        work = asyncio.get_running_loop().run_in_executor(_offload_pool(), call)
         if timeout is None:
             return await work
         try:
@@ -114,8 +143,8 @@ async def _attempts(ctx, node, args, kwargs):
             a, kw = args, kwargs
             if node.injects:
                 values = await ctx.resources.acquire([r for _, r in node.injects], task_live)
-                a = tuple(values[x.name] if type(x) is Inject else x for x in args)
-                kw = {k: (values[v.name] if type(v) is Inject else v) for k, v in kwargs.items()}
+                a = tuple(_resolve_injects(x, values) for x in args)
+                kw = {k: _resolve_injects(v, values) for k, v in kwargs.items()}
                 for p, r in node.injects:
                     if p is not None:
                         kw[p] = values[r]

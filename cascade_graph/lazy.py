@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import inspect
 import itertools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -145,6 +146,7 @@ class Task:
     """
 
     internal = False  # internal tasks (map expansion) emit no events
+    reports_skips = False  # ...except TaskSkipped when this is True
 
     def __init__(self, fn: Callable, name: str | None = None, offload: bool = False):
         if not callable(fn):
@@ -175,7 +177,7 @@ class Task:
         return f"<task {self.name}>"
 
     # -- calling ---------------------------------------------------------
-    def __call__(self, *args, **kwargs) -> "LazyResult":
+    def __call__(self, *args, **kwargs) -> LazyResult:
         if len(args) == 1 and not kwargs and type(args[0]) in _LAZY_TYPES:
             # one lazy argument (a chain link): the hottest way to build a graph
             a = args[0]
@@ -231,7 +233,7 @@ class Task:
         lr.policy = None
         return lr
 
-    def map(self, *iterables, **kw_iterables) -> "LazyResult":
+    def map(self, *iterables, **kw_iterables) -> LazyResult:
         """One call per element, zipped; the value is the list of results in order."""
         return MapTask.of(self, None)(*iterables, **kw_iterables)
 
@@ -286,10 +288,11 @@ class MapTask(Task):
     """
 
     internal = True
+    reports_skips = True  # a skipped map is reported (its items never exist)
     _made: dict = {}
 
     @classmethod
-    def of(cls, task: Task, item_policy: Policy | None) -> "MapTask":
+    def of(cls, task: Task, item_policy: Policy | None) -> MapTask:
         key = (task, item_policy)
         made = cls._made.get(key)
         if made is None:
@@ -376,20 +379,20 @@ class LazyResult:
         )
 
     # -- policies: each returns a new LazyResult --------------------------
-    def _with_policy(self, policy: Policy) -> "LazyResult":
+    def _with_policy(self, policy: Policy) -> LazyResult:
         return _make(self.task, self.args, self.kwargs, policy, original=self)
 
     def _policy(self) -> Policy:
         return self.policy or EMPTY_POLICY
 
-    def run_if(self, cond) -> "LazyResult":
+    def run_if(self, cond) -> LazyResult:
         """Skip this call unless ``cond`` (a value or a lazy) is truthy."""
         if type(cond) not in _LAZY_TYPES:
             cond = bool(cond)
         p = self._policy()
         return self._with_policy(attrs.evolve(p, conds=p.conds + (cond,)))
 
-    def after(self, *lazies) -> "LazyResult":
+    def after(self, *lazies) -> LazyResult:
         """Run only after ``lazies`` finished (ordering only; their values are not passed)."""
         for x in lazies:
             if type(x) not in _LAZY_TYPES:
@@ -405,7 +408,7 @@ class LazyResult:
         max_delay: float | None = None,
         jitter: float = 0.0,
         retry_on=(Exception,),
-    ) -> "LazyResult":
+    ) -> LazyResult:
         """Retry the task's own invocation on ``retry_on`` errors."""
         if int(max_attempts) < 1:
             raise ValueError(f"with_retry: max_attempts must be >= 1, got {max_attempts!r}")
@@ -416,19 +419,19 @@ class LazyResult:
                       tuple(retry_on))
         return self._with_item_or_own(retry=retry)
 
-    def with_timeout(self, seconds: float) -> "LazyResult":
+    def with_timeout(self, seconds: float) -> LazyResult:
         """Fail the invocation with ``TimeoutError`` after ``seconds``."""
         if seconds is None or float(seconds) <= 0:
             raise ValueError(f"with_timeout: seconds must be > 0, got {seconds!r}")
         return self._with_item_or_own(timeout=float(seconds))
 
-    def with_cache(self, key=None, store=None, ttl: float | None = None) -> "LazyResult":
+    def with_cache(self, key=None, store=None, ttl: float | None = None) -> LazyResult:
         """Keep the result across runs (see SPEC: stable keys, stores)."""
         if key is not None and not isinstance(key, str) and not callable(key):
             raise TypeError(f"with_cache: key must be a str or a callable, got {key!r}")
         return self._with_item_or_own(cache=CacheSpec(key, store, ttl))
 
-    def _with_item_or_own(self, **changes) -> "LazyResult":
+    def _with_item_or_own(self, **changes) -> LazyResult:
         t = self.task
         if isinstance(t, MapTask):  # policies of a map apply to each item
             item = attrs.evolve(t.item_policy or EMPTY_POLICY, **changes)

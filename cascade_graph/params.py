@@ -63,6 +63,7 @@ class _ValueNode(LazyResult):
 
     offload = False
     internal = True
+    reports_skips = False
 
 
 class Param(_ValueNode):

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -27,7 +28,7 @@ from .errors import ResourceError, add_task_note
 from .events import ResourceSetUp, ResourceTornDown
 from .lazy import Inject
 
-_REGISTRY: dict[str, "Resource"] = {}
+_REGISTRY: dict[str, Resource] = {}
 
 
 @attrs.frozen(slots=True, eq=False)
@@ -175,7 +176,7 @@ class RunResources:
         return live
 
     async def release(self, lives: list) -> BaseException | None:
-        """Tear ``lives`` down in reverse order; every teardown runs; the first error is returned."""
+        """Tear ``lives`` down in reverse order; all of them run; returns the first error."""
         first = None
         while lives:
             live = lives.pop()

@@ -36,6 +36,7 @@ class _RouteTask:
 
     name = "Router"
     internal = True
+    reports_skips = False
     offload = False
     is_async = False
     injects = ()
@@ -207,7 +208,8 @@ def _swap(value, new: dict):
     if t in _LAZY_TYPES:
         return new.get(id(value), value)
     if t is Router:
-        return Router(_swap(value.selector, new), {k: _swap(v, new) for k, v in value.routes.items()})
+        routes = {k: _swap(v, new) for k, v in value.routes.items()}
+        return Router(_swap(value.selector, new), routes)
     if t is list or t is tuple or t is set:
         return t(_swap(v, new) for v in value) if t is not list else [_swap(v, new) for v in value]
     if t is dict:

@@ -312,7 +312,7 @@ def _unwrap_optional(annotation: object) -> object:
 
 
 def parse_bool(text: str) -> bool:
-    """``true/false/1/0/yes/no`` (also ``y/n/on/off``, any case) -> ``bool``, else ``ValueError``."""
+    """``true/false/1/0/yes/no`` (also ``y/n/on/off``, any case) -> ``bool``; else ValueError."""
     word = text.strip().lower()
     if word in _TRUE:
         return True

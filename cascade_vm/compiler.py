@@ -23,8 +23,7 @@ from collections import deque
 
 from cascade_graph.context import TARGET
 from cascade_graph.lazy import CALL as NODE_CALL
-from cascade_graph.lazy import ENV, PARAM, ROUTE
-from cascade_graph.lazy import Inject
+from cascade_graph.lazy import ENV, PARAM, ROUTE, Inject
 from cascade_graph.template import Template, arg_program
 
 from . import bytecode as bc
@@ -199,7 +198,8 @@ def compile_template(t: Template) -> Code:
             continue
         guard = None
         if nd.conds or nd.after:
-            guard = em.emit(bc.GUARD, i, em.const(nd), nd.deps, argrepr=f"{nd.task.name} run_if/after")
+            guard = em.emit(bc.GUARD, i, em.const(nd), nd.deps,
+                            argrepr=f"{nd.task.name} run_if/after")
         regs, npos = em.args(nd)
         name = nd.task.name
         tail = i == 0

@@ -346,7 +346,7 @@ def _guard(R, regs, node, skipped):
 
 
 def _skip(ctx, task, reason):
-    if ctx.emit is not None and not task.internal:
+    if ctx.emit is not None and (not task.internal or task.reports_skips):
         ctx.emit(TaskSkipped(ctx.run_id, task.name, reason))
 
 
