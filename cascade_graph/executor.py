@@ -264,6 +264,14 @@ class GraphRun:
         next_yield = perf_counter() + interval
         budget = _YIELD_EVERY
         while self.result is _PENDING:
+            while done:  # finished tasks first: their dependents join the ready queue
+                inst, i, t, tail_emitted = done.popleft()
+                if t.cancelled():
+                    raise asyncio.CancelledError()
+                exc = t.exception()
+                if exc is not None:
+                    raise exc
+                self.complete(inst, i, t.result(), tail_emitted)
             if ready:
                 inst, i = popleft()
                 run_node(inst, i)
@@ -274,15 +282,7 @@ class GraphRun:
                     if now >= next_yield:
                         await asyncio.sleep(0)
                         next_yield = perf_counter() + interval
-            elif done:
-                inst, i, t, tail_emitted = done.popleft()
-                if t.cancelled():
-                    raise asyncio.CancelledError()
-                exc = t.exception()
-                if exc is not None:
-                    raise exc
-                self.complete(inst, i, t.result(), tail_emitted)
-            else:
+            elif self.result is _PENDING:
                 self.wake = self.loop.create_future()
                 await self.wake
                 self.wake = None
