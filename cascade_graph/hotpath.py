@@ -48,6 +48,33 @@ async def hot_loop(ctx, lazy: LazyResult):
     next_yield = last + interval
     batch = 8
     countdown = batch
+    if emit is None and not kwargs:
+        # The tightest form: no listener, positional arguments only (equal shapes
+        # mean equal argument layouts, so every later call is positional too).
+        while True:
+            try:
+                result = (await fn(*args)) if is_async else fn(*args)
+            except BaseException as exc:
+                if not isinstance(exc, asyncio.CancelledError):
+                    add_task_note(exc, name)
+                raise
+            if type(result) is not LR or result.shape != shape:
+                return result
+            args = result.args
+            countdown -= 1
+            if not countdown:
+                now = perf_counter()
+                spent = now - last
+                last = now
+                if spent < interval * 0.125 and batch < _MAX_BATCH:
+                    batch <<= 1
+                elif spent > interval * 0.5 and batch > 1:
+                    batch >>= 1
+                countdown = batch
+                if now >= next_yield:
+                    await sleep(0)
+                    last = perf_counter()
+                    next_yield = last + interval
     while True:
         if emit is not None:
             emit(TaskStarted(run_id, name))

@@ -178,33 +178,13 @@ class Task:
 
     # -- calling ---------------------------------------------------------
     def __call__(self, *args, **kwargs) -> LazyResult:
-        if len(args) == 1 and not kwargs and type(args[0]) in _LAZY_TYPES:
-            # one lazy argument (a chain link): the hottest way to build a graph
-            a = args[0]
-            a.uses += 1
-            shape = self._one.get(a.shape)
-            if shape is None:
-                if len(self._one) >= 1 << 16:
-                    self._one.clear()
-                shape = self._one[a.shape] = intern_shape(("one", self.uid, a.shape))
-            lr = _new_lazy(LazyResult)
-            lr.task = self
-            lr.args = args
-            lr.kwargs = kwargs
-            lr.lits = ()
-            lr.spec = _ONE_LAZY_SPEC
-            lr.children = args
-            lr.shape = shape
-            lr.tree = a.uses == 1 and a.tree and not a.copied
-            lr.uses = 0
-            lr.copied = False
-            lr.policy = None
-            return lr
         kinds = _ARG_KIND
         for a in args:
             if type(a) in kinds:
                 if kwargs:
                     return _make(self, args, kwargs, EMPTY_POLICY)
+                if len(args) == 1 and type(a) in _LAZY_TYPES:
+                    return self._link(a, args)
                 return _make_positional(self, args)
         if kwargs:
             for a in kwargs.values():
@@ -228,6 +208,28 @@ class Task:
         lr.spec = None
         lr.children = ()
         lr.tree = True
+        lr.uses = 0
+        lr.copied = False
+        lr.policy = None
+        return lr
+
+    def _link(self, a: LazyResult, args: tuple) -> LazyResult:
+        """A call whose one argument is lazy (a chain link): the hottest way to build a graph."""
+        a.uses += 1
+        shape = self._one.get(a.shape)
+        if shape is None:
+            if len(self._one) >= 1 << 16:
+                self._one.clear()
+            shape = self._one[a.shape] = intern_shape(("one", self.uid, a.shape))
+        lr = _new_lazy(LazyResult)
+        lr.task = self
+        lr.args = args
+        lr.kwargs = {}
+        lr.lits = ()
+        lr.spec = _ONE_LAZY_SPEC
+        lr.children = args
+        lr.shape = shape
+        lr.tree = a.uses == 1 and a.tree and not a.copied
         lr.uses = 0
         lr.copied = False
         lr.policy = None
