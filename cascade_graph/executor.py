@@ -73,10 +73,13 @@ class GraphRun:
         self.loop = asyncio.get_running_loop()
 
     # -- starting evaluations -------------------------------------------
-    def start(self, lazy, parent, slot) -> None:
-        """Begin evaluating ``lazy``; its value goes to ``parent``'s node ``slot``."""
+    def start(self, lazy, parent, slot, found=None) -> None:
+        """Begin evaluating ``lazy``; its value goes to ``parent``'s node ``slot``.
+
+        ``found`` is ``lookup(lazy)`` when the caller has it already.
+        """
         ctx = self.ctx
-        entry, inputs = lookup(lazy, ctx.tail_cache)
+        entry, inputs = found if found is not None else lookup(lazy, ctx.tail_cache)
         plan = entry.plan
         if plan is None:
             plan = entry.plan = compile_plan(entry.template)
@@ -246,17 +249,16 @@ class GraphRun:
     # -- the scheduler loop ------------------------------------------------
     async def run(self, root):
         ctx = self.ctx
+        found = lookup(root, ctx.tail_cache)
         if ctx.hot_path:
             # A flat target runs its tail loop right here, with no task hop.
-            while True:
-                entry, _ = lookup(root, ctx.tail_cache)
-                if not entry.template.flat:
-                    break
+            while found[0].template.flat:
                 value = await hot_loop(ctx, root)
                 if type(value) not in _LAZY_TYPES:
                     return value
                 root = value
-        self.start(root, None, 0)
+                found = lookup(root, ctx.tail_cache)
+        self.start(root, None, 0, found)
         ready, done = self.ready, self.done
         popleft = ready.popleft
         run_node = self._run_node
