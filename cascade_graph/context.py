@@ -97,10 +97,10 @@ class RunContext:
         # (a long sync loop, a direct await): it is cancelled, and the
         # lifecycle turns that cancellation back into the failure.
         self.tasks.discard(t)
-        if t.cancelled() or self.failed is not None:
+        if t.cancelled():
             return
-        exc = t.exception()
-        if exc is None:
+        exc = t.exception()  # retrieved here, so a later failure never goes unreported
+        if exc is None or self.failed is not None:
             return
         self.failed = exc
         main = self.main
@@ -163,13 +163,23 @@ async def run_workflow(execute, target, **options):
         if ctx.tasks:
             await ctx.cancel_all()
         teardown_error = await ctx.resources.close()
-        if error is None and teardown_error is not None:
-            error = teardown_error
+        if teardown_error is not None:
+            if error is None:
+                error = teardown_error
+            else:  # the run's own error wins; the teardown failure is reported on it
+                report_also(error, teardown_error)
         if emit is not None:
             emit(RunFinished(ctx.run_id, error is None, error))
     if error is not None:
         raise error
     return value
+
+
+def report_also(error: BaseException, other: BaseException) -> None:
+    """Note ``other`` (and its notes) on ``error``, which is the one raised."""
+    error.add_note(f"cascade: while cleaning up, also: {type(other).__name__}: {other}")
+    for note in getattr(other, "__notes__", ()):
+        error.add_note(f"  {note}")
 
 
 def now() -> float:

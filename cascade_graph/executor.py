@@ -36,7 +36,7 @@ from .cache import lookup
 from .context import SKIPPED, TARGET
 from .errors import add_task_note
 from .events import TailCall, TaskFailed, TaskFinished, TaskSkipped, TaskStarted
-from .hotpath import hot_loop
+from .hotpath import hot_loop, yield_to_loop
 from .invoke import invoke
 from .lazy import _LAZY_TYPES, Inject
 from .plan import INVOKE, ROUTER, SIMPLE, compile_plan
@@ -282,7 +282,7 @@ class GraphRun:
                     budget = _YIELD_EVERY
                     now = perf_counter()
                     if now >= next_yield:
-                        await asyncio.sleep(0)
+                        await yield_to_loop()
                         next_yield = perf_counter() + interval
             elif self.result is _PENDING:
                 self.wake = self.loop.create_future()

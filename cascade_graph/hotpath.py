@@ -30,6 +30,17 @@ from .lazy import LazyResult
 _MAX_BATCH = 1 << 14
 
 
+async def yield_to_loop() -> None:
+    """Let every other ready coroutine run once, timer-woken ones included.
+
+    A coroutine woken by a timer needs two turns of the event loop (the timer
+    resolves its future, then its step runs), so one ``sleep(0)`` would leave
+    it waiting for the next yield.
+    """
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
 async def hot_loop(ctx, lazy: LazyResult):
     """Run flat call ``lazy`` and its same-shape tail calls; return a value or another lazy."""
     task = lazy.task
@@ -43,7 +54,6 @@ async def hot_loop(ctx, lazy: LazyResult):
     interval = ctx.yield_interval
     is_async = task.is_async
     LR = LazyResult
-    sleep = asyncio.sleep
     last = perf_counter()
     next_yield = last + interval
     batch = 8
@@ -72,7 +82,7 @@ async def hot_loop(ctx, lazy: LazyResult):
                     batch >>= 1
                 countdown = batch
                 if now >= next_yield:
-                    await sleep(0)
+                    await yield_to_loop()
                     last = perf_counter()
                     next_yield = last + interval
     while True:
@@ -113,6 +123,6 @@ async def hot_loop(ctx, lazy: LazyResult):
                 batch >>= 1
             countdown = batch
             if now >= next_yield:
-                await sleep(0)
+                await yield_to_loop()
                 last = perf_counter()
                 next_yield = last + interval

@@ -21,7 +21,7 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from .context import SKIPPED
+from .context import SKIPPED, report_also
 from .errors import add_task_note
 from .events import TailCall, TaskFailed, TaskFinished, TaskRetrying, TaskSkipped, TaskStarted
 from .lazy import _LAZY_TYPES, Inject
@@ -151,7 +151,9 @@ async def _attempts(ctx, node, args, kwargs):
             result = await _call(task, a, kw, timeout)
         except BaseException as exc:
             if task_live:
-                await ctx.resources.release(task_live)
+                err = await ctx.resources.release(task_live)
+                if err is not None:
+                    report_also(exc, err)
             if emit is not None and not quiet:
                 emit(TaskFailed(ctx.run_id, name, exc))
             if (retry is not None and attempt < retry.max_attempts

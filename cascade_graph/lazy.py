@@ -291,20 +291,30 @@ class MapTask(Task):
 
     internal = True
     reports_skips = True  # a skipped map is reported (its items never exist)
-    _made: dict = {}
 
     @classmethod
     def of(cls, task: Task, item_policy: Policy | None) -> MapTask:
-        key = (task, item_policy)
-        made = cls._made.get(key)
-        if made is None:
-            made = cls._made[key] = cls(task, item_policy)
-        return made
+        """The map task of ``task`` with ``item_policy`` (one per pair, kept on the task)."""
+        made = task.__dict__.setdefault("_maps", {})
+        m = made.get(item_policy)
+        if m is None:
+            m = made[item_policy] = cls(task, item_policy)
+        return m
 
     def __init__(self, task: Task, item_policy: Policy | None):
         self.task = task
         self.item_policy = item_policy
         super().__init__(self._expand, name=f"{task.name}.map")
+
+    def check_literal_lengths(self, args: tuple, kwargs: dict) -> None:
+        """``ValueError`` when literal sized iterables differ in length (before any task runs)."""
+        sized = [(f"argument {i}", it) for i, it in enumerate(args)] + list(kwargs.items())
+        lengths = [(k, len(it)) for k, it in sized
+                   if type(it) in (list, tuple, dict, set, range, str, bytes)
+                   and not _contains_special(it)]
+        if len({n for _, n in lengths}) > 1:
+            raise ValueError(f"{self.task.name}.map needs iterables of one length, got "
+                             + ", ".join(f"{k}: {n}" for k, n in lengths))
 
     def _expand(self, *iterables, **kw_iterables):
         cols = [list(it) for it in iterables]
@@ -389,6 +399,12 @@ class LazyResult:
 
     def run_if(self, cond) -> LazyResult:
         """Skip this call unless ``cond`` (a value or a lazy) is truthy."""
+        if isinstance(cond, Task) or inspect.isfunction(cond) or inspect.ismethod(cond):
+            name = getattr(cond, "name", None) or getattr(cond, "__qualname__", repr(cond))
+            raise TypeError(
+                f".run_if() got {name!r} itself, which is always true: pass a value or a lazy "
+                f"call, e.g. .run_if({name}(...))"
+            )
         if type(cond) not in _LAZY_TYPES:
             cond = bool(cond)
         p = self._policy()

@@ -119,6 +119,7 @@ class RunResources:
         self.live: list[_Live] = []  # run scope, in set-up order
         self.values: dict[str, Any] = {}
         self.locks: dict[str, asyncio.Lock] = {}
+        self.broken: dict[str, BaseException] = {}  # run-scoped set-ups that failed
         self.emit = emit
         self.run_id = run_id
 
@@ -158,8 +159,14 @@ class RunResources:
             if lock is None:
                 lock = self.locks[name] = asyncio.Lock()
             async with lock:
+                if name in self.broken:  # set up once per run, even when that failed
+                    raise self.broken[name]
                 if name not in self.values:
-                    live = await self._make(res)
+                    try:
+                        live = await self._make(res)
+                    except Exception as exc:
+                        self.broken[name] = exc
+                        raise
                     self.live.append(live)
                     self.values[name] = live.value
             out[name] = self.values[name]
@@ -186,6 +193,9 @@ class RunResources:
                 exc.add_note(f"cascade: raised while tearing down resource {live.name!r}")
                 if first is None:
                     first = exc
+                else:  # every failure is reported, on the first one
+                    first.add_note(f"cascade: tearing down resource {live.name!r} also failed: "
+                                   f"{type(exc).__name__}: {exc}")
             if self.emit is not None:
                 self.emit(ResourceTornDown(self.run_id, live.name, live.scope))
         return first

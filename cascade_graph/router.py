@@ -66,6 +66,7 @@ class Router:
         self.routes = dict(routes)
         self._node = None
 
+
     def __repr__(self):
         return f"Router({self.selector!r}, routes={list(self.routes)!r})"
 
@@ -122,12 +123,8 @@ def _route_node(router: Router) -> LazyResult:
     return lr
 
 
-def select(ctx, node, selector, routes: dict, values: dict):
-    """The selected route's value (a shared node), or its lazy call (a tail call).
-
-    ``values`` maps the canonical index of each dependency of the route node
-    to its value (shared route roots and frontier nodes, see template.py).
-    """
+def check_key(selector, routes: dict) -> None:
+    """``KeyError`` naming ``selector`` and the known keys when no route has that key."""
     try:
         hit = selector in routes
     except TypeError:
@@ -135,6 +132,15 @@ def select(ctx, node, selector, routes: dict, values: dict):
     if not hit:
         known = ", ".join(repr(k) for k in routes)
         raise KeyError(f"Router has no route {selector!r}; known routes: {known}")
+
+
+def select(ctx, node, selector, routes: dict, values: dict):
+    """The selected route's value (a shared node), or its lazy call (a tail call).
+
+    ``values`` maps the canonical index of each dependency of the route node
+    to its value (shared route roots and frontier nodes, see template.py).
+    """
+    check_key(selector, routes)
     emit = ctx.emit
     chosen = None
     for key, idx, frontier in node.routes:

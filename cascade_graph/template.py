@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from .errors import add_task_note
 from .lazy import (
     _LAZY_TYPES,
     _POS_SPEC_IDS,
@@ -195,6 +196,43 @@ def _route_info(n, index) -> tuple:
     return tuple(out)
 
 
+def _check_map(lr) -> None:
+    """An ungated map over literal iterables of different lengths fails before any task runs."""
+    check = getattr(lr.task, "check_literal_lengths", None)
+    if check is not None:
+        try:
+            check(lr.args, lr.kwargs)
+        except ValueError as exc:
+            add_task_note(exc, lr.task.name)
+            raise
+
+
+def _check_routes(route_node) -> None:
+    """Errors knowable before a router runs: a literal selector with no route, and
+    wrong arity anywhere in the routes' sub-workflows (which run only when selected)."""
+    from .router import check_key
+
+    sel, routes = route_node.args
+    stack = [v for v in routes.values() if type(v) in _LAZY_TYPES]
+    seen = set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if n.kind == CALL:
+            n.task.check_call(len(n.args), tuple(n.kwargs))
+        elif n.kind == ROUTE:
+            stack.extend(v for v in n.args[1].values() if type(v) in _LAZY_TYPES)
+        stack.extend(n.children)
+    if type(sel) not in _LAZY_TYPES:
+        try:
+            check_key(sel, routes)
+        except KeyError as exc:
+            add_task_note(exc, route_node.task.name)
+            raise
+
+
 def route_frontier(route_root, index) -> list:
     """(walk position, canonical index) of workflow nodes inside a route's sub-workflow.
 
@@ -315,6 +353,8 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
             nargs = len(lr.args)
             if (nargs, ()) not in task._checked:
                 task.check_call(nargs, ())
+            if task.internal:
+                _check_map(lr)
             ch = lr.children
             if ch:
                 args = tuple(None if s is None else ("L", index[id(ch[s[1]])]) for s in spec[0])
@@ -363,8 +403,12 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
                     if d not in deps:
                         deps.append(d)
         injects = ()
+        if kind == ROUTE:
+            _check_routes(lr)
         if kind == CALL:
             lr.task.check_call(len(args), kwnames)
+            if lr.task.internal and lr.policy is None:
+                _check_map(lr)
             given = set(kwnames)
             injects = tuple((p, r) for p, r in lr.task.injects if p not in given)
             named = spec_injects(args + kwargs)

@@ -37,7 +37,7 @@ from cascade_graph.cache import lookup
 from cascade_graph.context import SKIPPED, as_root
 from cascade_graph.errors import add_task_note
 from cascade_graph.events import TailCall, TaskFailed, TaskFinished, TaskSkipped, TaskStarted
-from cascade_graph.hotpath import hot_loop
+from cascade_graph.hotpath import hot_loop, yield_to_loop
 from cascade_graph.invoke import invoke
 from cascade_graph.lazy import _LAZY_TYPES
 from cascade_graph.router import select
@@ -278,7 +278,7 @@ class VM:
             if not budget:
                 budget = _YIELD_EVERY
                 if perf_counter() >= next_yield:
-                    await asyncio.sleep(0)
+                    await yield_to_loop()
                     next_yield = perf_counter() + interval
             if type(v) not in LAZY:
                 R[a] = v
