@@ -13,9 +13,10 @@ here when a listener is attached (``TailCall`` included), so the engine must
 not emit them again for what ran here.
 
 Fairness: the loop yields to the event loop once ``yield_interval`` seconds
-of work have passed. The clock is read every ``batch`` iterations, where
-``batch`` adapts so a read happens several times per interval whatever one
-iteration costs: no clock call per iteration, no starvation.
+of work have passed (``Pacer``). The clock is read every ``batch``
+iterations, where ``batch`` adapts so a read happens several times per
+interval whatever one iteration costs: no clock call per iteration, no
+starvation.
 """
 
 from __future__ import annotations
@@ -41,6 +42,39 @@ async def yield_to_loop() -> None:
     await asyncio.sleep(0)
 
 
+class Pacer:
+    """When a loop should read the clock and when it should yield.
+
+    The loop counts ``batch`` iterations down itself (no call per iteration)
+    and calls ``batch_done``, which reads the clock, adapts ``batch`` so the
+    clock is read several times per interval, yields once ``interval``
+    seconds of work have passed, and returns the next batch size.
+    """
+
+    __slots__ = ("interval", "last", "next_yield", "batch")
+
+    def __init__(self, interval: float):
+        self.interval = interval  # seconds of work between yields
+        self.last = perf_counter()  # when the clock was last read
+        self.next_yield = self.last + interval  # yield once the clock passes this
+        self.batch = 8  # iterations between clock reads
+
+    async def batch_done(self) -> int:
+        now = perf_counter()
+        spent = now - self.last
+        self.last = now
+        interval = self.interval
+        if spent < interval * 0.125 and self.batch < _MAX_BATCH:
+            self.batch <<= 1
+        elif spent > interval * 0.5 and self.batch > 1:
+            self.batch >>= 1
+        if now >= self.next_yield:
+            await yield_to_loop()
+            self.last = perf_counter()
+            self.next_yield = self.last + interval
+        return self.batch
+
+
 async def hot_loop(ctx, lazy: LazyResult):
     """Run flat call ``lazy`` and its same-shape tail calls; return a value or another lazy."""
     task = lazy.task
@@ -51,13 +85,10 @@ async def hot_loop(ctx, lazy: LazyResult):
     emit = ctx.emit
     run_id = ctx.run_id
     name = task.name
-    interval = ctx.yield_interval
     is_async = task.is_async
     LR = LazyResult
-    last = perf_counter()
-    next_yield = last + interval
-    batch = 8
-    countdown = batch
+    pacer = Pacer(ctx.yield_interval)
+    countdown = pacer.batch
     if emit is None and not kwargs:
         # The tightest form: no listener, positional arguments only (equal shapes
         # mean equal argument layouts, so every later call is positional too).
@@ -73,18 +104,7 @@ async def hot_loop(ctx, lazy: LazyResult):
             args = result.args
             countdown -= 1
             if not countdown:
-                now = perf_counter()
-                spent = now - last
-                last = now
-                if spent < interval * 0.125 and batch < _MAX_BATCH:
-                    batch <<= 1
-                elif spent > interval * 0.5 and batch > 1:
-                    batch >>= 1
-                countdown = batch
-                if now >= next_yield:
-                    await yield_to_loop()
-                    last = perf_counter()
-                    next_yield = last + interval
+                countdown = await pacer.batch_done()
     while True:
         if emit is not None:
             emit(TaskStarted(run_id, name))
@@ -114,15 +134,4 @@ async def hot_loop(ctx, lazy: LazyResult):
         kwargs = result.kwargs
         countdown -= 1
         if not countdown:
-            now = perf_counter()
-            spent = now - last
-            last = now
-            if spent < interval * 0.125 and batch < _MAX_BATCH:
-                batch <<= 1
-            elif spent > interval * 0.5 and batch > 1:
-                batch >>= 1
-            countdown = batch
-            if now >= next_yield:
-                await yield_to_loop()
-                last = perf_counter()
-                next_yield = last + interval
+            countdown = await pacer.batch_done()

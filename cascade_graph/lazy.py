@@ -199,7 +199,7 @@ class Task:
         shape = self._flat.get(key)
         if shape is None:
             shape = self._flat[key] = intern_shape((self.uid, key))
-        lr = _new_lazy(LazyResult)
+        lr = _new_lazy(LazyResult)  # _node(), inlined: this is the hot path's allocation
         lr.task = self
         lr.args = args
         lr.kwargs = kwargs
@@ -221,19 +221,8 @@ class Task:
             if len(self._one) >= 1 << 16:
                 self._one.clear()
             shape = self._one[a.shape] = intern_shape(("one", self.uid, a.shape))
-        lr = _new_lazy(LazyResult)
-        lr.task = self
-        lr.args = args
-        lr.kwargs = {}
-        lr.lits = ()
-        lr.spec = _ONE_LAZY_SPEC
-        lr.children = args
-        lr.shape = shape
-        lr.tree = a.uses == 1 and a.tree and not a.copied
-        lr.uses = 0
-        lr.copied = False
-        lr.policy = None
-        return lr
+        return _node(self, args, {}, (), shape, _ONE_LAZY_SPEC, args,
+                     a.uses == 1 and a.tree and not a.copied)
 
     def map(self, *iterables, **kw_iterables) -> LazyResult:
         """One call per element, zipped; the value is the list of results in order."""
@@ -590,18 +579,23 @@ def _flat(task_obj: Task, args, kwargs, lits) -> LazyResult:
     shape = task_obj._flat.get(key)
     if shape is None:
         shape = task_obj._flat[key] = intern_shape((task_obj.uid, key))
+    return _node(task_obj, args, kwargs, lits, shape, None, (), True)
+
+
+def _node(task_obj, args, kwargs, lits, shape, spec, children, tree, policy=None) -> LazyResult:
+    """A new LazyResult with every field set (Task.__call__ inlines this for speed)."""
     lr = _new_lazy(LazyResult)
     lr.task = task_obj
     lr.args = args
     lr.kwargs = kwargs
     lr.lits = lits
     lr.shape = shape
-    lr.spec = None
-    lr.children = ()
-    lr.tree = True
+    lr.spec = spec
+    lr.children = children
+    lr.tree = tree
     lr.uses = 0
     lr.copied = False
-    lr.policy = None
+    lr.policy = policy
     return lr
 
 
@@ -660,19 +654,8 @@ def _make_positional(task_obj, args) -> LazyResult:
     shape = _SHAPES.get(key)
     if shape is None:
         shape = intern_shape(key)
-    lr = _new_lazy(LazyResult)
-    lr.task = task_obj
-    lr.args = args
-    lr.kwargs = {}
-    lr.lits = tuple(lits)
-    lr.spec = _POS_SPECS.get((len(args), mask)) or _positional_spec(len(args), mask)
-    lr.children = tuple(children)
-    lr.shape = shape
-    lr.tree = tree
-    lr.uses = 0
-    lr.copied = False
-    lr.policy = None
-    return lr
+    spec = _POS_SPECS.get((len(args), mask)) or _positional_spec(len(args), mask)
+    return _node(task_obj, args, {}, tuple(lits), shape, spec, tuple(children), tree)
 
 
 _POSITIONAL = "positional"
@@ -732,16 +715,6 @@ def _make(task_obj, args, kwargs, policy: Policy, original: LazyResult | None = 
     if not children and pkey is None and all(x is None for x in pos + kws):
         return _flat(task_obj, args, kwargs, tuple(scan.lits))
     spec = (pos, kwnames, kws, pkey)
-    lr = _new_lazy(LazyResult)
-    lr.task = task_obj
-    lr.args = args
-    lr.kwargs = kwargs
-    lr.lits = tuple(scan.lits)
-    lr.spec = spec
-    lr.children = children
-    lr.shape = intern_shape((task_obj.uid, spec_key(spec), tuple(c.shape for c in children)))
-    lr.tree = tree
-    lr.uses = 0
-    lr.copied = False
-    lr.policy = None if policy is EMPTY_POLICY else policy
-    return lr
+    shape = intern_shape((task_obj.uid, spec_key(spec), tuple(c.shape for c in children)))
+    return _node(task_obj, args, kwargs, tuple(scan.lits), shape, spec, children, tree,
+                 None if policy is EMPTY_POLICY else policy)
