@@ -51,6 +51,7 @@ class RunContext:
         "yield_interval",  # seconds of work before a loop yields to the event loop
         "tasks",  # set of asyncio tasks started for this run (removed when done)
         "param_values",  # cache: Param/Env node -> resolved value, per run
+        "route_runs",  # route object id -> the task evaluating it (routes of several routers)
         "failed",  # the first exception a task of the run raised, or None
         "main",  # the asyncio task running the engine (interrupted on a failure)
         "finishing",  # the engine returned or raised: failures no longer interrupt it
@@ -71,6 +72,7 @@ class RunContext:
         self.yield_interval = float(yield_interval)
         self.tasks: set = set()
         self.param_values: dict = {}
+        self.route_runs: dict = {}
         self.failed = None
         self.main = None
         self.finishing = False

@@ -40,7 +40,7 @@ from .hotpath import hot_loop, yield_to_loop
 from .invoke import invoke
 from .lazy import _LAZY_TYPES, Inject
 from .plan import INVOKE, ROUTER, SIMPLE, compile_plan
-from .router import select
+from .router import SharedRoute, evaluate_once, select
 from .template import run_program
 
 _PENDING = object()
@@ -92,6 +92,8 @@ class GraphRun:
         inst = Instance(plan, vals, parent, slot)
         if entry.template.resource_names:
             ctx.resources.check(entry.template.resource_names)
+        for p in entry.template.route_params:
+            ctx.value_of(p)
         if plan.value_nodes:
             ops = plan.ops
             values = [ctx.value_of(ops[i].node.task) for i in plan.value_nodes]
@@ -210,6 +212,10 @@ class GraphRun:
                 except Exception as exc:
                     add_task_note(exc, op.name)
                     raise
+                if type(value) is SharedRoute:
+                    t = evaluate_once(ctx, value, self.follow)
+                    self._spawn(_shielded(t), inst, i, True)
+                    return
                 self.complete(inst, i, value)
                 return
         if op.is_async:
@@ -289,6 +295,11 @@ class GraphRun:
                 await self.wake
                 self.wake = None
         return self.result
+
+
+async def _shielded(t):
+    """The value of task ``t``, which other waiters share (cancelling this waiter spares it)."""
+    return await asyncio.shield(t)
 
 
 async def execute(ctx, root):

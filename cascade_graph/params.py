@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from .errors import ParameterError
-from .lazy import ENV, PARAM, LazyResult, intern_shape, register_lazy_type
+from .lazy import ENV, PARAM, ROUTE, LazyResult, intern_shape, register_lazy_type
 
 _REQUIRED = object()
 _TRUE = {"true", "1", "yes", "y", "on"}
@@ -142,6 +142,8 @@ def find_params(target) -> list:
             if t is Param:
                 found.append(v)
             stack.extend(v.children)
+            if v.kind == ROUTE:  # a router's routes: parameters too, selected or not
+                stack.extend(v.args[1].values())
         elif t in (list, tuple, set):
             stack.extend(v)
         elif t is dict:

@@ -143,20 +143,41 @@ def select(ctx, node, selector, routes: dict, values: dict):
     check_key(selector, routes)
     emit = ctx.emit
     chosen = None
-    for key, idx, frontier in node.routes:
+    for key, idx, frontier, rid in node.routes:
         if key == selector:
-            chosen = (idx, frontier)
+            chosen = (idx, frontier, rid)
         elif idx is None and emit is not None:
             other = routes[key]
             if type(other) in _LAZY_TYPES:
                 emit(TaskSkipped(ctx.run_id, getattr(other.task, "name", "?"), "pruned"))
-    idx, frontier = chosen
+    idx, frontier, rid = chosen
     if idx is not None:
         return values[idx]
     route = routes[selector]
     if frontier:
         route = _with_values(route, frontier, values)
+    if rid in node.multi_routes:  # other routers may pick the same route: evaluate it once
+        return SharedRoute(id(routes[selector]), route)
     return route
+
+
+class SharedRoute:
+    """A selected route that other routers of the run may select too (see ``evaluate_once``)."""
+
+    __slots__ = ("key", "lazy")
+
+    def __init__(self, key, lazy):
+        self.key = key  # identity of the route object in this run
+        self.lazy = lazy  # what to evaluate
+
+
+def evaluate_once(ctx, shared: SharedRoute, follow):
+    """The run's one task evaluating ``shared`` (started by the first router to select it)."""
+    memo = ctx.route_runs
+    t = memo.get(shared.key)
+    if t is None:
+        t = memo[shared.key] = ctx.spawn(follow(shared.lazy))
+    return t
 
 
 def _with_values(route, frontier, values: dict):

@@ -62,7 +62,8 @@ class Node:
     n_inputs: int  # how many literals it has
     injects: tuple  # (parameter, resource name) filled by injection
     simple: bool  # positional literal/child args only, no policy, no injection
-    routes: tuple = ()  # ROUTE nodes: (key, shared root index or None, frontier): _route_info
+    routes: tuple = ()  # ROUTE nodes: (key, shared root, frontier, rid): see _route_info
+    multi_routes: frozenset = frozenset()  # rids of routes named by more than one router
 
 
 @attrs.frozen(slots=True, eq=False)
@@ -76,6 +77,7 @@ class Template:
     flat: bool  # a single plain call whose arguments are all inputs: the hot path
     value_nodes: tuple  # indices of PARAM/ENV nodes
     resource_names: tuple  # (resource, task name) for every injection in the template
+    route_params: tuple = ()  # Param nodes inside routers' routes: resolved at start too
 
 
 def canonical_nodes(root: LazyResult, tree: bool) -> list:
@@ -143,6 +145,7 @@ def _dag_key(order: list) -> int:
     index = {id(n): i for i, n in enumerate(order)}
     parts = []
     pos_specs = _POS_SPEC_IDS
+    route_ids: dict = {}
     for n in order:
         spec = n.spec
         if spec is None and not n.children:
@@ -153,7 +156,8 @@ def _dag_key(order: list) -> int:
         ch = n.children
         refs = (index[id(ch[0])],) if len(ch) == 1 else tuple([index[id(c)] for c in ch])
         if n.kind == ROUTE:
-            parts.append((n.task, spec, refs, _route_info(n, index)))
+            # n.shape covers the routes' own structure (they are not children)
+            parts.append((n.shape, spec, refs, _route_info(n, index, route_ids)))
         else:
             parts.append((n.task, spec, refs))
     return intern_shape(("dag", tuple(parts)))
@@ -176,23 +180,27 @@ def inputs_from_order(order: list) -> list:
     return inputs
 
 
-def _route_info(n, index) -> tuple:
-    """Per route key of ROUTE node ``n``: (key, shared root index or None, frontier).
+def _route_info(n, index, route_ids: dict) -> tuple:
+    """Per route key of ROUTE node ``n``: (key, shared root index or None, frontier, rid).
 
     A route whose root is a node of the workflow anyway is *shared*: the
     router takes its value. Otherwise its sub-workflow runs only when selected,
     and ``frontier`` lists the nodes inside it that are nodes of the workflow
     too, as (position in the route's own walk, canonical index): those run
-    once, in the workflow, and the route gets their values.
+    once, in the workflow, and the route gets their values. ``rid`` numbers
+    such a route in order of first appearance among the template's routers
+    (``route_ids``, filled across calls): routers naming the same route object
+    share one evaluation of it.
     """
     out = []
     for k, v in n.args[1].items():
         if type(v) not in _LAZY_TYPES:
-            out.append((k, None, ()))
+            out.append((k, None, (), None))
         elif id(v) in index:
-            out.append((k, index[id(v)], ()))
+            out.append((k, index[id(v)], (), None))
         else:
-            out.append((k, None, tuple(route_frontier(v, index))))
+            rid = route_ids.setdefault(id(v), len(route_ids))
+            out.append((k, None, tuple(route_frontier(v, index)), rid))
     return tuple(out)
 
 
@@ -207,9 +215,11 @@ def _check_map(lr) -> None:
             raise
 
 
-def _check_routes(route_node) -> None:
-    """Errors knowable before a router runs: a literal selector with no route, and
-    wrong arity anywhere in the routes' sub-workflows (which run only when selected)."""
+def _check_routes(route_node, params: list) -> None:
+    """Errors knowable before a router runs: wrong arity anywhere in the routes'
+    sub-workflows (which run only when selected) and a literal selector with no
+    route. The routes' ``Param`` nodes are appended to ``params``: they are
+    parameters of the run too, resolved when it starts."""
     from .router import check_key
 
     sel, routes = route_node.args
@@ -224,6 +234,8 @@ def _check_routes(route_node) -> None:
             n.task.check_call(len(n.args), tuple(n.kwargs))
         elif n.kind == ROUTE:
             stack.extend(v for v in n.args[1].values() if type(v) in _LAZY_TYPES)
+        elif n.kind == PARAM:
+            params.append(n)
         stack.extend(n.children)
     if type(sel) not in _LAZY_TYPES:
         try:
@@ -231,6 +243,10 @@ def _check_routes(route_node) -> None:
         except KeyError as exc:
             add_task_note(exc, route_node.task.name)
             raise
+
+
+def _route_obj(route_node, key) -> int:
+    return id(route_node.args[1][key])
 
 
 def route_frontier(route_root, index) -> list:
@@ -341,6 +357,15 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
     nodes = []
     first = 0
     value_nodes = []
+    route_params: list = []
+    route_ids: dict = {}
+    for lr in order:  # how many routers name each route object
+        if lr.kind == ROUTE:
+            for v in lr.args[1].values():
+                if type(v) in _LAZY_TYPES:
+                    route_ids[id(v)] = route_ids.get(id(v), 0) + 1
+    multi = {r for r, count in route_ids.items() if count > 1}
+    route_ids = {}
     pos_specs = _POS_SPEC_IDS
     for i, lr in enumerate(order):
         spec = lr.spec
@@ -397,14 +422,14 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
                 deps.append(a)
         routes = ()
         if kind == ROUTE:
-            routes = _route_info(lr, index)
-            for _, idx, frontier in routes:
+            routes = _route_info(lr, index, route_ids)
+            for _, idx, frontier, _ in routes:
                 for d in ((idx,) if idx is not None else ()) + tuple(m for _, m in frontier):
                     if d not in deps:
                         deps.append(d)
         injects = ()
         if kind == ROUTE:
-            _check_routes(lr)
+            _check_routes(lr, route_params)
         if kind == CALL:
             lr.task.check_call(len(args), kwnames)
             if lr.task.internal and lr.policy is None:
@@ -443,6 +468,8 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
                 injects=injects,
                 simple=simple,
                 routes=routes,
+                multi_routes=frozenset(rid for key, idx, fr, rid in routes
+                                       if rid is not None and _route_obj(lr, key) in multi),
             )
         )
         first += n_inputs
@@ -466,6 +493,7 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
         value_nodes=tuple(value_nodes),
         resource_names=tuple(dict.fromkeys((r, nd.task.name) for nd in nodes
                                            for _, r in nd.injects)),
+        route_params=tuple(dict.fromkeys(route_params)),
     )
 
 

@@ -40,7 +40,7 @@ from cascade_graph.events import TailCall, TaskFailed, TaskFinished, TaskSkipped
 from cascade_graph.hotpath import hot_loop, yield_to_loop
 from cascade_graph.invoke import invoke
 from cascade_graph.lazy import _LAZY_TYPES
-from cascade_graph.router import select
+from cascade_graph.router import SharedRoute, evaluate_once, select
 from cascade_graph.template import build_template
 
 from . import bytecode as bc
@@ -87,6 +87,8 @@ class VM:
             return None, None
         if t.resource_names:
             ctx.resources.check(t.resource_names)
+        for p in t.route_params:
+            ctx.value_of(p)
         code = entry.code
         if code is None:
             code = entry.code = compile_template(t)
@@ -264,6 +266,8 @@ class VM:
                 except Exception as exc:
                     add_task_note(exc, task.name)
                     raise
+                if type(v) is SharedRoute:
+                    v = await asyncio.shield(evaluate_once(ctx, v, self._follow))
             elif op == LOADV:
                 R[a] = ctx.value_of(x)
                 continue

@@ -1,0 +1,70 @@
+"""The differential properties: random workflows agree everywhere.
+
+Each property draws programs (``tests/strategies.py``) and hands them to the
+oracle (``oracle.check``): reference evaluator vs. both engines with the
+tail cache and hot path on and off (and ``arun``). A failing example is
+shrunk by Hypothesis, then saved under ``corpus/`` and replayed by
+``test_corpus_case`` from then on. Set ``FUZZ_SAVE=0`` to not save.
+
+Optional language features (Router, run_if, map, retry, params, resources,
+...) switch on by themselves as the engines implement them: see
+``features.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.strategies import programs
+
+from . import corpus, features, library, oracle, reference, session
+
+pytestmark = pytest.mark.skipif(
+    not features.engines_present(),
+    reason="the engines (cascade_graph/cascade_vm) are not importable",
+)
+
+LOOP_FEATURES = {"loops", "mutual", "same_names"}
+
+
+def run_property(strategy) -> None:
+    """Check every drawn program; save the minimal failing one to the corpus and fail."""
+    found = session.hunt(strategy)
+    if found is not None:
+        where = f"saved to {found.path}" if found.path else "not saved (FUZZ_SAVE=0)"
+        pytest.fail(f"minimal failing workflow {where}\n\n{found.report}", pytrace=False)
+
+
+def test_plain_workflows():
+    """Workflows without loop tasks: calls, containers, sharing, policies."""
+    run_property(programs(features=features.available() - LOOP_FEATURES))
+
+
+def test_tail_call_loops():
+    """Workflows built around tail-call loops and mutual recursion."""
+    run_property(programs(force=("loops", "mutual")))
+
+
+def test_swarm():
+    """Everything available, swarm-style."""
+    run_property(programs())
+
+
+@pytest.mark.parametrize("path", corpus.files(), ids=lambda p: p.stem)
+def test_corpus_case(path):
+    """A saved or hand-written workflow still agrees everywhere."""
+    program, doc = corpus.load(path)
+    missing = features.missing(oracle_features(program))
+    if missing:
+        pytest.skip(f"needs features not implemented yet: {sorted(missing)}")
+    if "expect" in doc:
+        ref = reference.evaluate(program)
+        got = str(ref.outcome) if ref.outcome.kind != "value" else library.canon(ref.outcome.value)
+        assert got == doc["expect"], f"the reference no longer means what the case says: {got}"
+    oracle.check(program)
+
+
+def oracle_features(program) -> set[str]:
+    from .workflow import api_features
+
+    return api_features(program)
