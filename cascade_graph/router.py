@@ -157,27 +157,29 @@ def select(ctx, node, selector, routes: dict, values: dict):
     if frontier:
         route = _with_values(route, frontier, values)
     if rid in node.multi_routes:  # other routers may pick the same route: evaluate it once
-        return SharedRoute(id(routes[selector]), route)
+        return SharedRoute(routes[selector], route)
     return route
 
 
 class SharedRoute:
     """A selected route that other routers of the run may select too (see ``evaluate_once``)."""
 
-    __slots__ = ("key", "lazy")
+    __slots__ = ("key", "route", "lazy")
 
-    def __init__(self, key, lazy):
-        self.key = key  # identity of the route object in this run
-        self.lazy = lazy  # what to evaluate
+    def __init__(self, route, lazy):
+        self.key = id(route)  # identity of the route object in this run
+        self.route = route  # the route object (kept alive while its id is a key)
+        self.lazy = lazy  # what to evaluate (the route, with frontier values in)
 
 
 def evaluate_once(ctx, shared: SharedRoute, follow):
     """The run's one task evaluating ``shared`` (started by the first router to select it)."""
     memo = ctx.route_runs
-    t = memo.get(shared.key)
-    if t is None:
-        t = memo[shared.key] = ctx.spawn(follow(shared.lazy))
-    return t
+    hit = memo.get(shared.key)
+    if hit is None:
+        # the entry holds the route object: its id cannot be reused while it is here
+        hit = memo[shared.key] = (shared.route, ctx.spawn(follow(shared.lazy)))
+    return hit[1]
 
 
 def _with_values(route, frontier, values: dict):
