@@ -280,7 +280,9 @@ def _ident(x):
 
 
 def _is_even(a):
-    return a % 2 == 0
+    # an int, not a bool: {is_even(x), 1} would hold True or 1 depending on the
+    # order the engine rebuilds the set in (True == 1), which is not a language fact
+    return int(a % 2 == 0)
 
 
 def _route_key(a, n):

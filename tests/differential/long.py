@@ -81,11 +81,13 @@ def main() -> int:
         return 2
     minutes = float(os.environ.get("FUZZ_MINUTES", "10"))
     batch = int(os.environ.get("FUZZ_BATCH", "100"))
-    rng = random.Random(int(os.environ["FUZZ_SEED"]) if "FUZZ_SEED" in os.environ else None)
+    session_seed = int(os.environ.get("FUZZ_SEED", random.SystemRandom().getrandbits(32)))
+    rng = random.Random(session_seed)
     stats = Stats()
     deadline = stats.start + minutes * 60
     print(
-        f"fuzzing for {minutes:g} min; features: {', '.join(sorted(features.available()))}",
+        f"fuzzing for {minutes:g} min (FUZZ_SEED={session_seed} repeats this session); "
+        f"features: {', '.join(sorted(features.available()))}",
         flush=True,
     )
     last = time.monotonic()
