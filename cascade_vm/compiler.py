@@ -184,8 +184,70 @@ class _Emitter:
         return t
 
 
+def _compile_simple_tree(t: Template) -> Code | None:
+    """One pass for the commonest cold shape: a tree of simple sync calls.
+
+    In a tree every value is read by exactly one instruction (its parent's
+    call), so a register is free again right after that read: scheduling
+    (reverse canonical order), selection and allocation fuse into one loop.
+    Returns None when the template is not of that shape.
+    """
+    nodes = t.nodes
+    if not t.tree or t.value_nodes:
+        return None
+    for nd in nodes:
+        if not nd.simple or nd.task.is_async:
+            return None
+    n_inputs = t.n_inputs
+    phys = [0] * len(nodes)
+    free: list = []
+    n_regs = n_inputs
+    consts: list = []
+    const_index: dict = {}
+    raw = []
+    ops = []
+    pc = 0
+    for i in range(len(nodes) - 1, -1, -1):
+        nd = nodes[i]
+        task = nd.task
+        src = []
+        lit = nd.first_input
+        for s in nd.args:
+            if s is None:
+                src.append(lit)
+                lit += 1
+            else:
+                src.append(phys[s[1]])
+        for d in nd.deps:
+            free.append(phys[d])
+        if free:
+            dst = free.pop()
+        else:
+            dst = n_regs
+            n_regs += 1
+        phys[i] = dst
+        k = const_index.get(id(task))
+        if k is None:
+            k = const_index[id(task)] = len(consts)
+            consts.append(task)
+        src = tuple(src)
+        tail = i == 0
+        raw.append((pc, bc.CALL, dst, k, src, None, tail, task.name))
+        lowered = _CALL_BY_ARITY[len(src)] if len(src) < 3 else L_CALLN
+        ops.append((lowered, dst, task.fn, src, task, tail))
+        pc += 1
+    root = phys[0]
+    raw.append((pc, bc.RET, root, None, (root,), None, False, nodes[0].task.name))
+    ops.append((bc.RET, root, None, (root,), None, False))
+    return Code(raw=tuple(raw), consts=tuple(consts), n_inputs=n_inputs, n_regs=n_regs,
+                fill=[None] * (n_regs - n_inputs), ops=tuple(ops), template=t, has_async=False)
+
+
 def compile_template(t: Template) -> Code:
     """Compile ``t`` to a ``Code`` (see module docstring)."""
+    code = _compile_simple_tree(t)
+    if code is not None:
+        return code
     em = _Emitter(t)
     nodes = t.nodes
     for step, i in _schedule(t):
