@@ -26,6 +26,7 @@ import attrs
 from .errors import add_task_note
 from .lazy import (
     _LAZY_TYPES,
+    _ONE_LAZY_SPEC,
     _POS_SPEC_IDS,
     CALL,
     ENV,
@@ -367,13 +368,16 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
     multi = {r for r, count in route_ids.items() if count > 1}
     route_ids = {}
     pos_specs = _POS_SPEC_IDS
+    plain_tasks: dict = {}  # id(task) -> no offload and no injection (asked once per task)
     for i, lr in enumerate(order):
         spec = lr.spec
         kind = lr.kind
         task = lr.task
-        if (kind == CALL and lr.policy is None and not lr.kwargs
-                and (spec is None or id(spec) in pos_specs)
-                and not task.offload and not (task.injects)):
+        plain = plain_tasks.get(id(task))
+        if plain is None and kind == CALL:
+            plain = plain_tasks[id(task)] = not task.offload and not task.injects
+        if (plain and kind == CALL and lr.policy is None and not lr.kwargs
+                and (spec is None or id(spec) in pos_specs)):
             # the common case: positional literals and distinct lazies, nothing else
             nargs = len(lr.args)
             if (nargs, ()) not in task._checked:
@@ -381,9 +385,14 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
             if task.internal:
                 _check_map(lr)
             ch = lr.children
-            if ch:
-                args = tuple(None if s is None else ("L", index[id(ch[s[1]])]) for s in spec[0])
-                deps = tuple(index[id(c)] for c in ch)
+            if spec is _ONE_LAZY_SPEC:  # a chain link
+                c = index[id(ch[0])]
+                args = (("L", c),)
+                deps = (c,)
+            elif ch:
+                args = tuple([None if s is None else ("L", index[id(ch[s[1]])])
+                              for s in spec[0]])
+                deps = tuple([index[id(c)] for c in ch])
             else:
                 args = (None,) * nargs
                 deps = ()
