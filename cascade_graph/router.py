@@ -29,6 +29,7 @@ from .lazy import (
     register_arg_hook,
     register_lazy_type,
 )
+from .template import route_refs
 
 
 class _RouteTask:
@@ -196,8 +197,10 @@ def _with_values(route, frontier, values: dict):
         seen.add(id(n))
         if pos in want:
             mapping[id(n)] = values[want[pos]]
-        elif n.children:
-            stack.extend(n.children[::-1])
+        else:
+            refs = route_refs(n)
+            if refs:
+                stack.extend(refs[::-1])
         pos += 1
     return substitute(route, mapping)
 
@@ -223,9 +226,9 @@ def substitute(root, mapping: dict):
             new[id(n)] = mapping[id(n)]
             continue
         stack.append((n, True))
-        stack.extend((c, False) for c in reversed(n.children))
+        stack.extend((c, False) for c in reversed(route_refs(n)))
     for n in order:
-        if not any(id(c) in new for c in n.children):
+        if not any(id(c) in new for c in route_refs(n)):
             continue
         new[id(n)] = _rebuild(n, new)
     return new.get(id(root), root)

@@ -269,10 +269,20 @@ def route_frontier(route_root, index) -> list:
         m = index.get(id(n))
         if m is not None:
             found.append((pos, m))
-        elif n.children:
-            stack.extend(n.children[::-1])
+        else:
+            refs = route_refs(n)
+            if refs:
+                stack.extend(refs[::-1])
         pos += 1
     return found
+
+
+def route_refs(n) -> tuple:
+    """What a walk inside a route's sub-workflow descends into: the children,
+    and for a nested router also its routes (they may hold workflow nodes)."""
+    if n.kind == ROUTE:
+        return n.children + tuple(v for v in n.args[1].values() if type(v) in _LAZY_TYPES)
+    return n.children
 
 
 def _resolve(spec, local_to_canon):

@@ -1,11 +1,20 @@
 """The corpus: failing (and hand-written) workflows kept as JSON.
 
-Every file ``corpus/<hash>.json`` holds ``{"program": <workflow JSON>, ...}``
-with optional fields: ``"title"`` and ``"why"`` (what bug class the case
-guards against), ``"expect"`` (the value's canonical form, ``library.canon``,
-checked against the reference so a hand-written case cannot silently mean
-something else), ``"problems"`` (the first lines of the disagreement that
-saved it). ``test_differential.py`` replays every file as an ordinary test.
+Every file ``corpus/<name>.json`` holds ``{"program": <workflow JSON>, ...}``.
+Saved failures are named by a short content hash; hand-written cases are
+``seed_*`` (bug classes the harness must cover) and ``found_*`` (curated
+minimal forms of disagreements the fuzzer found). Optional fields:
+
+- ``"title"``, ``"why"``: what the case is about, what bug it guards against;
+- ``"expect"``: the value's canonical form (``library.canon``), checked
+  against the reference, so a hand-written case cannot silently change
+  meaning;
+- ``"problems"``: the first lines of the disagreement that saved it;
+- ``"found_with"``, ``"fixed_in"``: engine commits;
+- ``"xfail"``: a reason; the replay is then expected to fail for now (a
+  known open bug the lead chose not to block on).
+
+``test_differential.py`` replays every file as an ordinary test.
 """
 
 from __future__ import annotations

@@ -51,9 +51,11 @@ def test_swarm():
 
 
 @pytest.mark.parametrize("path", corpus.files(), ids=lambda p: p.stem)
-def test_corpus_case(path):
+def test_corpus_case(path, request):
     """A saved or hand-written workflow still agrees everywhere."""
     program, doc = corpus.load(path)
+    if doc.get("xfail"):  # a known open disagreement, by the lead's decision
+        request.applymarker(pytest.mark.xfail(reason=doc["xfail"], strict=False))
     missing = features.missing(oracle_features(program))
     if missing:
         pytest.skip(f"needs features not implemented yet: {sorted(missing)}")

@@ -368,6 +368,8 @@ def validate(p: Program) -> list[str]:
 
     refs: set = set()
     for sid, d in p.shared:
+        if not isinstance(d, (Call, MapCall)):
+            errors.append(f"shared node {sid} is not a call")
         check(d, f"shared {sid}", refs, set())
         refs.add(sid)
     check(p.target, "target", refs, set())
@@ -379,6 +381,8 @@ def validate(p: Program) -> list[str]:
             errors.append(f"loop task {lt.label} has no step")
         local: set = set()
         for sid, d in lt.shared:
+            if not isinstance(d, (Call, MapCall)):
+                errors.append(f"{lt.label}: shared node {sid} is not a call")
             check(d, f"{lt.label} shared {sid}", local, names)
             local.add(sid)
         check(lt.base, f"{lt.label} base", local, names)
