@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 
 from .events import RunFinished, RunStarted
 from .lazy import _LAZY_TYPES, Task, _contains_special
@@ -182,7 +181,3 @@ def report_also(error: BaseException, other: BaseException) -> None:
     error.add_note(f"cascade: while cleaning up, also: {type(other).__name__}: {other}")
     for note in getattr(other, "__notes__", ()):
         error.add_note(f"  {note}")
-
-
-def now() -> float:
-    return time.perf_counter()

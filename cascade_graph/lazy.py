@@ -468,11 +468,6 @@ def register_arg_hook(cls: type, to_node) -> None:
     _ARG_KIND.add(cls)
 
 
-def is_lazy(value) -> bool:
-    """True when ``value`` is a lazy call or lazy value."""
-    return type(value) in _LAZY_TYPES
-
-
 # ---------------------------------------------------------------------------
 # The one-time walk of arguments
 

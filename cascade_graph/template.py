@@ -112,11 +112,7 @@ def bind_inputs(root: LazyResult, template: Template) -> list | tuple:
     if not root.children:
         return root.lits
     if not template.tree:
-        inputs: list = []
-        for n in canonical_nodes(root, False):
-            if n.lits:
-                inputs += n.lits
-        return inputs
+        return inputs_from_order(canonical_nodes(root, False))
     # a tree: the canonical pre-order walk, following single-child links without the stack
     inputs = []
     stack = [root]

@@ -89,9 +89,7 @@ class VM:
             ctx.resources.check(t.resource_names)
         for p in t.route_params:
             ctx.value_of(p)
-        code = entry.code
-        if code is None:
-            code = entry.code = compile_template(t)
+        code = code_for(entry)
         R = inputs if type(inputs) is list else list(inputs)
         R += code.fill
         return code.ops, R

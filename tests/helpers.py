@@ -15,7 +15,7 @@ import time
 import pytest
 
 from cascade_graph import events as ev
-from cascade_vm import run
+from cascade_vm import arun, run
 
 ENGINES = ("vm", "graph")
 
@@ -129,3 +129,28 @@ class FakeClock:
 
     def time(self) -> float:
         return self.now
+
+
+def ticks_during(target, **options) -> int:
+    """How often a ``sleep(0)`` ticker ran while ``arun(target, **options)`` ran."""
+
+    async def main():
+        ticks = 0
+        stop = False
+
+        async def ticker():
+            nonlocal ticks
+            while not stop:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        t = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0)
+        before = ticks
+        await arun(target, **options)
+        during = ticks - before
+        stop = True
+        await t
+        return during
+
+    return asyncio.run(main())

@@ -8,8 +8,8 @@ import sys
 from cascade_graph import TaskFinished, TaskStarted, task
 from cascade_graph.plan import compile_plan, to_dot
 from cascade_graph.template import build_template
-from cascade_vm import arun, run
-from tests.helpers import run_on
+from cascade_vm import run
+from tests.helpers import run_on, ticks_during
 
 
 @task
@@ -150,26 +150,7 @@ def test_graph_executor_yields_in_sync_workflow():
     def step(n, acc):
         return acc if n == 0 else step(n - 1, ident(acc + 1))
 
-    async def main():
-        ticks = 0
-        stop = False
-
-        async def ticker():
-            nonlocal ticks
-            while not stop:
-                ticks += 1
-                await asyncio.sleep(0)
-
-        t = asyncio.ensure_future(ticker())
-        await asyncio.sleep(0)
-        before = ticks
-        await arun(step(50_000, 0), engine="graph", hot_path=False)
-        stop = True
-        during = ticks - before
-        await t
-        return during
-
-    during = asyncio.run(main())
+    during = ticks_during(step(50_000, 0), engine="graph", hot_path=False)
     assert 2 <= during < 50_000 // 10
 
 

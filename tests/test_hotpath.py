@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from cascade_graph import TailCall, TaskFinished, TaskStarted, hotpath, task
 from cascade_graph.template import build_template
-from cascade_vm import arun, run
-from tests.helpers import Calls, per_engine, run_on
+from cascade_vm import run
+from tests.helpers import Calls, per_engine, run_on, ticks_during
 
 
 @task
@@ -170,53 +168,16 @@ def test_hot_loop_error_has_task_note(engine):
 @per_engine
 def test_hot_loop_yields_to_other_coroutines(engine):
     """A long flat loop in arun() lets another coroutine tick while it runs."""
-
-    async def main():
-        ticks = 0
-        stop = False
-
-        async def ticker():
-            nonlocal ticks
-            while not stop:
-                ticks += 1
-                await asyncio.sleep(0)
-
-        t = asyncio.ensure_future(ticker())
-        await asyncio.sleep(0)
-        before = ticks
-        await arun(countdown(300_000), engine=engine)
-        during = ticks - before
-        stop = True
-        await t
-        return during
-
-    assert asyncio.run(main()) >= 2
+    during = ticks_during(countdown(300_000), engine=engine)
+    assert during >= 2
 
 
 @per_engine
 def test_hot_loop_does_not_yield_every_iteration(engine):
     """The hot loop yields at a bounded interval, not once per iteration."""
 
-    async def main():
-        ticks = 0
-        stop = False
-
-        async def ticker():
-            nonlocal ticks
-            while not stop:
-                ticks += 1
-                await asyncio.sleep(0)
-
-        t = asyncio.ensure_future(ticker())
-        await asyncio.sleep(0)
-        before = ticks
-        await arun(countdown(100_000), engine=engine)
-        during = ticks - before
-        stop = True
-        await t
-        return during
-
-    assert asyncio.run(main()) < 100_000 // 10
+    during = ticks_during(countdown(100_000), engine=engine)
+    assert during < 100_000 // 10
 
 
 def test_flat_template_definition():

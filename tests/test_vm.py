@@ -17,7 +17,7 @@ from cascade_graph import (
     task,
 )
 from cascade_vm import run
-from tests.helpers import Calls, run_on
+from tests.helpers import Calls, run_on, ticks_during
 
 
 def _depth():
@@ -223,32 +223,12 @@ def test_concurrent_arun_same_template_isolated():
 
 def test_vm_yields_in_sync_workflow():
     """A long sync (non-flat) workflow on the VM yields to other coroutines."""
-    from cascade_vm import arun
 
     @task
     def step(n, acc):
         return acc if n == 0 else step(n - 1, ident(acc + 1))
 
-    async def main():
-        ticks = 0
-        stop = False
-
-        async def ticker():
-            nonlocal ticks
-            while not stop:
-                ticks += 1
-                await asyncio.sleep(0)
-
-        t = asyncio.ensure_future(ticker())
-        await asyncio.sleep(0)
-        before = ticks
-        await arun(step(50_000, 0), engine="vm", hot_path=False)
-        stop = True
-        during = ticks - before
-        await t
-        return during
-
-    during = asyncio.run(main())
+    during = ticks_during(step(50_000, 0), engine="vm", hot_path=False)
     assert 2 <= during < 50_000 // 10
 
 
