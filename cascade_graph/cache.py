@@ -10,16 +10,40 @@ graph executor's ``plan``, the VM's ``code``). A new run, a tail call and a
 map item with the same structure all land on the same entry and only bind new
 input values. ``tail_cache=False`` bypasses the cache: every lookup builds a
 fresh entry (same results, slower).
+
+Building a template and compiling it (``without_gc``) run with Python's
+cyclic garbage collector paused. They allocate thousands of small acyclic
+records that all stay alive, and each burst of allocations would otherwise
+trigger collections that traverse the user's whole graph of ``LazyResult``s
+again and again: on a cold 10,000-node chain that made the graph plan's
+compile about 4x slower. Nothing collectable is made there, and the
+collector is restored (only if it was on) before any task runs.
 """
 
 from __future__ import annotations
 
+import gc
 from collections import OrderedDict
 
 from .template import Template, bind_inputs, build_template, inputs_from_order, key_and_order
 
 DEFAULT_MAXSIZE = 4096  # entries
 DEFAULT_MAXNODES = 1 << 18  # template nodes over all entries
+
+
+def without_gc(build, arg):
+    """``build(arg)`` with the cyclic garbage collector paused (see module docstring)."""
+    if not gc.isenabled():
+        return build(arg)
+    gc.disable()
+    try:
+        return build(arg)
+    finally:
+        gc.enable()
+
+
+def _build(job):
+    return build_template(*job)
 
 
 class Entry:
@@ -67,7 +91,7 @@ class TemplateCache:
             entries.move_to_end(key)
             return entry
         self.misses += 1
-        entry = entries[key] = Entry(build_template(root, key, order))
+        entry = entries[key] = Entry(without_gc(_build, (root, key, order)))
         self.nodes += len(entry.template.nodes)
         while len(entries) > 1 and (len(entries) > self.maxsize or self.nodes > self.maxnodes):
             _, old = entries.popitem(last=False)
@@ -85,7 +109,7 @@ def lookup(root, use_cache: bool) -> tuple[Entry, list | tuple]:
     if use_cache:
         entry = SHARED.entry_for(root, key, order)
     else:
-        entry = Entry(build_template(root, key, order))
+        entry = Entry(without_gc(_build, (root, key, order)))
     if order is not None:
         return entry, inputs_from_order(order)
     return entry, bind_inputs(root, entry.template)

@@ -32,7 +32,7 @@ import asyncio
 from collections import deque
 from time import perf_counter
 
-from .cache import lookup
+from .cache import lookup, without_gc
 from .context import SKIPPED, TARGET
 from .errors import add_task_note
 from .events import TailCall, TaskFailed, TaskFinished, TaskSkipped, TaskStarted
@@ -82,7 +82,7 @@ class GraphRun:
         entry, inputs = found if found is not None else lookup(lazy, ctx.tail_cache)
         plan = entry.plan
         if plan is None:
-            plan = entry.plan = compile_plan(entry.template)
+            plan = entry.plan = without_gc(compile_plan, entry.template)
         if plan.flat and ctx.hot_path:
             self._spawn(hot_loop(ctx, lazy), parent, slot, True)
             return

@@ -178,32 +178,42 @@ class Task:
 
     # -- calling ---------------------------------------------------------
     def __call__(self, *args, **kwargs) -> LazyResult:
+        # The two hottest ways to build a graph are inlined here: a flat call
+        # (every argument a plain literal: each iteration of a tail loop) and a
+        # chain link (one lazy argument). Everything else goes to _make*.
+        if kwargs:
+            return self._call_kw(args, kwargs)
         kinds = _ARG_KIND
         for a in args:
             if type(a) in kinds:
-                if kwargs:
-                    return _make(self, args, kwargs, EMPTY_POLICY)
-                if len(args) == 1 and type(a) in _LAZY_TYPES:
-                    return self._link(a, args)
-                return _make_positional(self, args)
-        if kwargs:
-            for a in kwargs.values():
-                if type(a) in kinds:
-                    return _make(self, args, kwargs, EMPTY_POLICY)
-            kwnames = tuple(kwargs)
-            key = (len(args), kwnames)
-            lits = args + tuple(kwargs.values())
-        else:
-            key = len(args)
-            lits = args
-        shape = self._flat.get(key)
+                if len(args) != 1 or type(a) not in _LAZY_TYPES:
+                    return _make_positional(self, args)
+                # a chain link: its shape is interned per task by the child's shape
+                a.uses += 1
+                shape = self._one.get(a.shape)
+                if shape is None:
+                    shape = self._link_shape(a.shape)
+                lr = _new_lazy(LazyResult)
+                lr.task = self
+                lr.args = args
+                lr.kwargs = kwargs
+                lr.lits = ()
+                lr.shape = shape
+                lr.spec = _ONE_LAZY_SPEC
+                lr.children = args
+                lr.tree = a.uses == 1 and a.tree and not a.copied
+                lr.uses = 0
+                lr.copied = False
+                lr.policy = None
+                return lr
+        shape = self._flat.get(len(args))
         if shape is None:
-            shape = self._flat[key] = intern_shape((self.uid, key))
+            shape = self._flat_shape(len(args))
         lr = _new_lazy(LazyResult)  # _node(), inlined: this is the hot path's allocation
         lr.task = self
         lr.args = args
         lr.kwargs = kwargs
-        lr.lits = lits
+        lr.lits = args
         lr.shape = shape
         lr.spec = None
         lr.children = ()
@@ -213,16 +223,39 @@ class Task:
         lr.policy = None
         return lr
 
-    def _link(self, a: LazyResult, args: tuple) -> LazyResult:
-        """A call whose one argument is lazy (a chain link): the hottest way to build a graph."""
-        a.uses += 1
-        shape = self._one.get(a.shape)
+    def _call_kw(self, args: tuple, kwargs: dict) -> LazyResult:
+        """A call with keyword arguments: flat when nothing in it is lazy or a container."""
+        kinds = _ARG_KIND
+        for a in args:
+            if type(a) in kinds:
+                return _make(self, args, kwargs, EMPTY_POLICY)
+        for a in kwargs.values():
+            if type(a) in kinds:
+                return _make(self, args, kwargs, EMPTY_POLICY)
+        key = (len(args), tuple(kwargs))
+        shape = self._flat.get(key)
         if shape is None:
-            if len(self._one) >= 1 << 16:
-                self._one.clear()
-            shape = self._one[a.shape] = intern_shape(("one", self.uid, a.shape))
-        return _node(self, args, {}, (), shape, _ONE_LAZY_SPEC, args,
-                     a.uses == 1 and a.tree and not a.copied)
+            shape = self._flat_shape(key)
+        return _node(self, args, kwargs, args + tuple(kwargs.values()), shape, None, (), True)
+
+    def _flat_shape(self, key) -> int:
+        """The shape of a flat call with argument layout ``key`` (nargs, or (nargs, kwnames))."""
+        shape = self._flat[key] = intern_shape((self.uid, key))
+        return shape
+
+    def _link_shape(self, child_shape: int) -> int:
+        """The shape of a call of this task whose one argument is a lazy of ``child_shape``.
+
+        ``_one`` is the intern table of that structure (task, one lazy child):
+        new ids come straight from the shape counter, so a cold chain of n
+        links costs n small dict inserts and no global table. Bounded: when
+        full it is cleared, and a structure seen again gets a new id (a cache
+        miss, never a wrong hit: ids are not reused).
+        """
+        if len(self._one) >= 1 << 16:
+            self._one.clear()
+        shape = self._one[child_shape] = _next_shape()
+        return shape
 
     def map(self, *iterables, **kw_iterables) -> LazyResult:
         """One call per element, zipped; the value is the list of results in order."""
@@ -571,9 +604,7 @@ class _Scan:
 def _flat(task_obj: Task, args, kwargs, lits) -> LazyResult:
     """A flat call whose literal arguments include containers (no lazy inside)."""
     key = (len(args), tuple(kwargs)) if kwargs else len(args)
-    shape = task_obj._flat.get(key)
-    if shape is None:
-        shape = task_obj._flat[key] = intern_shape((task_obj.uid, key))
+    shape = task_obj._flat.get(key) or task_obj._flat_shape(key)
     return _node(task_obj, args, kwargs, lits, shape, None, (), True)
 
 

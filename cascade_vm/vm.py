@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 from time import perf_counter
 
-from cascade_graph.cache import lookup
+from cascade_graph.cache import lookup, without_gc
 from cascade_graph.context import SKIPPED, as_root
 from cascade_graph.errors import add_task_note
 from cascade_graph.events import TailCall, TaskFailed, TaskFinished, TaskSkipped, TaskStarted
@@ -58,7 +58,7 @@ def code_for(entry):
     """The VM code of a cache entry, compiled on first use."""
     code = entry.code
     if code is None:
-        code = entry.code = compile_template(entry.template)
+        code = entry.code = without_gc(compile_template, entry.template)
     return code
 
 
