@@ -89,8 +89,12 @@ def canonical_nodes(root: LazyResult, tree: bool) -> list:
     if tree:
         while stack:
             n = pop()
-            append(n)
-            ch = n.children
+            while True:  # follow single-child links without the stack
+                append(n)
+                ch = n.children
+                if len(ch) != 1:
+                    break
+                n = ch[0]
             if ch:
                 push(ch[::-1])
         return out
@@ -354,57 +358,89 @@ def spec_injects(specs) -> list:
     return found
 
 
+def _route_multi(order: list) -> set:
+    """ids of route objects that more than one router of ``order`` names."""
+    counts: dict = {}
+    for lr in order:
+        if lr.kind == ROUTE:
+            for v in lr.args[1].values():
+                if type(v) in _LAZY_TYPES:
+                    counts[id(v)] = counts.get(id(v), 0) + 1
+    return {r for r, count in counts.items() if count > 1}
+
+
+_NO_ARGS = [(None,) * n for n in range(16)]  # literal-only positional specs by arity
+
+
+def _fast_ok(task, nargs: int, fast: dict) -> bool:
+    """May ``task`` called with ``nargs`` positional arguments take build_template's
+    fast path? Raises the arity ``TypeError``; remembers a yes in ``fast``."""
+    if task.offload or task.injects or task.internal:
+        return False
+    task.check_call(nargs, ())
+    fast[id(task)] = nargs
+    return True
+
+
 def build_template(root: LazyResult, key: int | None = None, order=None) -> Template:
-    """Compute the template of the workflow under ``root`` (one walk; checks arity)."""
+    """Compute the template of the workflow under ``root`` (one walk; checks arity).
+
+    Two kinds of node take a fast path, since a cold workflow is mostly made
+    of them: a flat call of a plain task (literal arguments only) and a chain
+    link (one lazy argument). Their checks are asked once per task and arity.
+    """
     if order is None:
         order = canonical_nodes(root, root.tree)
     if key is None:
         key = root.shape if root.tree else _dag_key(order)
     index = {id(n): i for i, n in enumerate(order)}
     nodes = []
+    append = nodes.append
     first = 0
     value_nodes = []
     route_params: list = []
     route_ids: dict = {}
-    for lr in order:  # how many routers name each route object
-        if lr.kind == ROUTE:
-            for v in lr.args[1].values():
-                if type(v) in _LAZY_TYPES:
-                    route_ids[id(v)] = route_ids.get(id(v), 0) + 1
-    multi = {r for r, count in route_ids.items() if count > 1}
-    route_ids = {}
+    multi = None  # route objects named by several routers (computed at the first router)
+    resource_names: list = []
     pos_specs = _POS_SPEC_IDS
-    plain_tasks: dict = {}  # id(task) -> no offload and no injection (asked once per task)
+    one = _ONE_LAZY_SPEC
+    no_args = _NO_ARGS
+    fast: dict = {}  # id(task) -> arity checked for the fast path (plain, not internal)
     for i, lr in enumerate(order):
         spec = lr.spec
-        kind = lr.kind
         task = lr.task
-        plain = plain_tasks.get(id(task))
-        if plain is None and kind == CALL:
-            plain = plain_tasks[id(task)] = not task.offload and not task.injects
-        if (plain and kind == CALL and lr.policy is None and not lr.kwargs
-                and (spec is None or id(spec) in pos_specs)):
-            # the common case: positional literals and distinct lazies, nothing else
+        if spec is one or (spec is None and lr.kind == CALL and not lr.kwargs):
+            # a chain link, or a flat call with positional literals only
+            nargs = len(lr.args)
+            if fast.get(id(task)) != nargs and not _fast_ok(task, nargs, fast):
+                pass  # not plain: the general path below
+            elif spec is one:
+                c = index[id(lr.children[0])]
+                deps = (c,)
+                append(Node(i, CALL, task, (("L", c),), (), (), deps, deps, (), (), None,
+                            first, 0, (), True))
+                continue
+            else:
+                append(Node(i, CALL, task, no_args[nargs] if nargs < 16 else (None,) * nargs,
+                            (), (), (), (), (), (), None, first, nargs, (), True))
+                first += nargs
+                continue
+        kind = lr.kind
+        if (kind == CALL and lr.policy is None and not lr.kwargs and id(spec) in pos_specs
+                and not task.offload and not task.injects):
+            # positional literals and distinct lazies, nothing else
             nargs = len(lr.args)
             if (nargs, ()) not in task._checked:
                 task.check_call(nargs, ())
             if task.internal:
                 _check_map(lr)
             ch = lr.children
-            if spec is _ONE_LAZY_SPEC:  # a chain link
-                c = index[id(ch[0])]
-                args = (("L", c),)
-                deps = (c,)
-            elif ch:
-                args = tuple([None if s is None else ("L", index[id(ch[s[1]])])
-                              for s in spec[0]])
-                deps = tuple([index[id(c)] for c in ch])
-            else:
-                args = (None,) * nargs
-                deps = ()
+            args = tuple([None if s is None else ("L", index[id(ch[s[1]])])
+                          for s in spec[0]])
+            deps = tuple([index[id(c)] for c in ch])
             n_inputs = nargs - len(ch)
-            nodes.append(Node(i, CALL, task, args, (), (), deps, deps, (), (), None, first,
-                              n_inputs, (), True))
+            append(Node(i, CALL, task, args, (), (), deps, deps, (), (), None, first,
+                        n_inputs, (), True))
             first += n_inputs
             continue
         local = [index[id(c)] for c in lr.children]
@@ -437,6 +473,8 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
                 deps.append(a)
         routes = ()
         if kind == ROUTE:
+            if multi is None:
+                multi = _route_multi(order)
             routes = _route_info(lr, index, route_ids)
             for _, idx, frontier, _ in routes:
                 for d in ((idx,) if idx is not None else ()) + tuple(m for _, m in frontier):
@@ -454,6 +492,7 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
             named = spec_injects(args + kwargs)
             if named:
                 injects = injects + tuple((None, r) for r in named)
+            resource_names.extend((r, task.name) for _, r in injects)
         n_inputs = count_literals(args + kwargs)
         simple = (
             kind == CALL
@@ -506,8 +545,7 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
         tree=root.tree,
         flat=flat,
         value_nodes=tuple(value_nodes),
-        resource_names=tuple(dict.fromkeys((r, nd.task.name) for nd in nodes
-                                           for _, r in nd.injects)),
+        resource_names=tuple(dict.fromkeys(resource_names)),
         route_params=tuple(dict.fromkeys(route_params)),
     )
 
