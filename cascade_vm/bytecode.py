@@ -101,11 +101,12 @@ class Code:
     """A compiled template.
 
     ``raw`` holds each instruction as a plain tuple (offset, opcode, a, k,
-    regs, n, tail, argrepr); ``instructions`` turns them into ``Instruction``
-    records on demand (disassembly), so compiling never pays for records.
+    regs, n, tail, argrepr), or is a function returning them (the fused tree
+    compiler makes them only for disassembly); ``instructions`` turns them
+    into ``Instruction`` records on demand, so compiling never pays for records.
     """
 
-    raw: tuple  # instruction tuples, see above
+    raw: object  # instruction tuples, see above, or a function that makes them
     consts: tuple  # the constant pool
     n_inputs: int  # registers 0..n_inputs-1 are the input slots
     n_regs: int  # registers in a frame
@@ -117,8 +118,9 @@ class Code:
     @property
     def instructions(self) -> tuple:
         """The instructions as ``Instruction`` records."""
+        raw = self.raw() if callable(self.raw) else self.raw
         return tuple(Instruction(off, op, OPNAMES[op], a, k, regs, n, tail, argrepr)
-                     for off, op, a, k, regs, n, tail, argrepr in self.raw)
+                     for off, op, a, k, regs, n, tail, argrepr in raw)
 
 
 def get_instructions(code: Code):

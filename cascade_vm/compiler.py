@@ -184,40 +184,59 @@ class _Emitter:
         return t
 
 
-def _compile_simple_tree(t: Template) -> Code | None:
-    """One pass for the commonest cold shape: a tree of simple sync calls.
+def _fusable(nd) -> bool:
+    """Can the fused tree compiler take this node: a sync call with positional
+    arguments (literals, lazies, containers of them) and nothing else?"""
+    if nd.simple:
+        return not nd.task.is_async
+    return (nd.kind == NODE_CALL and not nd.kwnames and nd.policy is None and not nd.conds
+            and not nd.after and not nd.injects and not nd.task.offload
+            and not nd.task.is_async)
 
-    In a tree every value is read by exactly one instruction (its parent's
-    call), so a register is free again right after that read: scheduling
-    (reverse canonical order), selection and allocation fuse into one loop.
-    Returns None when the template is not of that shape.
+
+def _compile_simple_tree(t: Template) -> Code | None:
+    """One pass for the commonest cold shape: a tree of sync positional calls.
+
+    In a tree every node's value is read by one instruction group (its
+    parent's container builds and call), so a register is free again right
+    after that: scheduling (reverse canonical order), selection and
+    allocation fuse into one loop. Container arguments are built into
+    temporaries, each read once. Instruction tuples for ``dis`` are made only
+    when asked for. Returns None when the template is not of that shape.
     """
     nodes = t.nodes
     if not t.tree or t.value_nodes:
         return None
     for nd in nodes:
-        if not nd.simple or nd.task.is_async:
+        if not _fusable(nd):
             return None
     n_inputs = t.n_inputs
     phys = [0] * len(nodes)
     free: list = []
     n_regs = n_inputs
-    consts: list = []
-    const_index: dict = {}
-    raw = []
     ops = []
-    pc = 0
+    append = ops.append
+    by_arity = _CALL_BY_ARITY
     for i in range(len(nodes) - 1, -1, -1):
         nd = nodes[i]
         task = nd.task
-        src = []
-        lit = nd.first_input
-        for s in nd.args:
-            if s is None:
-                src.append(lit)
-                lit += 1
+        if nd.simple:
+            args = nd.args
+            if len(args) == 1:  # the commonest: a chain link or a one-literal call
+                s = args[0]
+                src = (nd.first_input,) if s is None else (phys[s[1]],)
             else:
-                src.append(phys[s[1]])
+                src = []
+                lit = nd.first_input
+                for s in args:
+                    if s is None:
+                        src.append(lit)
+                        lit += 1
+                    else:
+                        src.append(phys[s[1]])
+                src = tuple(src)
+        else:
+            src, n_regs = _fused_args(nd, phys, free, n_regs, len(nodes), append)
         for d in nd.deps:
             free.append(phys[d])
         if free:
@@ -226,21 +245,66 @@ def _compile_simple_tree(t: Template) -> Code | None:
             dst = n_regs
             n_regs += 1
         phys[i] = dst
-        k = const_index.get(id(task))
-        if k is None:
-            k = const_index[id(task)] = len(consts)
-            consts.append(task)
-        src = tuple(src)
-        tail = i == 0
-        raw.append((pc, bc.CALL, dst, k, src, None, tail, task.name))
-        lowered = _CALL_BY_ARITY[len(src)] if len(src) < 3 else L_CALLN
-        ops.append((lowered, dst, task.fn, src, task, tail))
-        pc += 1
+        append((by_arity[len(src)] if len(src) < 3 else L_CALLN, dst, task.fn, src, task,
+                i == 0))
     root = phys[0]
-    raw.append((pc, bc.RET, root, None, (root,), None, False, nodes[0].task.name))
-    ops.append((bc.RET, root, None, (root,), None, False))
-    return Code(raw=tuple(raw), consts=tuple(consts), n_inputs=n_inputs, n_regs=n_regs,
-                fill=[None] * (n_regs - n_inputs), ops=tuple(ops), template=t, has_async=False)
+    append((bc.RET, root, None, (root,), None, False))
+    ops = tuple(ops)
+    consts = tuple({id(c): c for c in (o[4] if o[4] is not None else o[2] for o in ops[:-1])
+                    }.values())
+    return Code(raw=lambda: _raw_of_fused(ops, consts, nodes[0].task.name), consts=consts,
+                n_inputs=n_inputs, n_regs=n_regs, fill=[None] * (n_regs - n_inputs),
+                ops=ops, template=t, has_async=False)
+
+
+def _fused_args(nd, phys, free, n_regs, n_nodes, append):
+    """Registers of a node's positional arguments, building its containers into
+    temporaries (each freed once read). Returns (source registers, n_regs)."""
+    stack: list = []  # node/input slots (ints) and temporaries ([register])
+    target = nd.task is TARGET
+    for op in arg_program(nd, n_nodes):
+        tag = op[0]
+        if tag == "V":
+            stack.append(op[1])
+            continue
+        cnt = op[2] if tag == "C" else len(op[1])
+        items = stack[len(stack) - cnt:] if cnt else []
+        del stack[len(stack) - cnt:]
+        src = tuple([_fused_reg(x, phys, n_nodes) for x in items])
+        for x in items:
+            if type(x) is list:  # a temporary, read here for the last time
+                free.append(x[0])
+        if free:
+            dst = free.pop()
+        else:
+            dst = n_regs
+            n_regs += 1
+        append((bc.BUILD if tag == "C" else bc.BUILD_DICT, dst, op[1], src, None, target))
+        stack.append([dst])
+    return tuple([_fused_reg(x, phys, n_nodes) for x in stack]), n_regs
+
+
+def _fused_reg(x, phys, n_nodes) -> int:
+    """The register of an argument-program value: a temporary, a node's value or an input."""
+    if type(x) is list:
+        return x[0]
+    return phys[x] if x < n_nodes else x - n_nodes
+
+
+def _raw_of_fused(ops, consts, root_name) -> tuple:
+    """The instruction tuples of fused code (see ``Code.raw``), made for disassembly."""
+    k_of = {id(c): k for k, c in enumerate(consts)}
+    raw = []
+    for pc, (op, a, x, src, ex, tail) in enumerate(ops):
+        if op == bc.RET:
+            raw.append((pc, op, a, None, src, None, False, root_name))
+        elif op == bc.BUILD:
+            raw.append((pc, op, a, k_of[id(x)], src, int(tail), False, x.__name__))
+        elif op == bc.BUILD_DICT:
+            raw.append((pc, op, a, k_of[id(x)], src, int(tail), False, f"dict {list(x)!r}"))
+        else:
+            raw.append((pc, bc.CALL, a, k_of[id(ex)], src, None, tail, ex.name))
+    return tuple(raw)
 
 
 def compile_template(t: Template) -> Code:

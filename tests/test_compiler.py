@@ -228,3 +228,41 @@ def test_shared_node_read_by_several_instructions_stays_live():
     """A shared node's register is not reused while a later reader needs it."""
     x = inc(1)
     assert run(add(add(x, inc(10)), add(inc(20), x)), engine="vm") == 2 + 11 + 21 + 2
+
+
+@task
+def pack(*parts):
+    return parts
+
+
+def _fused_cases():
+    a = inc(1)
+    nested = pack([inc(2), (inc(3), [4, inc(5)])], {"k": inc(6), "lit": 7}, 8)
+    shared_in_args = pack([a], a)  # one node read by a container and by the call
+    return [
+        (nested, ([3, (4, [4, 6])], {"k": 7, "lit": 7}, 8)),
+        (shared_in_args, ([2], 2)),
+        ([inc(1), {"x": inc(2)}, (3, inc(3))], [2, {"x": 3}, (3, 4)]),
+    ]
+
+
+@pytest.mark.parametrize("case", range(3))
+@pytest.mark.parametrize("engine", ["vm", "graph"])
+def test_container_trees_run_fused(case, engine):
+    """Trees whose calls take containers of lazies compile in the fused pass
+    (containers built into temporaries) and give the same values on both engines."""
+    target, expected = _fused_cases()[case]
+    code = _code(target)
+    assert callable(code.raw)  # the fused compiler made it
+    assert "BUILD" in _opnames(code)
+    assert run(target, engine=engine) == expected
+
+
+def test_fused_fanout_of_list_registers():
+    """A 2,000-wide fan-out into one list argument needs one register per item, a
+    temporary for the list and the call: temporaries are reused, not piled up."""
+    code = _code(pack([inc(i) for i in range(2000)]))
+    assert callable(code.raw)
+    assert _opnames(code).count("BUILD") == 1
+    assert code.n_regs <= 2000 + 2000 + 2
+    assert run(pack([inc(i) for i in range(2000)])) == (list(range(1, 2001)),)
