@@ -566,6 +566,28 @@ class _Scan:
         the literals its items left are replaced by the container itself.
         """
         lits = self.lits
+        if type(root) is not dict:
+            # the common case first: one level of lazies and plain literals
+            mark = len(lits)
+            built = []
+            lazy, kinds = _LAZY_TYPES, _ARG_KIND
+            index, children = self.index, self.children
+            for v in root:
+                t = type(v)
+                if t in lazy:
+                    i = index.get(id(v))
+                    if i is None:
+                        i = index[id(v)] = len(children)
+                        children.append(v)
+                    built.append(("L", i))
+                elif t in kinds:
+                    break  # nested: the general walk below (children found stay valid)
+                else:
+                    lits.append(v)
+                    built.append(None)
+            else:
+                return ("C", type(root), tuple(built))
+            del lits[mark:]
 
         def items_of(c):
             return list(c.values()) if type(c) is dict else list(c)

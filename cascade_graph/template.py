@@ -285,77 +285,46 @@ def route_refs(n) -> tuple:
     return n.children
 
 
-def _resolve(spec, local_to_canon):
-    """Rewrite child references of one spec from local to canonical indices (iterative)."""
-    if spec is None:
-        return None
-    tag = spec[0]
-    if tag == "L":
-        return ("L", local_to_canon[spec[1]])
-    if tag == "I":
-        return spec
-    # containers: rebuild bottom-up with an explicit stack
-    stack = [(spec, list(spec[2]), [])]
-    while True:
-        s, items, done = stack[-1]
+def _resolve_specs(specs: tuple, local: list) -> tuple:
+    """One iterative pass over a call's argument specs.
+
+    Returns ``(resolved, refs, n_literals, injected)``: the specs with child
+    references rewritten from local to canonical indices (``local``), every
+    referenced node index in argument order, how many literal slots they
+    hold, and the resource names injected anywhere in them (right to left).
+    """
+    refs: list = []
+    injected: list = []
+    n_lit = 0
+    out: list = []
+    # frames: [spec, items, resolved items]; the bottom frame is the arguments
+    stack = [[None, specs, out]]
+    while stack:
+        frame = stack[-1]
+        items, done = frame[1], frame[2]
         if len(done) == len(items):
             stack.pop()
-            new = (s[0], s[1], tuple(done))
-            if not stack:
-                return new
-            stack[-1][2].append(new)
+            if stack:
+                c = frame[0]
+                stack[-1][2].append((c[0], c[1], tuple(done)))
             continue
         item = items[len(done)]
         if item is None:
+            n_lit += 1
             done.append(None)
-        elif item[0] == "L":
-            done.append(("L", local_to_canon[item[1]]))
-        elif item[0] == "I":
-            done.append(item)
         else:
-            stack.append((item, list(item[2]), []))
-
-
-def count_literals(specs) -> int:
-    """How many literal slots a tuple of specs holds (iterative)."""
-    n = 0
-    stack = list(specs)
-    while stack:
-        s = stack.pop()
-        if s is None:
-            n += 1
-        elif s[0] in ("C", "D"):
-            stack.extend(s[2])
-    return n
-
-
-def spec_refs(specs, out: list) -> list:
-    """Append every node index referenced by ``specs`` (iterative), in order."""
-    stack = list(reversed(specs))
-    while stack:
-        s = stack.pop()
-        if s is None:
-            continue
-        if s[0] == "L":
-            out.append(s[1])
-        elif s[0] in ("C", "D"):
-            stack.extend(reversed(s[2]))
-    return out
-
-
-def spec_injects(specs) -> list:
-    """Names of resources injected anywhere in ``specs``."""
-    found = []
-    stack = list(specs)
-    while stack:
-        s = stack.pop()
-        if s is None:
-            continue
-        if s[0] == "I":
-            found.append(s[1])
-        elif s[0] in ("C", "D"):
-            stack.extend(s[2])
-    return found
+            tag = item[0]
+            if tag == "L":
+                c = local[item[1]]
+                refs.append(c)
+                done.append(("L", c))
+            elif tag == "I":
+                injected.append(item[1])
+                done.append(item)
+            else:  # a container: resolve its items first
+                stack.append([item, item[2], []])
+    injected.reverse()
+    return tuple(out), refs, n_lit, injected
 
 
 def _route_multi(order: list) -> set:
@@ -452,17 +421,18 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
             args = (None,) * nargs
             kwargs = (None,) * len(kwnames)
             conds, after, policy = (), (), None
+            data, n_inputs, named = [], nargs + len(kwnames), []
         else:
             pos, kwnames, kws, pkey = spec
-            args = tuple(_resolve(s, local) for s in pos)
-            kwargs = tuple(_resolve(s, local) for s in kws)
+            resolved, data, n_inputs, named = _resolve_specs(pos + kws, local)
+            args = resolved[:len(pos)]
+            kwargs = resolved[len(pos):]
             conds, after, policy = (), (), None
             if pkey is not None:
                 lconds, lafter = pkey[0], pkey[1]
                 conds = tuple(("L", local[c[1]]) if type(c) is tuple else c for c in lconds)
                 after = tuple(local[a] for a in lafter)
                 policy = lr.policy
-        data = spec_refs(args + kwargs, [])
         deps = list(dict.fromkeys(data))
         data_deps = tuple(deps)
         for c in conds:
@@ -489,11 +459,9 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
                 _check_map(lr)
             given = set(kwnames)
             injects = tuple((p, r) for p, r in lr.task.injects if p not in given)
-            named = spec_injects(args + kwargs)
             if named:
                 injects = injects + tuple((None, r) for r in named)
             resource_names.extend((r, task.name) for _, r in injects)
-        n_inputs = count_literals(args + kwargs)
         simple = (
             kind == CALL
             and not kwnames
