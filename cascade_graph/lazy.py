@@ -162,6 +162,7 @@ class Task:
             )
         self.offload = bool(offload)
         self._flat: dict = {}  # (nargs) or (nargs, kwnames) -> shape of a flat call
+        self._flat1 = None  # the shape of a flat call with one argument (the commonest)
         self._signature = None
         self._injects = None
         self._checked: set = set()  # (nargs, kwnames) layouts that bind
@@ -183,11 +184,10 @@ class Task:
         # chain link (one lazy argument). Everything else goes to _make*.
         if kwargs:
             return self._call_kw(args, kwargs)
-        kinds = _ARG_KIND
-        for a in args:
-            if type(a) in kinds:
-                if len(args) != 1 or type(a) not in _LAZY_TYPES:
-                    return _make_positional(self, args)
+        if len(args) == 1:
+            a = args[0]
+            t = type(a)
+            if t in _LAZY_TYPES:
                 # a chain link: its shape is interned per task by the child's shape
                 a.uses += 1
                 shape = self._one.get(a.shape)
@@ -206,9 +206,19 @@ class Task:
                 lr.copied = False
                 lr.policy = None
                 return lr
-        shape = self._flat.get(len(args))
-        if shape is None:
-            shape = self._flat_shape(len(args))
+            if t in _ARG_KIND:
+                return _make_positional(self, args)
+            shape = self._flat1
+            if shape is None:
+                shape = self._flat1 = self._flat_shape(1)
+        else:
+            kinds = _ARG_KIND
+            for a in args:
+                if type(a) in kinds:
+                    return _make_positional(self, args)
+            shape = self._flat.get(len(args))
+            if shape is None:
+                shape = self._flat_shape(len(args))
         lr = _new_lazy(LazyResult)  # _node(), inlined: this is the hot path's allocation
         lr.task = self
         lr.args = args

@@ -181,6 +181,15 @@ class VM:
                     raise
                 if emit is not None and not ex.internal:
                     emit(TaskFinished(run_id, ex.name))
+                if type(v) not in LAZY:  # the common case, finished here (a task never
+                    R[a] = v  # returns SKIPPED itself, so no skip bookkeeping)
+                    budget -= 1
+                    if not budget:
+                        budget = _YIELD_EVERY
+                        if perf_counter() >= next_yield:
+                            await yield_to_loop()
+                            next_yield = perf_counter() + interval
+                    continue
                 task = ex
             elif op == AWAIT:
                 t = R[a]
