@@ -163,7 +163,7 @@ async def run_workflow(execute, target, **options):
         ctx.finishing = True
         if ctx.tasks:
             await ctx.cancel_all()
-        teardown_error = await ctx.resources.close()
+        teardown_error = await ctx.resources.close() if ctx.resources.live else None
         if teardown_error is not None:
             if error is None:
                 error = teardown_error

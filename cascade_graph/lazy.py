@@ -699,7 +699,8 @@ def _make_positional(task_obj, args) -> LazyResult:
         else:
             lits.append(a)
         bit <<= 1
-    if len(children) > 1 and len(set(map(id, children))) < len(children):
+    if len(children) > 1 and (children[0] is children[1] if len(children) == 2
+                              else len(set(map(id, children))) < len(children)):
         return _make(task_obj, args, {}, EMPTY_POLICY)  # a lazy passed twice
     tree = True
     key = [task_obj.uid, _POSITIONAL, len(args), mask]
@@ -712,8 +713,19 @@ def _make_positional(task_obj, args) -> LazyResult:
     shape = _SHAPES.get(key)
     if shape is None:
         shape = intern_shape(key)
-    spec = _POS_SPECS.get((len(args), mask)) or _positional_spec(len(args), mask)
-    return _node(task_obj, args, {}, tuple(lits), shape, spec, tuple(children), tree)
+    lr = _new_lazy(LazyResult)  # _node(), inlined
+    lr.task = task_obj
+    lr.args = args
+    lr.kwargs = {}
+    lr.lits = tuple(lits)
+    lr.shape = shape
+    lr.spec = _POS_SPECS.get((len(args), mask)) or _positional_spec(len(args), mask)
+    lr.children = tuple(children)
+    lr.tree = tree
+    lr.uses = 0
+    lr.copied = False
+    lr.policy = None
+    return lr
 
 
 _POSITIONAL = "positional"

@@ -35,7 +35,6 @@ from .lazy import (
     LazyResult,
     Policy,
     intern_shape,
-    spec_key,
 )
 
 
@@ -137,39 +136,50 @@ def bind_inputs(root: LazyResult, template: Template) -> list | tuple:
 
 def template_key(root: LazyResult) -> int:
     """The structural key of the workflow under ``root``."""
-    if root.tree:
-        return root.shape
-    return _dag_key(canonical_nodes(root, False))
-
-
-def _dag_key(order: list) -> int:
-    index = {id(n): i for i, n in enumerate(order)}
-    parts = []
-    pos_specs = _POS_SPEC_IDS
-    route_ids: dict = {}
-    for n in order:
-        spec = n.spec
-        if spec is None and not n.children:
-            parts.append(n.shape)
-            continue
-        if id(spec) not in pos_specs:  # shared positional specs are flat already
-            spec = spec_key(spec)
-        ch = n.children
-        refs = (index[id(ch[0])],) if len(ch) == 1 else tuple([index[id(c)] for c in ch])
-        if n.kind == ROUTE:
-            # n.shape covers the routes' own structure (they are not children)
-            parts.append((n.shape, spec, refs, _route_info(n, index, route_ids)))
-        else:
-            parts.append((n.task, spec, refs))
-    return intern_shape(("dag", tuple(parts)))
+    return key_and_order(root)[0]
 
 
 def key_and_order(root: LazyResult) -> tuple:
-    """(template key, canonical node list or None for a tree): one walk at most."""
+    """(template key, canonical node list or None for a tree): one walk at most.
+
+    A tree's key is its root's shape. A DAG's key adds, to the root's shape
+    (the structure unfolded as a tree), the canonical index of every child
+    reference in canonical order (which references are the same node), and
+    each router's route layout: one flat tuple, interned. The walk that finds
+    the canonical order also numbers the nodes, so the key costs no second
+    walk.
+    """
     if root.tree:
         return root.shape, None
-    order = canonical_nodes(root, False)
-    return _dag_key(order), order
+    order: list = []
+    index: dict = {}
+    stack = [root]
+    pop, push, append = stack.pop, stack.extend, order.append
+    while stack:
+        n = pop()
+        if id(n) in index:
+            continue
+        index[id(n)] = len(order)
+        append(n)
+        ch = n.children
+        if ch:
+            push(ch[::-1])
+    parts = ["dag", root.shape]
+    extend = parts.extend
+    route_ids: dict = {}
+    for n in order:
+        ch = n.children
+        if ch:
+            extend([index[id(c)] for c in ch])
+        if n.kind == ROUTE:
+            # routes are not children: their layout goes in the key as well
+            parts.append(_route_info(n, index, route_ids))
+    return intern_shape(tuple(parts)), order
+
+
+def _dag_key(order: list) -> int:
+    """The key of a DAG given its canonical node list (see ``key_and_order``)."""
+    return key_and_order(order[0])[0]
 
 
 def inputs_from_order(order: list) -> list:
