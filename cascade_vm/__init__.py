@@ -13,6 +13,7 @@ import asyncio
 from cascade_graph.context import run_workflow
 from cascade_graph.executor import execute as _graph_execute
 
+from .runner import run_in_new_loop
 from .vm import execute as _vm_execute
 
 __version__ = "0.1.0"
@@ -51,11 +52,9 @@ def run(target, *, engine="vm", params=None, resources=None, on_event=None,
         raise RuntimeError(
             "run() cannot be called from a running event loop; use 'await arun(...)' instead"
         )
-    import uvloop
-
-    return uvloop.run(arun(target, engine=engine, params=params, resources=resources,
-                           on_event=on_event, tail_cache=tail_cache, hot_path=hot_path,
-                           yield_interval=yield_interval))
+    return run_in_new_loop(arun(target, engine=engine, params=params, resources=resources,
+                                on_event=on_event, tail_cache=tail_cache, hot_path=hot_path,
+                                yield_interval=yield_interval))
 
 
 __all__ = ["run", "arun", "__version__"]
