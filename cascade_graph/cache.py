@@ -25,7 +25,14 @@ from __future__ import annotations
 import gc
 from collections import OrderedDict
 
-from .template import Template, bind_inputs, build_template, inputs_from_order, key_and_order
+from .template import (
+    Template,
+    bind_inputs,
+    build_template,
+    canonical_nodes,
+    inputs_from_order,
+    key_and_order,
+)
 
 DEFAULT_MAXSIZE = 4096  # entries
 DEFAULT_MAXNODES = 1 << 18  # template nodes over all entries
@@ -84,14 +91,25 @@ class TemplateCache:
         """
         if key is None:
             key, order = key_and_order(root)
+        entry = self.get(key)
+        if entry is None:
+            entry = self.put(key, _new_entry(root, key, order))
+        return entry
+
+    def get(self, key: int) -> Entry | None:
+        """The entry stored under ``key`` (now the most recently used), or None: a miss."""
+        entry = self._entries.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._entries.move_to_end(key)
+        return entry
+
+    def put(self, key: int, entry: Entry) -> Entry:
+        """Store ``entry``, evicting least recently used entries beyond the bounds."""
         entries = self._entries
-        entry = entries.get(key)
-        if entry is not None:
-            self.hits += 1
-            entries.move_to_end(key)
-            return entry
-        self.misses += 1
-        entry = entries[key] = Entry(without_gc(_build, (root, key, order)))
+        entries[key] = entry
         self.nodes += len(entry.template.nodes)
         while len(entries) > 1 and (len(entries) > self.maxsize or self.nodes > self.maxnodes):
             _, old = entries.popitem(last=False)
@@ -99,17 +117,28 @@ class TemplateCache:
         return entry
 
 
+def _new_entry(root, key: int, order: list) -> Entry:
+    return Entry(without_gc(_build, (root, key, order)))
+
+
 #: the process-wide cache both engines use
 SHARED = TemplateCache()
 
 
 def lookup(root, use_cache: bool) -> tuple[Entry, list | tuple]:
-    """The entry for ``root`` and its bound inputs (a fresh entry when ``use_cache`` is off)."""
+    """The entry for ``root`` and its bound inputs (a fresh entry when ``use_cache`` is off).
+
+    On a miss the canonical order that builds the template also gives the
+    inputs, so a cold workflow is walked once, not twice.
+    """
     key, order = key_and_order(root)
-    if use_cache:
-        entry = SHARED.entry_for(root, key, order)
-    else:
-        entry = Entry(without_gc(_build, (root, key, order)))
+    entry = SHARED.get(key) if use_cache else None
+    if entry is None:
+        if order is None and root.children:
+            order = canonical_nodes(root, True)
+        entry = _new_entry(root, key, order)
+        if use_cache:
+            SHARED.put(key, entry)
     if order is not None:
         return entry, inputs_from_order(order)
     return entry, bind_inputs(root, entry.template)
