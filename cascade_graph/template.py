@@ -329,21 +329,63 @@ def _resolve_specs(specs: tuple, local: list) -> tuple:
     references rewritten from local to canonical indices (``local``), every
     referenced node index in argument order, how many literal slots they
     hold, and the resource names injected anywhere in them (right to left).
+    Containers one level deep (a fan-in's list) take a direct loop.
     """
     refs: list = []
     injected: list = []
     n_lit = 0
     out: list = []
-    # frames: [spec, items, resolved items]; the bottom frame is the arguments
-    stack = [[None, specs, out]]
-    while stack:
+    for spec in specs:
+        if spec is None:
+            n_lit += 1
+            out.append(None)
+            continue
+        tag = spec[0]
+        if tag == "L":
+            c = local[spec[1]]
+            refs.append(c)
+            out.append(("L", c))
+            continue
+        if tag == "I":
+            injected.append(spec[1])
+            out.append(spec)
+            continue
+        mark, lits_before = len(refs), n_lit
+        items = []
+        for x in spec[2]:
+            if x is None:
+                n_lit += 1
+                items.append(None)
+            elif x[0] == "L":
+                c = local[x[1]]
+                refs.append(c)
+                items.append(("L", c))
+            else:
+                break
+        else:
+            out.append((tag, spec[1], tuple(items)))
+            continue
+        del refs[mark:]  # nested containers: start this one again with the general walk
+        n_lit = lits_before
+        resolved, n_lit = _resolve_nested(spec, local, refs, injected, n_lit)
+        out.append(resolved)
+    injected.reverse()
+    return tuple(out), refs, n_lit, injected
+
+
+def _resolve_nested(spec, local, refs, injected, n_lit) -> tuple:
+    """``_resolve_specs`` for one container spec at any depth (iterative, post-order)."""
+    stack = [[spec, spec[2], []]]  # frames: [spec, items, resolved items]
+    while True:
         frame = stack[-1]
         items, done = frame[1], frame[2]
         if len(done) == len(items):
             stack.pop()
-            if stack:
-                c = frame[0]
-                stack[-1][2].append((c[0], c[1], tuple(done)))
+            c = frame[0]
+            built = (c[0], c[1], tuple(done))
+            if not stack:
+                return built, n_lit
+            stack[-1][2].append(built)
             continue
         item = items[len(done)]
         if item is None:
@@ -360,8 +402,6 @@ def _resolve_specs(specs: tuple, local: list) -> tuple:
                 done.append(item)
             else:  # a container: resolve its items first
                 stack.append([item, item[2], []])
-    injected.reverse()
-    return tuple(out), refs, n_lit, injected
 
 
 def _route_multi(order: list) -> set:

@@ -217,6 +217,7 @@ def _compile_simple_tree(t: Template) -> Code | None:
     ops = []
     append = ops.append
     by_arity = _CALL_BY_ARITY
+    temps: list = []  # temporaries of the current node's containers
     for i in range(len(nodes) - 1, -1, -1):
         nd = nodes[i]
         task = nd.task
@@ -235,6 +236,36 @@ def _compile_simple_tree(t: Template) -> Code | None:
                     else:
                         src.append(phys[s[1]])
                 src = tuple(src)
+        elif _one_level(nd.args):
+            # containers of literals and lazies, one level deep (a fan-in's list)
+            src = []
+            lit = nd.first_input
+            for s in nd.args:
+                if s is None:
+                    src.append(lit)
+                    lit += 1
+                elif s[0] == "L":
+                    src.append(phys[s[1]])
+                else:
+                    regs = []
+                    for x in s[2]:
+                        if x is None:
+                            regs.append(lit)
+                            lit += 1
+                        else:
+                            regs.append(phys[x[1]])
+                    if free:
+                        tmp = free.pop()
+                    else:
+                        tmp = n_regs
+                        n_regs += 1
+                    append((bc.BUILD if s[0] == "C" else bc.BUILD_DICT, tmp, s[1], tuple(regs),
+                            None, task is TARGET))
+                    src.append(tmp)
+                    temps.append(tmp)
+            free += temps  # read by the call below: free again (it may write one)
+            temps.clear()
+            src = tuple(src)
         else:
             src, n_regs = _fused_args(nd, phys, free, n_regs, len(nodes), append)
         for d in nd.deps:
@@ -255,6 +286,18 @@ def _compile_simple_tree(t: Template) -> Code | None:
     return Code(raw=lambda: _raw_of_fused(ops, consts, nodes[0].task.name), consts=consts,
                 n_inputs=n_inputs, n_regs=n_regs, fill=[None] * (n_regs - n_inputs),
                 ops=ops, template=t, has_async=False)
+
+
+def _one_level(specs) -> bool:
+    """Are ``specs`` literals, lazies and containers of only those (no nesting, no injection)?"""
+    for s in specs:
+        if s is not None and s[0] != "L":
+            if s[0] == "I":
+                return False
+            for x in s[2]:
+                if x is not None and x[0] != "L":
+                    return False
+    return True
 
 
 def _fused_args(nd, phys, free, n_regs, n_nodes, append):
