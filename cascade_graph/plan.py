@@ -46,6 +46,24 @@ class Op:
     node: object  # the template Node
 
 
+class SimpleOp(Op):
+    """An ``Op`` for a SIMPLE node (most of a cold workflow): the fields a simple
+    call never varies are class-level constants, and the task's own facts are
+    looked up once per task, so building one assigns six fields, not eleven."""
+
+    __slots__ = ()
+    mode = SIMPLE
+    program = ()
+    gated = False
+
+    def __init__(self, facts, getter, single, nargs, node):
+        self.fn, self.is_async, self.name, self.quiet = facts
+        self.getter = getter
+        self.single = single
+        self.nargs = nargs
+        self.node = node
+
+
 @attrs.frozen(slots=True, eq=False)
 class Plan:
     """A template compiled for the graph executor."""
@@ -67,23 +85,51 @@ def compile_plan(template: Template) -> Plan:
     dependents: list[list[int]] = [[] for _ in range(n)]
     indegree = []
     ops = []
+    append = ops.append
+    facts: dict = {}  # id(task) -> (fn, is_async, name, quiet): asked once per task
     for node in nodes:
-        for d in node.deps:
+        deps = node.deps
+        for d in deps:
             dependents[d].append(node.index)
-        indegree.append(len(node.deps))
-        ops.append(_op(node, n))
-    sources = tuple(i for i in range(n)
-                    if indegree[i] == 0 and nodes[i].kind not in (PARAM, ENV))
+        indegree.append(len(deps))
+        if node.simple:  # (never gated: run_if/after make a node not simple)
+            task = node.task
+            f = facts.get(id(task))
+            if f is None:
+                f = facts[id(task)] = (task.fn, task.is_async, task.name, bool(task.internal))
+            args = node.args
+            if len(args) == 1:
+                s = args[0]
+                k = n + node.first_input if s is None else s[1]
+                append(SimpleOp(f, itemgetter(k), True, 1, node))
+            else:
+                append(SimpleOp(f, *_simple_getter(node, n), node))
+        else:
+            append(_op(node, n))
+    sources = tuple([i for i in range(n) if not indegree[i] and nodes[i].kind not in (PARAM, ENV)])
     return Plan(
         template=template,
         n=n,
         ops=tuple(ops),
-        dependents=tuple(tuple(d) for d in dependents),
+        dependents=tuple([tuple(d) for d in dependents]),
         indegree=tuple(indegree),
         sources=sources,
         value_nodes=template.value_nodes,
         flat=template.flat,
     )
+
+
+def _simple_getter(node, base: int) -> tuple:
+    """(getter, single, nargs) of a SIMPLE node: one itemgetter over the value slots."""
+    idx = []
+    lit = base + node.first_input
+    for s in node.args:
+        if s is None:
+            idx.append(lit)
+            lit += 1
+        else:
+            idx.append(s[1])
+    return (itemgetter(*idx) if idx else None), len(idx) == 1, len(idx)
 
 
 def _op(node, base: int) -> Op:
@@ -97,16 +143,8 @@ def _op(node, base: int) -> Op:
                   getattr(task, "name", "?"), True, node)
     quiet = bool(task.internal)
     if node.simple:
-        idx = []
-        lit = base + node.first_input
-        for s in node.args:
-            if s is None:
-                idx.append(lit)
-                lit += 1
-            else:
-                idx.append(s[1])
-        getter = itemgetter(*idx) if idx else None
-        return Op(SIMPLE, task.fn, task.is_async, getter, len(idx) == 1, (), len(idx), gated,
+        getter, single, nargs = _simple_getter(node, base)
+        return Op(SIMPLE, task.fn, task.is_async, getter, single, (), nargs, gated,
                   task.name, quiet, node)
     needs_invoke = (node.policy is not None and (node.policy.retry or node.policy.timeout
                                                  or node.policy.cache)) \
