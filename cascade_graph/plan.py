@@ -19,7 +19,7 @@ from operator import itemgetter
 import attrs
 
 from .lazy import CALL, ENV, PARAM, ROUTE
-from .template import Template, arg_program
+from .template import Template, arg_program, gathered_program
 
 # op modes
 SIMPLE = 0  # positional literal/node arguments, no policy: call fn(*getter(vals))
@@ -136,8 +136,8 @@ def _op(node, base: int) -> Op:
     task = node.task
     gated = bool(node.conds or node.after)
     if node.kind == ROUTE:
-        return Op(ROUTER, None, False, None, False, tuple(arg_program(node, base)), 2, False,
-                  task.name, True, node)
+        return Op(ROUTER, None, False, None, False, gathered_program(arg_program(node, base)), 2,
+                  False, task.name, True, node)
     if node.kind != CALL:
         return Op(VALUE, None, False, None, False, (), 0, False,
                   getattr(task, "name", "?"), True, node)
@@ -150,7 +150,7 @@ def _op(node, base: int) -> Op:
                                                  or node.policy.cache)) \
         or bool(node.injects) or task.offload
     mode = INVOKE if needs_invoke else BUILT
-    return Op(mode, task.fn, task.is_async, None, False, tuple(arg_program(node, base)),
+    return Op(mode, task.fn, task.is_async, None, False, gathered_program(arg_program(node, base)),
               len(node.args), gated, task.name, quiet, node)
 
 

@@ -19,6 +19,7 @@ node ``i``; ``("C", type, specs)`` a list/tuple/set built from item specs;
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 import attrs
@@ -625,6 +626,25 @@ def arg_program(node: Node, base: int) -> list:
     return prog
 
 
+def gathered_program(prog: list) -> tuple:
+    """``prog`` with each run of two or more ``("V", i)`` pushes merged into one
+    ``("G", itemgetter, n)``: a fan-in's 2,000 values are fetched by one C call."""
+    out: list = []
+    run: list = []
+    for op in prog + [None]:
+        if op is not None and op[0] == "V":
+            run.append(op[1])
+            continue
+        if len(run) == 1:
+            out.append(("V", run[0]))
+        elif run:
+            out.append(("G", itemgetter(*run), len(run)))
+        run = []
+        if op is not None:
+            out.append(op)
+    return tuple(out)
+
+
 def run_program(prog, vals, inject_type) -> list:
     """Execute an argument program over ``vals``; returns the values left on the stack."""
     stack: list = []
@@ -633,6 +653,8 @@ def run_program(prog, vals, inject_type) -> list:
         tag = op[0]
         if tag == "V":
             push(vals[op[1]])
+        elif tag == "G":
+            stack += op[1](vals)
         elif tag == "C":
             n = op[2]
             if n:
