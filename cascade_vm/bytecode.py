@@ -114,6 +114,7 @@ class Code:
     ops: tuple  # lowered instructions for the dispatch loop
     template: object  # the Template compiled
     has_async: bool = False  # some instruction starts or awaits async work
+    tier: list = attrs.field(factory=lambda: [0, None])  # [entries, JIT ops or ()]: jit.py
 
     @property
     def instructions(self) -> tuple:

@@ -31,13 +31,12 @@ reports that failure), then everything still running is cancelled.
 from __future__ import annotations
 
 import asyncio
-from time import perf_counter
 
 from cascade_graph.cache import lookup, without_gc
 from cascade_graph.context import SKIPPED, as_root
 from cascade_graph.errors import add_task_note
 from cascade_graph.events import TailCall, TaskFailed, TaskFinished, TaskSkipped, TaskStarted
-from cascade_graph.hotpath import hot_loop, yield_to_loop
+from cascade_graph.hotpath import Pacer, hot_loop
 from cascade_graph.invoke import invoke
 from cascade_graph.lazy import _LAZY_TYPES
 from cascade_graph.router import SharedRoute, evaluate_once, select
@@ -45,8 +44,7 @@ from cascade_graph.template import build_template
 
 from . import bytecode as bc
 from .compiler import L_CALL0, L_CALL1, L_CALL2, L_CALLN, compile_template
-
-_YIELD_EVERY = 64  # calls between clock reads
+from .jit import HOT_AFTER, JIT, failed_at, jit_ops
 
 (CALL_KW, CALL_AWAIT, START, AWAIT, INVOKE, INVOKE_START, BUILD, BUILD_DICT, GUARD, LOADV,
  LOADK, RET, ROUTE) = (bc.CALL_KW, bc.CALL_AWAIT, bc.START, bc.AWAIT, bc.INVOKE,
@@ -92,6 +90,12 @@ class VM:
         code = code_for(entry)
         R = inputs if type(inputs) is list else list(inputs)
         R += code.fill
+        tier = code.tier
+        if tier[1] is not None:  # hot: its block, unless events must be emitted
+            return (tier[1] or code.ops) if ctx.emit is None else code.ops, R
+        tier[0] += 1
+        if tier[0] >= HOT_AFTER:
+            tier[1] = jit_ops(code, _LAZY_TYPES) or ()
         return code.ops, R
 
     # -- started tasks -----------------------------------------------------
@@ -144,9 +148,8 @@ class VM:
         pc = 0
         skipped = False
         deferred = ()  # registers holding a task whose value is not read yet (a set once used)
-        interval = ctx.yield_interval
-        next_yield = perf_counter() + interval
-        budget = _YIELD_EVERY
+        pacer = Pacer(ctx.yield_interval)
+        budget = pacer.batch  # calls until the pacer reads the clock
         while True:
             op, a, x, regs, ex, flag = ops[pc]
             pc += 1
@@ -185,10 +188,7 @@ class VM:
                     R[a] = v  # returns SKIPPED itself, so no skip bookkeeping)
                     budget -= 1
                     if not budget:
-                        budget = _YIELD_EVERY
-                        if perf_counter() >= next_yield:
-                            await yield_to_loop()
-                            next_yield = perf_counter() + interval
+                        budget = await pacer.batch_done()
                     continue
                 task = ex
             elif op == AWAIT:
@@ -281,16 +281,30 @@ class VM:
             elif op == LOADK:
                 R[a] = x
                 continue
+            elif op == JIT:  # a hot frame's calls as one compiled block (jit.py)
+                try:
+                    p, v = x(R)
+                except BaseException as exc:
+                    p = failed_at(x, exc)
+                    if p is not None:  # a call raised (not a container build)
+                        _failed(ctx, ops[p][4], exc)
+                    raise
+                budget -= a  # a: the calls in the block
+                if budget <= 0:
+                    budget = await pacer.batch_done()
+                if p < 0:
+                    pc = len(ops) - 1  # ran to the end: return
+                    continue
+                # call p made a tail call: go on as if the dispatch loop had made it
+                op, a, x, regs, task, flag = ops[p]
+                pc = p + 1
             else:  # pragma: no cover - the compiler emits only the opcodes above
                 raise AssertionError(f"unknown opcode {op}")
 
             # ---- after a call: value, or a tail call --------------------
             budget -= 1
             if not budget:
-                budget = _YIELD_EVERY
-                if perf_counter() >= next_yield:
-                    await yield_to_loop()
-                    next_yield = perf_counter() + interval
+                budget = await pacer.batch_done()
             if type(v) not in LAZY:
                 R[a] = v
                 if v is SK:

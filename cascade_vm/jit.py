@@ -1,0 +1,104 @@
+"""The VM's second tier: a hot, all-sync program compiled to one Python function.
+
+The dispatch loop pays about sixty bytecodes per instruction (fetch, unpack,
+opcode tests, event and skip checks, the yield budget) around a call that
+is often a few bytecodes of user code. A loop body such as ``heavy_loop``'s
+(twenty chained links and a tail call) runs the same ``Code`` thousands of
+times, so once a ``Code`` has been entered ``HOT_AFTER`` times, and if it
+qualifies, its straight-line instructions are turned into Python source,
+one statement per instruction, and compiled once:
+
+    def block(R, f0=<fn>, f1=<fn>, LAZY=<lazy types>):
+        v = f0(R[0])
+        if v.__class__ in LAZY: return 1, v
+        R[2] = v
+        ...
+        return -1, None
+
+Registers stay in ``R``, so the dispatch loop can take over at any point.
+The VM runs the block through one ``JIT`` instruction put in front of the
+lowered ops (``JIT`` ops, then the ops themselves shifted by one):
+
+- the block ran to the end: the VM continues at the ``RET``;
+- call ``p`` returned a lazy (a tail call): the block returns ``(p, v)`` and
+  the VM handles ``v`` exactly as if the dispatch loop had made that call,
+  continuing at ``p + 1`` (the block never resumes);
+- a call raised: the traceback's line in the block names the instruction,
+  so the failure is reported on the right task.
+
+Qualifying programs hold only sync calls, container builds and the return,
+and at most ``MAX_CALLS`` calls (the dispatch loop reads the clock every 64
+calls, so a block never runs longer between yield checks). The block is
+used only when no event listener is attached (it emits nothing); otherwise
+the dispatch loop runs the same code. ``SKIPPED`` cannot occur in such a
+frame: its registers hold literals and the values of its own sync calls
+until the first tail call, after which the dispatch loop runs the frame.
+"""
+
+from __future__ import annotations
+
+from . import bytecode as bc
+from .compiler import L_CALL0, L_CALLN
+
+HOT_AFTER = 8  # entries of a Code before its block is compiled
+MAX_CALLS = 64  # calls in one block at most: the dispatch loop's clock-check period
+JIT = 99  # the opcode of the instruction that runs a block (below the lowered calls)
+
+
+def jit_ops(code, lazy_types) -> tuple | None:
+    """``code.ops`` behind a ``JIT`` instruction running them as one block, or None
+    when the program does not qualify (see module docstring)."""
+    ops = code.ops
+    calls = 0
+    for op in ops:
+        o = op[0]
+        if L_CALL0 <= o <= L_CALLN:
+            calls += 1
+        elif o not in (bc.BUILD, bc.BUILD_DICT, bc.RET):
+            return None
+    if calls > MAX_CALLS or ops[-1][0] != bc.RET:
+        return None
+    lines = ["def block(R, {params}):"]
+    consts: dict = {"LAZY": lazy_types}
+    line_to_pc: dict = {}
+
+    def const(value) -> str:
+        name = f"k{len(consts)}"
+        consts[name] = value
+        return name
+
+    for i, (o, a, x, regs, _task, _tail) in enumerate(ops):
+        p = i + 1  # its index behind the JIT instruction
+        args = ", ".join(f"R[{r}]" for r in regs)
+        if L_CALL0 <= o <= L_CALLN:
+            line_to_pc[len(lines) + 1] = p
+            lines.append(f"    v = {const(x)}({args})")
+            lines.append(f"    if v.__class__ in LAZY: return {p}, v")
+            lines.append(f"    R[{a}] = v")
+        elif o == bc.BUILD:
+            if x is list:
+                lines.append(f"    R[{a}] = [{args}]")
+            elif x is tuple:
+                lines.append(f"    R[{a}] = ({args}{',' if len(regs) == 1 else ''})")
+            else:
+                lines.append(f"    R[{a}] = {const(x)}([{args}])")
+        elif o == bc.BUILD_DICT:
+            lines.append(f"    R[{a}] = dict(zip({const(x)}, [{args}]))")
+    lines.append("    return -1, None")
+    lines[0] = lines[0].format(params=", ".join(f"{k}={k}" for k in consts))
+    namespace = dict(consts)
+    exec(compile("\n".join(lines), f"<cascade block {id(code):#x}>", "exec"), namespace)
+    block = namespace["block"]
+    block.line_to_pc = line_to_pc
+    return ((JIT, calls, block, (), None, False),) + ops
+
+
+def failed_at(block, exc: BaseException) -> int | None:
+    """The index (behind the JIT instruction) of the call in ``block`` that raised ``exc``."""
+    tb = exc.__traceback__
+    code = block.__code__
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            return block.line_to_pc.get(tb.tb_lineno)
+        tb = tb.tb_next
+    return None

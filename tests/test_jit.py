@@ -1,0 +1,138 @@
+"""The VM's compiled-block tier (cascade_vm/jit.py): same results, same errors, same events."""
+
+from __future__ import annotations
+
+import pytest
+
+from cascade_graph import task
+from cascade_graph.cache import SHARED
+from cascade_graph.template import key_and_order
+from cascade_vm import run
+from cascade_vm.jit import HOT_AFTER, MAX_CALLS
+from tests.helpers import Recorder
+
+LOOPS = 3 * HOT_AFTER  # iterations: enough to run most of them as a compiled block
+
+
+@task
+def inc(x):
+    return x + 1
+
+
+@task
+def pack(a, b, c, d):
+    return (a, b, c, d)
+
+
+@task
+def unpack_sum(p):
+    a, b, c, d = p
+    return sum(a) + sum(b) + sum(c) + sum(d.values()) + len(p)
+
+
+def _body(n):
+    x = inc(n)
+    return unpack_sum(pack([x, inc(x)], (x,), {inc(1), 7}, {"k": inc(2)}))
+
+
+@task
+def loop(n, acc):
+    if n == 0:
+        return acc
+    return loop(n - 1, add(acc, _body(n)))
+
+
+@task
+def add(a, b):
+    return a + b
+
+
+def _expected(n):
+    acc = 0
+    for i in range(n, 0, -1):
+        x = i + 1
+        acc += (x + (x + 1)) + x + (2 + 7) + 3 + 4  # list, tuple, set, dict, len
+    return acc
+
+
+def _tier(root):
+    entry = SHARED.get(key_and_order(root)[0])
+    return entry.code.tier if entry is not None and entry.code is not None else None
+
+
+def test_a_hot_loop_body_runs_as_a_compiled_block():
+    """Containers of every kind, a shared node, calls: the block gives the dispatch
+    loop's value, and the body's code is compiled once it is hot."""
+    assert run(loop(LOOPS, 0)) == _expected(LOOPS)
+    tier = _tier(loop(4, add(0, _body(5))))  # the loop body's template
+    assert tier is not None and tier[1], "the hot loop body was not compiled to a block"
+    assert run(loop(LOOPS, 0), engine="graph") == _expected(LOOPS)
+
+
+def test_cold_code_is_not_compiled_to_a_block():
+    """A workflow run fewer than HOT_AFTER times stays in the dispatch loop."""
+    fresh = task(lambda x: x * 2)
+    target = add(fresh(1), fresh(2))
+    assert run(target) == 6
+    assert _tier(add(fresh(1), fresh(2)))[1] is None
+
+
+def test_a_failure_in_a_block_names_its_task():
+    """A call raising inside a compiled block is reported on that task, as in the dispatch loop."""
+
+    @task
+    def fragile(x):
+        if x == 3:
+            raise ValueError("three")
+        return x
+
+    @task
+    def walk(n):
+        return n if n == 0 else walk(add(fragile(n), -1))
+
+    with pytest.raises(ValueError, match="three") as info:
+        run(walk(LOOPS))
+    assert any("fragile" in note for note in info.value.__notes__)
+
+
+def test_a_tail_call_below_the_root_leaves_the_block():
+    """A call inside the block returning a lazy: the dispatch loop takes over there."""
+
+    @task
+    def maybe_deep(x):
+        return inc(inc(x)) if x % 2 else x  # odd: a tail call from a non-root node
+
+    @task
+    def walk(n, acc):
+        return acc if n == 0 else walk(n - 1, add(acc, maybe_deep(n)))
+
+    expected = sum((i + 2) if i % 2 else i for i in range(1, LOOPS + 1))
+    assert run(walk(LOOPS, 0)) == expected
+
+
+def test_events_are_all_delivered_when_the_code_is_hot():
+    """With a listener the dispatch loop runs even hot code: every event arrives."""
+    run(loop(LOOPS, 0))  # make it hot
+    rec = Recorder()
+    assert run(loop(LOOPS, 0), on_event=rec) == _expected(LOOPS)
+    started = [e for e in rec.events if type(e).__name__ == "TaskStarted"]
+    assert len(started) == (LOOPS + 1) + LOOPS * 7  # loop calls, then 7 body calls each
+
+
+def test_long_bodies_stay_in_the_dispatch_loop():
+    """More than MAX_CALLS calls: never one block (the clock is read every 64 calls)."""
+
+    @task
+    def long_walk(n, acc):
+        if n == 0:
+            return acc
+        value = acc
+        for _ in range(MAX_CALLS + 1):
+            value = inc(value)
+        return long_walk(n - 1, value)
+
+    assert run(long_walk(LOOPS, 0)) == LOOPS * (MAX_CALLS + 1)
+    body = 0
+    for _ in range(MAX_CALLS + 1):
+        body = inc(body)
+    assert _tier(long_walk(0, body)) == [HOT_AFTER, ()]  # hot, looked at, not compiled
