@@ -215,6 +215,8 @@ class Task:
             kinds = _ARG_KIND
             for a in args:
                 if type(a) in kinds:
+                    if len(args) == 2:
+                        return _make_pair(self, args)
                     return _make_positional(self, args)
             shape = self._flat.get(len(args))
             if shape is None:
@@ -728,8 +730,51 @@ def _make_positional(task_obj, args) -> LazyResult:
     return lr
 
 
+def _make_pair(task_obj, args) -> LazyResult:
+    """``_make_positional`` for two arguments, at least one lazy (``add(x, y)``,
+    ``step(n - 1, acc)``): the same shape keys, without the general loop."""
+    a, b = args
+    lazy_types = _LAZY_TYPES
+    if type(a) in lazy_types:
+        if type(b) in lazy_types:
+            if a is b:
+                return _make(task_obj, args, {}, EMPTY_POLICY)  # a lazy passed twice
+            mask, lits, children = 3, (), args
+            key = (task_obj.uid, _POSITIONAL, 2, 3, a.shape, b.shape)
+        elif type(b) in _ARG_KIND:
+            return _make_positional(task_obj, args)
+        else:
+            mask, lits, children = 1, (b,), (a,)
+            key = (task_obj.uid, _POSITIONAL, 2, 1, a.shape)
+    elif type(a) in _ARG_KIND or type(b) not in lazy_types:
+        return _make_positional(task_obj, args)  # a container or a marker among them
+    else:
+        mask, lits, children = 2, (a,), (b,)
+        key = (task_obj.uid, _POSITIONAL, 2, 2, b.shape)
+    tree = True
+    for c in children:
+        c.uses += 1
+        if c.uses > 1 or not c.tree or c.copied:
+            tree = False
+    shape = _SHAPES.get(key) or intern_shape(key)
+    lr = _new_lazy(LazyResult)  # _node(), inlined
+    lr.task = task_obj
+    lr.args = args
+    lr.kwargs = {}
+    lr.lits = lits
+    lr.shape = shape
+    lr.spec = _PAIR_SPECS[mask]
+    lr.children = children
+    lr.tree = tree
+    lr.uses = 0
+    lr.copied = False
+    lr.policy = None
+    return lr
+
+
 _POSITIONAL = "positional"
 _ONE_LAZY_SPEC = _positional_spec(1, 1)
+_PAIR_SPECS = {mask: _positional_spec(2, mask) for mask in (1, 2, 3)}
 
 
 def spec_key(spec) -> tuple:

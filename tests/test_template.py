@@ -224,3 +224,28 @@ def test_run_after_structure_change_uses_new_structure(engine):
     assert run(add(x, x), engine=engine) == 4
     assert run(add(ident(2), ident(3)), engine=engine) == 5
     assert run(add(add(1, 2), ident(3)), engine=engine) == 6
+
+
+@pytest.mark.parametrize("engine", ["vm", "graph"])
+def test_two_argument_calls_every_mix(engine):
+    """Two-argument calls take their own path when building: every mix of literal,
+    lazy, container and the same lazy twice keeps equal keys for equal structures
+    and gives the right value."""
+    x = ident(1)
+    y = ident(2)
+    cases = [
+        (lambda a, b: add(a, 10), 11),
+        (lambda a, b: add(10, a), 11),
+        (lambda a, b: add(a, b), 3),
+        (lambda a, b: add(a, a), 2),
+        (lambda a, b: add([a], [5]), [1, 5]),
+        (lambda a, b: add(4, [a]), None),
+        (lambda a, b: add([a], 4), None),
+    ]
+    for make, expected in cases:
+        first, second = make(ident(1), ident(2)), make(ident(7), ident(8))
+        assert template_key(first) == template_key(second)
+        if expected is not None:
+            assert run(make(x, y), engine=engine) == expected
+    assert template_key(add(x, 10)) != template_key(add(10, x))
+    assert template_key(add(ident(1), ident(2))) != template_key(add(x, x))
