@@ -171,37 +171,39 @@ def key_and_order(root: LazyResult) -> tuple:
     """(template key, canonical node list or None for a tree): one walk at most.
 
     A tree's key is its root's shape. A DAG's key adds, to the root's shape
-    (the structure unfolded as a tree), the canonical index of every child
-    reference in canonical order (which references are the same node), and
-    each router's route layout: one flat tuple, interned. The walk that finds
-    the canonical order also numbers the nodes, so the key costs no second
-    walk.
+    (the structure unfolded as a tree), what the canonical walk meets at each
+    step: -1 for a node seen for the first time, else the canonical index of
+    the node met again. Given the unfolded structure that sequence fixes which
+    references are the same node. Routers add their route layout at the end.
+    One flat tuple of ints, interned, made in the walk that orders the nodes.
     """
     if root.tree:
         return root.shape, None
     order: list = []
     index: dict = {}
+    parts = ["dag", root.shape]
+    routers = []
     stack = [root]
-    pop, push, append = stack.pop, stack.extend, order.append
+    pop, push, append, met = stack.pop, stack.extend, order.append, parts.append
+    get = index.get
     while stack:
         n = pop()
-        if id(n) in index:
+        i = get(id(n))
+        if i is not None:
+            met(i)
             continue
+        met(-1)
         index[id(n)] = len(order)
         append(n)
         ch = n.children
         if ch:
             push(ch[::-1])
-    parts = ["dag", root.shape]
-    extend = parts.extend
-    route_ids: dict = {}
-    for n in order:
-        ch = n.children
-        if ch:
-            extend([index[id(c)] for c in ch])
         if n.kind == ROUTE:
-            # routes are not children: their layout goes in the key as well
-            parts.append(_route_info(n, index, route_ids))
+            routers.append(n)
+    if routers:  # routes are not children: their layout goes in the key as well
+        route_ids: dict = {}
+        for n in routers:
+            met(_route_info(n, index, route_ids))
     return intern_shape(tuple(parts)), order
 
 
