@@ -419,6 +419,21 @@ def _route_multi(order: list) -> set:
 
 
 _NO_ARGS = [(None,) * n for n in range(16)]  # literal-only positional specs by arity
+# A chain link's specs, shared by every template for child indices below _SMALL:
+# a cold 10,000-node chain allocates (and the cache keeps) no tuples per link.
+_SMALL = 1 << 16
+_ONE_DEP: list = []  # deps of a node whose one child is c
+_LINK_ARGS: list = []  # its args
+
+
+def _grow_link_specs(c: int) -> bool:
+    """Extend the shared link specs to cover child index ``c``; False beyond _SMALL."""
+    if c >= _SMALL:
+        return False
+    for k in range(len(_LINK_ARGS), min(max(c + 1, 2 * len(_LINK_ARGS), 64), _SMALL)):
+        _ONE_DEP.append((k,))
+        _LINK_ARGS.append((("L", k),))
+    return True
 
 
 def _fast_ok(task, nargs: int, fast: dict) -> bool:
@@ -465,8 +480,10 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
                 pass  # not plain: the general path below
             elif spec is one:
                 c = index[id(lr.children[0])]
-                deps = (c,)
-                append(CallNode(i, task, (("L", c),), deps, first, 0))
+                if c < len(_LINK_ARGS) or _grow_link_specs(c):
+                    append(CallNode(i, task, _LINK_ARGS[c], _ONE_DEP[c], first, 0))
+                else:
+                    append(CallNode(i, task, (("L", c),), (c,), first, 0))
                 continue
             else:
                 append(CallNode(i, task, no_args[nargs] if nargs < 16 else (None,) * nargs, (),

@@ -218,6 +218,7 @@ def _compile_simple_tree(t: Template) -> Code | None:
     append = ops.append
     by_arity = _CALL_BY_ARITY
     temps: list = []  # temporaries of the current node's containers
+    same: dict = {}  # instruction tuple -> the first equal one
     for i in range(len(nodes) - 1, -1, -1):
         nd = nodes[i]
         task = nd.task
@@ -225,7 +226,8 @@ def _compile_simple_tree(t: Template) -> Code | None:
             args = nd.args
             if len(args) == 1:  # the commonest: a chain link or a one-literal call
                 s = args[0]
-                src = (nd.first_input,) if s is None else (phys[s[1]],)
+                r = nd.first_input if s is None else phys[s[1]]
+                src = _ONE_REG[r] if r < _SMALL else (r,)
             else:
                 src = []
                 lit = nd.first_input
@@ -276,8 +278,10 @@ def _compile_simple_tree(t: Template) -> Code | None:
             dst = n_regs
             n_regs += 1
         phys[i] = dst
-        append((by_arity[len(src)] if len(src) < 3 else L_CALLN, dst, task.fn, src, task,
-                i == 0))
+        op = (by_arity[len(src)] if len(src) < 3 else L_CALLN, dst, task.fn, src, task, i == 0)
+        if nd.deps:  # equal instructions share one tuple (a chain's links do)
+            op = same.setdefault(op, op)
+        append(op)
     root = phys[0]
     append((bc.RET, root, None, (root,), None, False))
     ops = tuple(ops)
@@ -286,6 +290,10 @@ def _compile_simple_tree(t: Template) -> Code | None:
     return Code(raw=lambda: _raw_of_fused(ops, consts, nodes[0].task.name), consts=consts,
                 n_inputs=n_inputs, n_regs=n_regs, fill=[None] * (n_regs - n_inputs),
                 ops=ops, template=t, has_async=False)
+
+
+_SMALL = 1 << 12
+_ONE_REG = [(r,) for r in range(_SMALL)]  # one-register operand tuples, shared
 
 
 def _one_level(specs) -> bool:

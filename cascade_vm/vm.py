@@ -148,6 +148,7 @@ class VM:
         pc = 0
         skipped = False
         deferred = ()  # registers holding a task whose value is not read yet (a set once used)
+        quiet = emit is None  # no listener: no events to build
         pacer = Pacer(ctx.yield_interval)
         budget = pacer.batch  # calls until the pacer reads the clock
         while True:
@@ -163,7 +164,21 @@ class VM:
                         if v is SK:
                             skipped = True
             # ---- sync calls (x is the function, ex the task) -------------
-            if op <= L_CALLN and op >= L_CALL0:
+            if op == L_CALL1 and quiet and not skipped:
+                # the commonest instruction, with nothing to check or emit
+                try:
+                    v = x(R[regs[0]])
+                except BaseException as exc:
+                    _failed(ctx, ex, exc)
+                    raise
+                if type(v) not in LAZY:
+                    R[a] = v
+                    budget -= 1
+                    if not budget:
+                        budget = await pacer.batch_done()
+                    continue
+                task = ex
+            elif op <= L_CALLN and op >= L_CALL0:
                 if skipped and _any_skipped(R, regs):
                     _skip(ctx, ex, "upstream")
                     R[a] = SK
