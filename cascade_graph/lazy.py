@@ -493,6 +493,7 @@ class LazyResult:
 
 
 _new_lazy = object.__new__
+_LITERAL = object()  # _Scan._one_level: the container is one literal slot
 _LAZY_TYPES: set[type] = {LazyResult}
 #: argument types that are not plain literals: lazies, containers to search, markers
 _ARG_KIND: set[type] = {LazyResult, list, tuple, dict, set, Inject}
@@ -539,12 +540,13 @@ def _contains_special(value) -> bool:
 class _Scan:
     """Collects literals and children while argument specs are built."""
 
-    __slots__ = ("lits", "children", "index")
+    __slots__ = ("lits", "children", "index", "nested")
 
     def __init__(self):
         self.lits: list = []
         self.children: list = []
         self.index: dict[int, int] = {}
+        self.nested = False  # some spec is more than a literal, a lazy or a one-level list
 
     def child(self, lazy) -> int:
         i = self.index.get(id(lazy))
@@ -562,14 +564,53 @@ class _Scan:
         if t in _LAZY_TYPES:
             return ("L", self.child(value))
         if t is Inject:
+            self.nested = True
             return ("I", value.name)
         hook = _ARG_HOOKS.get(t)
         if hook is not None:
             return ("L", self.child(hook(value)))
-        if not _contains_special(value):  # the common case, one tight walk: a plain value
+        if t is list or t is tuple:
+            spec = self._one_level(value)
+            if spec is _LITERAL:
+                return None
+            if spec is not None:
+                return spec
+        if not _contains_special(value):  # a plain value, however deep
             self.lits.append(value)
             return None
+        self.nested = True
         return self._container_spec(value)
+
+    def _one_level(self, value):
+        """The spec of a list or tuple of lazies and plain literals (a fan-in's list):
+        None as a spec when it holds no lazy (it is one literal), None as the
+        answer when it holds another container or a marker (the general walk)."""
+        lits = self.lits
+        mark = len(lits)
+        built = []
+        lazy, kinds = _LAZY_TYPES, _ARG_KIND
+        index, children = self.index, self.children
+        found = False
+        for v in value:
+            t = type(v)
+            if t in lazy:
+                i = index.get(id(v))
+                if i is None:
+                    i = index[id(v)] = len(children)
+                    children.append(v)
+                built.append(("L", i))
+                found = True
+            elif t in kinds:
+                del lits[mark:]  # nested: the general walk (children found stay valid)
+                return None
+            else:
+                lits.append(v)
+                built.append(None)
+        if not found:  # nothing lazy: the list is one literal
+            del lits[mark:]
+            lits.append(value)
+            return _LITERAL
+        return ("C", type(value), tuple(built))
 
     def _container_spec(self, root):
         """Iterative post-order over nested containers, items in order, each visited once.
@@ -578,28 +619,6 @@ class _Scan:
         the literals its items left are replaced by the container itself.
         """
         lits = self.lits
-        if type(root) is not dict:
-            # the common case first: one level of lazies and plain literals
-            mark = len(lits)
-            built = []
-            lazy, kinds = _LAZY_TYPES, _ARG_KIND
-            index, children = self.index, self.children
-            for v in root:
-                t = type(v)
-                if t in lazy:
-                    i = index.get(id(v))
-                    if i is None:
-                        i = index[id(v)] = len(children)
-                        children.append(v)
-                    built.append(("L", i))
-                elif t in kinds:
-                    break  # nested: the general walk below (children found stay valid)
-                else:
-                    lits.append(v)
-                    built.append(None)
-            else:
-                return ("C", type(root), tuple(built))
-            del lits[mark:]
 
         def items_of(c):
             return list(c.values()) if type(c) is dict else list(c)
@@ -773,6 +792,7 @@ def _make_pair(task_obj, args) -> LazyResult:
 
 
 _POSITIONAL = "positional"
+_POSITIONAL_LISTS = "positional-lists"
 _ONE_LAZY_SPEC = _positional_spec(1, 1)
 _PAIR_SPECS = {mask: _positional_spec(2, mask) for mask in (1, 2, 3)}
 
@@ -830,6 +850,12 @@ def _make(task_obj, args, kwargs, policy: Policy, original: LazyResult | None = 
     if not children and pkey is None and all(x is None for x in pos + kws):
         return _flat(task_obj, args, kwargs, tuple(scan.lits))
     spec = (pos, kwnames, kws, pkey)
-    shape = intern_shape((task_obj.uid, spec_key(spec), tuple(c.shape for c in children)))
+    shapes = tuple([c.shape for c in children])
+    if not scan.nested and not kws and pkey is None:
+        # literals, lazies and one-level lists only: the specs are flat enough to be
+        # the key themselves (hashed in C, no token walk)
+        shape = intern_shape((task_obj.uid, _POSITIONAL_LISTS, pos, shapes))
+    else:
+        shape = intern_shape((task_obj.uid, spec_key(spec), shapes))
     return _node(task_obj, args, kwargs, tuple(scan.lits), shape, spec, children, tree,
                  None if policy is EMPTY_POLICY else policy)
