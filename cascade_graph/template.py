@@ -86,12 +86,25 @@ class CallNode(Node):
     multi_routes = frozenset()
 
     def __init__(self, index, task, args, deps, first_input, n_inputs):
-        self.index = index
-        self.task = task
-        self.args = args
-        self.deps = self.data_deps = deps
-        self.first_input = first_input
-        self.n_inputs = n_inputs
+        _fill_call_node(self, index, task, args, deps, first_input, n_inputs)
+
+
+def _fill_call_node(nd, index, task, args, deps, first_input, n_inputs):
+    nd.index = index
+    nd.task = task
+    nd.args = args
+    nd.deps = nd.data_deps = deps
+    nd.first_input = first_input
+    nd.n_inputs = n_inputs
+    return nd
+
+
+def call_node(index, task, args, deps, first_input, n_inputs) -> CallNode:
+    """A new ``CallNode`` (a plain function call: cheaper than calling the class)."""
+    return _fill_call_node(_new_node(CallNode), index, task, args, deps, first_input, n_inputs)
+
+
+_new_node = object.__new__
 
 
 @attrs.frozen(slots=True, eq=False)
@@ -481,12 +494,12 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
             elif spec is one:
                 c = index[id(lr.children[0])]
                 if c < len(_LINK_ARGS) or _grow_link_specs(c):
-                    append(CallNode(i, task, _LINK_ARGS[c], _ONE_DEP[c], first, 0))
+                    append(call_node(i, task, _LINK_ARGS[c], _ONE_DEP[c], first, 0))
                 else:
-                    append(CallNode(i, task, (("L", c),), (c,), first, 0))
+                    append(call_node(i, task, (("L", c),), (c,), first, 0))
                 continue
             else:
-                append(CallNode(i, task, no_args[nargs] if nargs < 16 else (None,) * nargs, (),
+                append(call_node(i, task, no_args[nargs] if nargs < 16 else (None,) * nargs, (),
                                 first, nargs))
                 first += nargs
                 continue
@@ -504,7 +517,7 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
                           for s in spec[0]])
             deps = tuple([index[id(c)] for c in ch])
             n_inputs = nargs - len(ch)
-            append(CallNode(i, task, args, deps, first, n_inputs))
+            append(call_node(i, task, args, deps, first, n_inputs))
             first += n_inputs
             continue
         local = [index[id(c)] for c in lr.children]

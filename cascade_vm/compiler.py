@@ -219,6 +219,7 @@ def _compile_simple_tree(t: Template) -> Code | None:
     by_arity = _CALL_BY_ARITY
     temps: list = []  # temporaries of the current node's containers
     same: dict = {}  # instruction tuple -> the first equal one
+    pool: dict = {}  # id -> constant (tasks, container types and keys), in first-use order
     for i in range(len(nodes) - 1, -1, -1):
         nd = nodes[i]
         task = nd.task
@@ -263,13 +264,14 @@ def _compile_simple_tree(t: Template) -> Code | None:
                         n_regs += 1
                     append((bc.BUILD if s[0] == "C" else bc.BUILD_DICT, tmp, s[1], tuple(regs),
                             None, task is TARGET))
+                    pool.setdefault(id(s[1]), s[1])
                     src.append(tmp)
                     temps.append(tmp)
             free += temps  # read by the call below: free again (it may write one)
             temps.clear()
             src = tuple(src)
         else:
-            src, n_regs = _fused_args(nd, phys, free, n_regs, len(nodes), append)
+            src, n_regs = _fused_args(nd, phys, free, n_regs, len(nodes), append, pool)
         for d in nd.deps:
             free.append(phys[d])
         if free:
@@ -278,6 +280,8 @@ def _compile_simple_tree(t: Template) -> Code | None:
             dst = n_regs
             n_regs += 1
         phys[i] = dst
+        if id(task) not in pool:
+            pool[id(task)] = task
         op = (by_arity[len(src)] if len(src) < 3 else L_CALLN, dst, task.fn, src, task, i == 0)
         if nd.deps:  # equal instructions share one tuple (a chain's links do)
             op = same.setdefault(op, op)
@@ -285,8 +289,7 @@ def _compile_simple_tree(t: Template) -> Code | None:
     root = phys[0]
     append((bc.RET, root, None, (root,), None, False))
     ops = tuple(ops)
-    consts = tuple({id(c): c for c in (o[4] if o[4] is not None else o[2] for o in ops[:-1])
-                    }.values())
+    consts = tuple(pool.values())
     return Code(raw=lambda: _raw_of_fused(ops, consts, nodes[0].task.name), consts=consts,
                 n_inputs=n_inputs, n_regs=n_regs, fill=[None] * (n_regs - n_inputs),
                 ops=ops, template=t, has_async=False)
@@ -308,7 +311,7 @@ def _one_level(specs) -> bool:
     return True
 
 
-def _fused_args(nd, phys, free, n_regs, n_nodes, append):
+def _fused_args(nd, phys, free, n_regs, n_nodes, append, pool):
     """Registers of a node's positional arguments, building its containers into
     temporaries (each freed once read). Returns (source registers, n_regs)."""
     stack: list = []  # node/input slots (ints) and temporaries ([register])
@@ -331,6 +334,7 @@ def _fused_args(nd, phys, free, n_regs, n_nodes, append):
             dst = n_regs
             n_regs += 1
         append((bc.BUILD if tag == "C" else bc.BUILD_DICT, dst, op[1], src, None, target))
+        pool.setdefault(id(op[1]), op[1])
         stack.append([dst])
     return tuple([_fused_reg(x, phys, n_nodes) for x in stack]), n_regs
 
