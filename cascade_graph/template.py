@@ -470,7 +470,10 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
         order = canonical_nodes(root, root.tree)
     if key is None:
         key = root.shape if root.tree else _dag_key(order)
-    index = {id(n): i for i, n in enumerate(order)}
+    # canonical index by id(node); a tree's chain links need none (the one child of
+    # node i is node i + 1 in pre-order), so it is made at the first other reference
+    tree = root.tree
+    index = None if tree else {id(n): i for i, n in enumerate(order)}
     nodes = []
     append = nodes.append
     first = 0
@@ -492,7 +495,7 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
             if fast.get(id(task)) != nargs and not _fast_ok(task, nargs, fast):
                 pass  # not plain: the general path below
             elif spec is one:
-                c = index[id(lr.children[0])]
+                c = i + 1 if tree else index[id(lr.children[0])]
                 if c < len(_LINK_ARGS) or _grow_link_specs(c):
                     append(call_node(i, task, _LINK_ARGS[c], _ONE_DEP[c], first, 0))
                 else:
@@ -504,6 +507,8 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
                 first += nargs
                 continue
         kind = lr.kind
+        if index is None:
+            index = {id(n): i for i, n in enumerate(order)}
         if (kind == CALL and lr.policy is None and not lr.kwargs and id(spec) in pos_specs
                 and not task.offload and not task.injects):
             # positional literals and distinct lazies, nothing else
