@@ -734,19 +734,8 @@ def _make_positional(task_obj, args) -> LazyResult:
     shape = _SHAPES.get(key)
     if shape is None:
         shape = intern_shape(key)
-    lr = _new_lazy(LazyResult)  # _node(), inlined
-    lr.task = task_obj
-    lr.args = args
-    lr.kwargs = {}
-    lr.lits = tuple(lits)
-    lr.shape = shape
-    lr.spec = _POS_SPECS.get((len(args), mask)) or _positional_spec(len(args), mask)
-    lr.children = tuple(children)
-    lr.tree = tree
-    lr.uses = 0
-    lr.copied = False
-    lr.policy = None
-    return lr
+    spec = _POS_SPECS.get((len(args), mask)) or _positional_spec(len(args), mask)
+    return _node(task_obj, args, {}, tuple(lits), shape, spec, tuple(children), tree)
 
 
 def _make_pair(task_obj, args) -> LazyResult:
@@ -776,19 +765,7 @@ def _make_pair(task_obj, args) -> LazyResult:
         if c.uses > 1 or not c.tree or c.copied:
             tree = False
     shape = _SHAPES.get(key) or intern_shape(key)
-    lr = _new_lazy(LazyResult)  # _node(), inlined
-    lr.task = task_obj
-    lr.args = args
-    lr.kwargs = {}
-    lr.lits = lits
-    lr.shape = shape
-    lr.spec = _PAIR_SPECS[mask]
-    lr.children = children
-    lr.tree = tree
-    lr.uses = 0
-    lr.copied = False
-    lr.policy = None
-    return lr
+    return _node(task_obj, args, {}, lits, shape, _PAIR_SPECS[mask], children, tree)
 
 
 _POSITIONAL = "positional"
