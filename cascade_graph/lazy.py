@@ -49,6 +49,7 @@ import attrs
 
 _SHAPES: dict[tuple, int] = {}
 _SHAPE_LIMIT = 1 << 18
+_ONE_LIMIT = 1 << 16  # entries of a task's chain-link shape table (Task._one)
 _next_shape = itertools.count(1).__next__
 # Keys of the common shapes hold only ints and strings (a task by its ``uid``,
 # never reused), so the garbage collector stops tracking them.
@@ -166,7 +167,9 @@ class Task:
         self._signature = None
         self._injects = None
         self._checked: set = set()  # (nargs, kwnames) layouts that bind
-        self._one: dict = {}  # child shape -> shape of a call with that one lazy argument
+        # child shape -> shape of a call with that one lazy argument: the intern table
+        # of that structure (its ids come straight from the shape counter)
+        self._one: dict = {}
         for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
             try:
                 setattr(self, attr, getattr(fn, attr))
@@ -190,9 +193,12 @@ class Task:
             if t in _LAZY_TYPES:
                 # a chain link: its shape is interned per task by the child's shape
                 a.uses += 1
-                shape = self._one.get(a.shape)
-                if shape is None:
-                    shape = self._link_shape(a.shape)
+                one = self._one
+                shape = one.get(a.shape)
+                if shape is None:  # a new structure: a cold chain meets one per link
+                    if len(one) >= _ONE_LIMIT:
+                        one.clear()  # bounded; ids are never reused, so no wrong hit
+                    shape = one[a.shape] = _next_shape()
                 lr = _new_lazy(LazyResult)
                 lr.task = self
                 lr.args = args
@@ -253,20 +259,6 @@ class Task:
     def _flat_shape(self, key) -> int:
         """The shape of a flat call with argument layout ``key`` (nargs, or (nargs, kwnames))."""
         shape = self._flat[key] = intern_shape((self.uid, key))
-        return shape
-
-    def _link_shape(self, child_shape: int) -> int:
-        """The shape of a call of this task whose one argument is a lazy of ``child_shape``.
-
-        ``_one`` is the intern table of that structure (task, one lazy child):
-        new ids come straight from the shape counter, so a cold chain of n
-        links costs n small dict inserts and no global table. Bounded: when
-        full it is cleared, and a structure seen again gets a new id (a cache
-        miss, never a wrong hit: ids are not reused).
-        """
-        if len(self._one) >= 1 << 16:
-            self._one.clear()
-        shape = self._one[child_shape] = _next_shape()
         return shape
 
     def map(self, *iterables, **kw_iterables) -> LazyResult:

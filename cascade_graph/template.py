@@ -71,7 +71,7 @@ class CallNode(Node):
     """A ``Node`` for a plain positional call (a chain link, a flat call, positional
     literals and distinct lazies): the fields such a call never varies are
     class-level constants, so building one assigns six fields, not seventeen
-    (a cold 10,000-node chain builds 10,000 of these)."""
+    (a cold 10,000-node chain builds 10,000 of these). Made by ``call_node``."""
 
     __slots__ = ()
     kind = CALL
@@ -85,11 +85,12 @@ class CallNode(Node):
     routes = ()
     multi_routes = frozenset()
 
-    def __init__(self, index, task, args, deps, first_input, n_inputs):
-        _fill_call_node(self, index, task, args, deps, first_input, n_inputs)
 
 
-def _fill_call_node(nd, index, task, args, deps, first_input, n_inputs):
+def call_node(index, task, args, deps, first_input, n_inputs) -> CallNode:
+    """A new ``CallNode``: the only way one is made (a plain function call, cheaper
+    than calling the class)."""
+    nd = _new_node(CallNode)
     nd.index = index
     nd.task = task
     nd.args = args
@@ -97,11 +98,6 @@ def _fill_call_node(nd, index, task, args, deps, first_input, n_inputs):
     nd.first_input = first_input
     nd.n_inputs = n_inputs
     return nd
-
-
-def call_node(index, task, args, deps, first_input, n_inputs) -> CallNode:
-    """A new ``CallNode`` (a plain function call: cheaper than calling the class)."""
-    return _fill_call_node(_new_node(CallNode), index, task, args, deps, first_input, n_inputs)
 
 
 _new_node = object.__new__
