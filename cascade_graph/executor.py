@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from time import perf_counter
 
 from .cache import lookup, without_gc
 from .context import SKIPPED, TARGET
 from .errors import add_task_note
 from .events import TailCall, TaskFailed, TaskFinished, TaskSkipped, TaskStarted
-from .hotpath import hot_loop, yield_to_loop
+from .hotpath import Pacer, hot_loop
 from .invoke import invoke
 from .lazy import _LAZY_TYPES, Inject
 from .plan import INVOKE, ROUTER, SIMPLE, compile_plan
@@ -44,7 +43,6 @@ from .router import SharedRoute, evaluate_once, select
 from .template import run_program
 
 _PENDING = object()
-_YIELD_EVERY = 64  # nodes run between clock reads
 
 
 class Instance:
@@ -290,9 +288,8 @@ class GraphRun:
         ready, done = self.ready, self.done
         popleft = ready.popleft
         run_node = self._run_node
-        interval = ctx.yield_interval
-        next_yield = perf_counter() + interval
-        budget = _YIELD_EVERY
+        pacer = Pacer(ctx.yield_interval)
+        budget = pacer.batch  # nodes until the pacer reads the clock
         while self.result is _PENDING:
             while done:  # finished tasks first: their dependents join the ready queue
                 inst, i, t, tail_emitted = done.popleft()
@@ -307,11 +304,7 @@ class GraphRun:
                 run_node(inst, i)
                 budget -= 1
                 if not budget:
-                    budget = _YIELD_EVERY
-                    now = perf_counter()
-                    if now >= next_yield:
-                        await yield_to_loop()
-                        next_yield = perf_counter() + interval
+                    budget = await pacer.batch_done()
             elif self.result is _PENDING:
                 self.wake = self.loop.create_future()
                 await self.wake

@@ -216,11 +216,6 @@ def key_and_order(root: LazyResult) -> tuple:
     return intern_shape(tuple(parts)), order
 
 
-def _dag_key(order: list) -> int:
-    """The key of a DAG given its canonical node list (see ``key_and_order``)."""
-    return key_and_order(order[0])[0]
-
-
 def inputs_from_order(order: list) -> list:
     """The input list, given the canonical node list."""
     inputs: list = []
@@ -465,7 +460,7 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
     if order is None:
         order = canonical_nodes(root, root.tree)
     if key is None:
-        key = root.shape if root.tree else _dag_key(order)
+        key = key_and_order(root)[0]
     # canonical index by id(node); a tree's chain links need none (the one child of
     # node i is node i + 1 in pre-order), so it is made at the first other reference
     tree = root.tree

@@ -257,11 +257,7 @@ def _compile_simple_tree(t: Template) -> Code | None:
                             lit += 1
                         else:
                             regs.append(phys[x[1]])
-                    if free:
-                        tmp = free.pop()
-                    else:
-                        tmp = n_regs
-                        n_regs += 1
+                    tmp, n_regs = _new_reg(free, n_regs)
                     append((bc.BUILD if s[0] == "C" else bc.BUILD_DICT, tmp, s[1], tuple(regs),
                             None, task is TARGET))
                     pool.setdefault(id(s[1]), s[1])
@@ -328,15 +324,18 @@ def _fused_args(nd, phys, free, n_regs, n_nodes, append, pool):
         for x in items:
             if type(x) is list:  # a temporary, read here for the last time
                 free.append(x[0])
-        if free:
-            dst = free.pop()
-        else:
-            dst = n_regs
-            n_regs += 1
+        dst, n_regs = _new_reg(free, n_regs)
         append((bc.BUILD if tag == "C" else bc.BUILD_DICT, dst, op[1], src, None, target))
         pool.setdefault(id(op[1]), op[1])
         stack.append([dst])
     return tuple([_fused_reg(x, phys, n_nodes) for x in stack]), n_regs
+
+
+def _new_reg(free: list, n_regs: int) -> tuple:
+    """(a register for a container temporary, the new register count): a free one first."""
+    if free:
+        return free.pop(), n_regs
+    return n_regs, n_regs + 1
 
 
 def _fused_reg(x, phys, n_nodes) -> int:
