@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+from .batch import LISTENING
 from .events import RunFinished, RunStarted
 from .lazy import _LAZY_TYPES, Task, _contains_special
 from .resources import RunResources
@@ -126,6 +127,7 @@ def _identity(value):
 #: the internal root of a container target: skipped lazies inside become None
 TARGET = Task(_identity, name="<target>")
 TARGET.internal = True
+TARGET.container_target = True
 
 
 def as_root(target):
@@ -147,6 +149,9 @@ async def run_workflow(execute, target, **options):
     error = None
     value = target
     ctx.main = asyncio.current_task()
+    listening = None  # batches emit their items' events through LISTENING (batch.py)
+    if emit is not None or LISTENING.get() is not None:
+        listening = LISTENING.set(ctx if emit is not None else None)
     try:
         if root is not None:
             value = await execute(ctx, root)
@@ -160,6 +165,8 @@ async def run_workflow(execute, target, **options):
     except BaseException as exc:
         error = exc
     finally:
+        if listening is not None:
+            LISTENING.reset(listening)
         ctx.finishing = True
         if ctx.tasks:
             await ctx.cancel_all()

@@ -148,6 +148,7 @@ class Task:
 
     internal = False  # internal tasks (map expansion) emit no events
     reports_skips = False  # ...except TaskSkipped when this is True
+    container_target = False  # the run's container target: skipped lazies in it become None
 
     def __init__(self, fn: Callable, name: str | None = None, offload: bool = False):
         if not callable(fn):
@@ -532,13 +533,15 @@ def _contains_special(value) -> bool:
 class _Scan:
     """Collects literals and children while argument specs are built."""
 
-    __slots__ = ("lits", "children", "index", "nested")
+    __slots__ = ("lits", "children", "index", "nested", "gather")
 
-    def __init__(self):
+    def __init__(self, task_obj):
         self.lits: list = []
         self.children: list = []
         self.index: dict[int, int] = {}
         self.nested = False  # some spec is more than a literal, a lazy or a one-level list
+        # what a batch in these arguments tail-calls to gather its items' values (batch.py)
+        self.gather = task_obj if task_obj.container_target else _collect
 
     def child(self, lazy) -> int:
         i = self.index.get(id(lazy))
@@ -576,7 +579,12 @@ class _Scan:
     def _one_level(self, value):
         """The spec of a list or tuple of lazies and plain literals (a fan-in's list):
         None as a spec when it holds no lazy (it is one literal), None as the
-        answer when it holds another container or a marker (the general walk)."""
+        answer when it holds another container or a marker (the general walk).
+        A list of like flat calls becomes one batch child (see batch.py)."""
+        if len(value) >= BATCH_MIN:
+            batch = batch_of(value, self.gather)
+            if batch is not None:
+                return ("L", self.child(batch))
         lits = self.lits
         mark = len(lits)
         built = []
@@ -790,7 +798,7 @@ def spec_key(spec) -> tuple:
 
 def _make(task_obj, args, kwargs, policy: Policy, original: LazyResult | None = None):
     """Build a LazyResult whose arguments or policy hold lazies (the general path)."""
-    scan = _Scan()
+    scan = _Scan(task_obj)
     pos = tuple(scan.spec(a) for a in args)
     kwnames = tuple(kwargs)
     kws = tuple(scan.spec(kwargs[k]) for k in kwnames)
@@ -828,3 +836,6 @@ def _make(task_obj, args, kwargs, policy: Policy, original: LazyResult | None = 
         shape = intern_shape((task_obj.uid, spec_key(spec), shapes))
     return _node(task_obj, args, kwargs, tuple(scan.lits), shape, spec, children, tree,
                  None if policy is EMPTY_POLICY else policy)
+
+
+from .batch import BATCH_MIN, batch_of  # noqa: E402  (batch.py builds on this module)

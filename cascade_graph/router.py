@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import attrs
 
+from .batch import members_of
 from .events import TaskSkipped
 from .lazy import (
     _LAZY_TYPES,
@@ -252,6 +253,8 @@ def _swap(value, new: dict):
 def _rebuild(n, new: dict):
     from .lazy import EMPTY_POLICY, _make
 
+    if members_of(n):  # a batch: its consumer is rebuilt from its own arguments
+        return n
     if type(n) is RouteNode:
         sel, routes = n.args
         return Router(_swap(sel, new), {k: _swap(v, new) for k, v in routes.items()}).node()

@@ -24,6 +24,7 @@ from typing import Any
 
 import attrs
 
+from .batch import BatchTask, expanded_members, members_of
 from .errors import add_task_note
 from .lazy import (
     _LAZY_TYPES,
@@ -141,7 +142,7 @@ def canonical_nodes(root: LazyResult, tree: bool) -> list:
             continue
         seen.add(id(n))
         append(n)
-        ch = n.children
+        ch = n.children or expanded_members(n)
         if ch:
             push(ch[::-1])
     return out
@@ -205,6 +206,10 @@ def key_and_order(root: LazyResult) -> tuple:
         index[id(n)] = len(order)
         append(n)
         ch = n.children
+        if not ch:
+            ch = expanded_members(n)
+            if ch:  # a batch whose items are nodes here (batch.py)
+                met(-2)
         if ch:
             push(ch[::-1])
         if n.kind == ROUTE:
@@ -326,7 +331,7 @@ def route_refs(n) -> tuple:
     and for a nested router also its routes (they may hold workflow nodes)."""
     if n.kind == ROUTE:
         return n.children + tuple(v for v in n.args[1].values() if type(v) in _LAZY_TYPES)
-    return n.children
+    return n.children or members_of(n)
 
 
 def _resolve_specs(specs: tuple, local: list) -> tuple:
@@ -450,6 +455,17 @@ def _fast_ok(task, nargs: int, fast: dict) -> bool:
     return True
 
 
+def gather_node(i: int, batch: BatchTask, members: tuple, index: dict, first: int) -> Node:
+    """The node of a batch whose items are nodes of a DAG (one is used elsewhere too):
+    the batch's gather task over a container of the item nodes, built like the
+    container the batch stands for."""
+    items = tuple([("L", index[id(m)]) for m in members])
+    deps = tuple(dict.fromkeys(c for _, c in items))
+    return Node(index=i, kind=CALL, task=batch.gather, args=(("C", batch.ctype, items),),
+                kwnames=(), kwargs=(), deps=deps, data_deps=deps, conds=(), after=(),
+                policy=None, first_input=first, n_inputs=1, injects=(), simple=False)
+
+
 def build_template(root: LazyResult, key: int | None = None, order=None) -> Template:
     """Compute the template of the workflow under ``root`` (one walk; checks arity).
 
@@ -500,6 +516,13 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
         kind = lr.kind
         if index is None:
             index = {id(n): i for i, n in enumerate(order)}
+        if not tree and type(task) is BatchTask:
+            members = expanded_members(lr)
+            if members is not None:  # its items are nodes of this DAG
+                task.check_call(1, ())
+                append(gather_node(i, task, members, index, first))
+                first += 1  # the items' tuple: an input this node does not read
+                continue
         if (kind == CALL and lr.policy is None and not lr.kwargs and id(spec) in pos_specs
                 and not task.offload and not task.injects):
             # positional literals and distinct lazies, nothing else

@@ -85,9 +85,11 @@ class Scope:
 
 
 class Gen:
-    def __init__(self, draw, on: frozenset[str], budget: int):
+    def __init__(self, draw, on: frozenset[str], budget: int, fans: bool = False):
         self.draw = draw
         self.on = on
+        self.fans = fans  # also draw fan-outs of flat calls directly (batches)
+        self.fan_shared: list = []  # (sid, item): fan items made shared definitions
         self.budget = budget  # call nodes left
         self.loops: list[LoopTask] = []
         self.loop_headers: list[dict] = []  # label, params, ret, family, is_async, name
@@ -153,6 +155,10 @@ class Gen:
         unused = [Ref(sid) for sid, _ in shared if sid not in used]
         if unused and self.flip():
             target = Coll("tuple", (target, *unused))
+        if self.fan_shared:
+            shared += self.fan_shared
+            if self.flip():
+                target = Coll("tuple", (target, Ref(self.pick([s for s, _ in self.fan_shared]))))
         return Program(
             target=target,
             shared=tuple(shared),
@@ -362,6 +368,8 @@ class Gen:
         opts = ["leaf", "call", "call", "call"]
         if "containers" in self.on and t in ("ilist", "iset", "dict", "any"):
             opts += ["coll", "coll"]
+        if self.fans and t in ("ilist", "any"):
+            opts += ["fan", "fan"]
         if "opaque" in self.on and t == "any":
             opts.append("opaque")
         if "map" in self.on and t in ("ilist", "any"):
@@ -374,6 +382,10 @@ class Gen:
             e = self.call_expr(t, sc, depth)
         elif k == "coll":
             e = self.coll_expr(t, sc, depth)
+        elif k == "fan":
+            kind = "list" if t == "ilist" else self.pick(("list", "tuple"))
+            fan = self.fan_items("int" if t == "ilist" else "any", sc, self.n(2, 5))
+            e = None if fan is None else Coll(kind, fan)
         elif k == "opaque":
             e = self.opaque_expr(sc, depth)
         elif k == "map":
@@ -382,7 +394,7 @@ class Gen:
             e = self.pick([pe for pt, pe in sc.pool if fits(pt, t)])
         if e is None:
             e = self.leaf(t, sc)
-        elif k in ("call", "coll", "map") and not any(
+        elif k in ("call", "coll", "map", "fan") and not any(
             isinstance(p, Cache) for p in _policies_in(e)
         ):
             sc.pool.append((t, e))
@@ -399,7 +411,34 @@ class Gen:
             vt = "int" if t == "dict" else "any"
             return Coll("dict", tuple((Lit(kk), self.expr(vt, sc, depth - 1)) for kk in keys))
         it = "any" if (t == "any" and kind != "set") else "int"
+        if kind in ("list", "tuple") and self.flip(1, 3):
+            fan = self.fan_items(it, sc, k + 2)
+            if fan is not None:
+                return Coll(kind, fan)
         return Coll(kind, tuple(self.expr(it, sc, depth - 1) for _ in range(k)))
+
+    def fan_items(self, t: str, sc: Scope, count: int):
+        """``count`` calls of one library task with literal arguments only: a fan-out,
+        which the engines hold as one batch node (cascade_graph/batch.py). The
+        items go to the shared pool, so a later ``dup`` may reuse one (a DAG)."""
+        names = [n for n in self.library_candidates(t)
+                 if not library.SPECS[n].resource_param and n not in ("flaky", "route_key")]
+        if not names or self.budget < count:
+            return None
+        spec = library.SPECS[self.pick(names)]
+        self.budget -= count
+        items = [Call(spec.name, tuple(self.literal(pt) for _, pt in spec.params), ())
+                 for _ in range(count)]
+        for e in items:
+            sc.pool.append((spec.ret, e))
+        if self.fans and sc.top and self.flip(1, 2):
+            # one item is a shared definition: a later reference makes the batch a DAG
+            j = self.n(0, count - 1)
+            sid = f"s{next(self.ids)}"
+            self.fan_shared.append((sid, items[j]))
+            sc.refs.append((sid, spec.ret))
+            items[j] = Ref(sid)
+        return tuple(items)
 
     def lazy_expr(self, sc: Scope, depth: int):
         """A lazy expression of any type (a call or a shared node)."""
@@ -645,14 +684,15 @@ def _policies_in(e):
 
 
 @st.composite
-def programs(draw, features=None, force=(), max_calls=(4, 24)):
+def programs(draw, features=None, force=(), max_calls=(4, 24), fans=False):
     """Random workflow programs.
 
     ``features``: the features that may be drawn (default: those available
     now, see ``features.py``); ``force``: features always on (when
-    available); ``max_calls``: range of the call-node budget.
+    available); ``max_calls``: range of the call-node budget; ``fans``: draw
+    fan-outs of flat calls (lists the engines batch) as often as calls.
     """
     avail = sorted(features_mod.available() if features is None else features)
     on = frozenset(f for f in avail if f in force or draw(st.booleans()))
     budget = draw(st.integers(*max_calls))
-    return Gen(draw, on, budget).program()
+    return Gen(draw, on, budget, fans).program()

@@ -259,10 +259,20 @@ def test_container_trees_run_fused(case, engine):
 
 
 def test_fused_fanout_of_list_registers():
-    """A 2,000-wide fan-out into one list argument needs one register per item, a
-    temporary for the list and the call: temporaries are reused, not piled up."""
-    code = _code(pack([inc(i) for i in range(2000)]))
+    """A 2,000-wide fan-out of two-link chains into one list argument (not a batch:
+    its items are not flat calls) needs one register per item, a temporary for
+    the list and the call: temporaries are reused, not piled up."""
+    code = _code(pack([inc(inc(i)) for i in range(2000)]))
     assert callable(code.raw)
     assert _opnames(code).count("BUILD") == 1
     assert code.n_regs <= 2000 + 2000 + 2
-    assert run(pack([inc(i) for i in range(2000)])) == (list(range(1, 2001)),)
+    assert run(pack([inc(inc(i)) for i in range(2000)])) == (list(range(2, 2002)),)
+
+
+def test_fanout_of_flat_calls_compiles_to_two_calls():
+    """A list of flat calls of one task is one batch node (batch.py): the code is
+    the batch's call and the consumer's, however long the list."""
+    for n in (2, 2000):
+        code = _code(pack([inc(i) for i in range(n)]))
+        assert _opnames(code) == ["CALL", "CALL", "RET"]
+        assert code.n_inputs == 1

@@ -45,6 +45,12 @@ def test_tail_call_loops():
     run_property(programs(force=("loops", "mutual")))
 
 
+def test_fan_outs():
+    """Fan-outs of flat calls (the engines hold such a list as one batch node),
+    with items shared by later calls (a DAG), loops and failures about."""
+    run_property(programs(force=("dup",), fans=True))
+
+
 def test_swarm():
     """Everything available, swarm-style."""
     run_property(programs())

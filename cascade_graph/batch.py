@@ -1,0 +1,164 @@
+"""Batches: a fan-in's list of like flat calls, held as one node.
+
+A fan-out builds many calls of one task whose arguments are all literals
+(``[double(i) for i in range(n)]``) and hands the list to one consumer. As
+nodes, each item would cost a template record, a compiled instruction and a
+dispatch, on both engines, every time such a workflow is cold. When the
+consumer is created, ``batch_of`` (called from the argument scan in lazy.py)
+replaces such a list, in the consumer's structure, by one hidden child node:
+a flat call of a ``BatchTask`` whose one literal input is the tuple of item
+calls. Its value is the list (or tuple) of the items' values, computed by a
+C-level ``starmap`` over the items' arguments.
+
+The template therefore does not grow with the list: a 2,000-item fan-out and
+a 3-item one share one template of two nodes, and binding a new run is the
+same O(1) as for any flat call. The user's ``LazyResult``s are unchanged
+(the consumer's ``args`` still hold the list), so the reference evaluator,
+``to_dot`` and routes see the workflow as written.
+
+When a list is batched (all must hold, else the items stay nodes):
+
+- at least ``BATCH_MIN`` items, all ``LazyResult``s of one shape that is a
+  flat call (positional literals only, no policy): so one task, one arity;
+- the task is plain: sync, not offloaded, no injected resource, not internal;
+- every item is fresh: distinct, not used by another call yet, not copied.
+
+The items are then marked used (``uses = 1``), so a later call that reuses
+one is not a tree, and the template walk of such a DAG expands the batch back
+into item nodes (``expanded_members``): the item runs once, as a node, and
+the batch's value is built from the item nodes by the consumer's container
+(``gather_node`` in template.py). A tree never needs that.
+
+Semantics kept item by item:
+
+- events: with a listener, each item emits ``TaskStarted``/``TaskFinished``
+  (``TaskFailed`` on an error, ``TailCall`` when it returns a lazy call), as
+  its node would; the batch itself is internal and emits nothing. The
+  listener reaches the batch through ``LISTENING`` (a context variable the
+  run lifecycle sets only while someone listens).
+- errors: the first item to raise stops the batch; the engines note the
+  error with the batch's name, which is the item task's name.
+- tail calls: items returning lazy calls make the batch tail-call into the
+  consumer's gather of the values (``_collect``, or the run's container
+  target for a target list, where a skipped item becomes None), which the
+  engines evaluate like any continuation.
+- order: items run in list order, at the batch's place in the schedule.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from itertools import starmap
+from operator import attrgetter
+
+from .events import TailCall, TaskFailed, TaskFinished, TaskStarted
+from .lazy import _LAZY_TYPES, CALL, LazyResult, Task, _node
+
+BATCH_MIN = 2  # items in a list before it is batched
+
+#: the RunContext of the current run when it has an event listener, else None
+LISTENING: ContextVar = ContextVar("cascade_listening", default=None)
+
+_ARGS = attrgetter("args")
+_SHAPE = attrgetter("shape")
+_USES = attrgetter("uses")
+_COPIED = attrgetter("copied")
+
+
+class BatchTask(Task):
+    """The internal task of a batch: the items' task, arity and container type.
+
+    One per (item task, arity, container type, gather task), kept on the item
+    task, so equal batches share a shape and hence a template.
+    """
+
+    internal = True
+
+    @classmethod
+    def of(cls, member: Task, nargs: int, ctype: type, gather: Task) -> BatchTask:
+        made = member.__dict__.setdefault("_batches", {})
+        key = (nargs, ctype, gather)
+        bt = made.get(key)
+        if bt is None:
+            bt = made[key] = cls(member, nargs, ctype, gather)
+        return bt
+
+    def __init__(self, member: Task, nargs: int, ctype: type, gather: Task):
+        self.member = member
+        self.nargs = nargs
+        self.ctype = ctype
+        self.gather = gather
+        super().__init__(self._run, name=member.name)
+
+    def __repr__(self) -> str:
+        return f"<batch of {self.member.name}>"
+
+    def check_call(self, nargs: int, kwnames: tuple) -> None:
+        """The items' arity, checked on the item task (the error names it)."""
+        self.member.check_call(self.nargs, ())
+
+    def _run(self, members: tuple):
+        ctx = LISTENING.get()
+        if ctx is not None:
+            out = self._run_listened(ctx, members)
+        else:
+            out = list(starmap(self.member.fn, map(_ARGS, members)))
+        if not _LAZY_TYPES.isdisjoint(map(type, out)):
+            # some item tail-called: the batch's value is the gather of the values
+            return self.gather(out if self.ctype is list else self.ctype(out))
+        return out if self.ctype is list else self.ctype(out)
+
+    def _run_listened(self, ctx, members: tuple) -> list:
+        emit, run_id, name, fn = ctx.emit, ctx.run_id, self.name, self.member.fn
+        out = []
+        for m in members:
+            emit(TaskStarted(run_id, name))
+            try:
+                v = fn(*m.args)
+            except BaseException as exc:
+                emit(TaskFailed(run_id, name, exc))
+                raise
+            emit(TaskFinished(run_id, name))
+            if type(v) in _LAZY_TYPES:
+                emit(TailCall(run_id, name, getattr(v.task, "name", "?")))
+            out.append(v)
+        return out
+
+
+def batch_of(items, gather: Task) -> LazyResult | None:
+    """The batch node standing for the list or tuple ``items``, or None when it
+    does not qualify (see module docstring); marks the items used."""
+    first = items[0]
+    if type(first) is not LazyResult or first.spec is not None or first.kind != CALL:
+        return None
+    task = first.task
+    if (task.internal or task.is_async or task.offload or first.kwargs
+            or len(set(map(type, items))) != 1 or len(set(map(_SHAPE, items))) != 1
+            or any(map(_USES, items)) or any(map(_COPIED, items))
+            or len(set(map(id, items))) != len(items) or task.injects):
+        return None
+    members = tuple(items)
+    for m in members:
+        m.uses = 1
+    bt = BatchTask.of(task, len(first.args), type(items), gather)
+    shape = bt._flat1
+    if shape is None:
+        shape = bt._flat1 = bt._flat_shape(1)
+    return _node(bt, (members,), {}, (members,), shape, None, (), True)
+
+
+def expanded_members(lr) -> tuple | None:
+    """The items of batch node ``lr`` when one of them is also used elsewhere (a DAG
+    walk then makes them nodes), else None (``lr`` is not a batch, or it runs whole)."""
+    if type(lr.task) is not BatchTask:
+        return None
+    members = lr.args[0]
+    return members if max(map(_USES, members)) > 1 else None
+
+
+def members_of(lr) -> tuple:
+    """The items of batch node ``lr`` (route walks see them as its children)."""
+    return lr.args[0] if type(lr.task) is BatchTask else ()
+
+
+__all__ = ["BATCH_MIN", "BatchTask", "LISTENING", "batch_of", "expanded_members", "members_of"]

@@ -1,0 +1,234 @@
+"""Batches (cascade_graph/batch.py): a list of like flat calls held as one node.
+
+Every behaviour is checked on both engines and with every tail_cache/hot_path
+switch: each item runs exactly once, with its own events, error note and
+tail call, exactly as it would as a node of its own.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from cascade_graph import Router, task
+from cascade_graph import events as ev
+from cascade_graph.batch import BatchTask
+from cascade_graph.template import build_template, key_and_order
+from cascade_vm import run
+
+from .helpers import Calls, per_engine, per_switches, run_failing, run_on
+
+calls = Calls()
+
+
+@task
+def double(x):
+    calls.hit(x)
+    return 2 * x
+
+
+@task
+def total(xs):
+    return sum(xs)
+
+
+@task
+def add(a, b):
+    return a + b
+
+
+@task
+def echo(*parts):
+    return parts
+
+
+@task
+def countdown(n):
+    return countdown(n - 1) if n > 0 else "done"
+
+
+@task
+async def anap(x):
+    return x
+
+
+@task
+def to_async(x):
+    return anap(x) if x % 2 else x
+
+
+@task
+def to_skipped(x):
+    return echo(x).run_if(x % 2 == 0)
+
+
+@task
+def explode(x):
+    if x == 3:
+        raise KeyError(f"bad item {x}")
+    return x
+
+
+@pytest.fixture(autouse=True)
+def _fresh_calls():
+    calls.counts.clear()
+    calls.order.clear()
+
+
+def _is_batch(lr) -> bool:
+    return any(type(c.task) is BatchTask for c in lr.children)
+
+
+# -- when a list is a batch ------------------------------------------------
+
+
+def test_a_list_of_like_flat_calls_is_one_batch_child():
+    f = total([double(i) for i in range(5)])
+    assert _is_batch(f)
+    assert len(f.children) == 1
+    assert len(build_template(f).nodes) == 2  # the consumer and the batch
+
+
+def test_lists_of_different_lengths_share_one_template():
+    a = total([double(i) for i in range(3)])
+    b = total([double(i) for i in range(3000)])
+    assert key_and_order(a)[0] == key_and_order(b)[0]
+
+
+@pytest.mark.parametrize("items", [
+    lambda: [double(1)],  # too short
+    lambda: [double(1), add(1, 2)],  # two tasks
+    lambda: [double(1), double(x=2)],  # a keyword call
+    lambda: [double(1), 5],  # a literal among them
+    lambda: [double(1), double(double(2))],  # not flat
+    lambda: [anap(1), anap(2)],  # async
+    lambda: [double(1), double(2).with_retry(2)],  # a policy
+])
+def test_lists_that_stay_nodes(items):
+    assert not _is_batch(total(items()))
+
+
+def test_an_item_used_before_keeps_the_list_as_nodes():
+    x = double(1)
+    add(x, 1)
+    assert not _is_batch(total([x, double(2)]))
+    y = double(3)
+    assert not _is_batch(total([y, y]))
+
+
+# -- values, once each -----------------------------------------------------
+
+
+@per_engine
+@per_switches
+def test_values_and_each_item_once(engine, switches):
+    assert run(total([double(i) for i in range(100)]), engine=engine, **switches) == 9900
+    assert calls.total() == 100 and set(calls.counts.values()) == {1}
+    assert run(echo((double(1), double(2)), [double(3), double(4)]), engine=engine,
+               **switches) == ((2, 4), [6, 8])
+    assert run([double(1), double(2)], engine=engine, **switches) == [2, 4]  # a target list
+    assert run({"k": (double(5), double(6))}, engine=engine, **switches) == {"k": (10, 12)}
+
+
+@per_engine
+@per_switches
+def test_an_item_used_again_later_runs_once(engine, switches):
+    """Reusing an item after the batch made a DAG: the item becomes a node and
+    the batch is built from it, so it still runs once."""
+    xs = [double(i) for i in range(4)]
+    f = total(xs)
+    r = add(f, xs[2])
+    assert run(r, engine=engine, **switches) == 12 + 4
+    assert calls.total() == 4
+    assert run(f, engine=engine, **switches) == 12  # the batch on its own is still a tree
+    assert calls.total() == 8
+
+
+@per_engine
+def test_an_item_shared_by_two_lists_runs_once(engine):
+    xs = [double(i) for i in range(3)]
+    ys = [xs[0], double(10)]
+    assert run(add(total(xs), total(ys)), engine=engine) == 6 + 20
+    assert calls[0] == 1 and calls.total() == 4
+
+
+@per_engine
+def test_map_items_are_batched_and_run_once(engine):
+    assert run(double.map(range(50)), engine=engine) == [2 * i for i in range(50)]
+    assert calls.total() == 50
+
+
+# -- events and errors, item by item ----------------------------------------
+
+
+@per_engine
+@per_switches
+def test_each_item_has_its_events(engine, switches):
+    value, rec = run_on(engine, total([double(i) for i in range(5)]), switches)
+    assert value == 20
+    kinds = rec.kinds()
+    assert kinds[("TaskStarted", "double")] == 5
+    assert kinds[("TaskFinished", "double")] == 5
+    assert kinds[("TaskStarted", "total")] == 1
+    for i in range(5):  # each item finishes before it is used
+        assert rec.index(ev.TaskFinished, "double", i) < rec.index(ev.TaskStarted, "total")
+
+
+@per_engine
+@per_switches
+def test_a_failing_item_is_named(engine, switches):
+    exc, rec = run_failing(engine, total([explode(i) for i in range(6)]), switches)
+    assert isinstance(exc, KeyError)
+    assert "cascade: raised by task 'explode'" in exc.__notes__
+    failed = rec.of(ev.TaskFailed, "explode")
+    assert len(failed) == 1 and failed[0].error is exc
+    assert not rec.of(ev.TaskStarted, "total")
+    assert len(rec.of(ev.TaskFinished, "explode")) == 3  # items 0..2 ran first
+
+
+@per_engine
+def test_nested_quiet_run_inside_a_listened_one_emits_nothing(engine):
+    from cascade_vm import arun
+
+    @task
+    async def inner(n):
+        return await arun(total([double(i) for i in range(n)]), engine=engine)
+
+    value, rec = run_on(engine, inner(3))
+    assert value == 6
+    assert not rec.of(ev.TaskStarted, "double")
+
+
+# -- tail calls from items ---------------------------------------------------
+
+
+@per_engine
+@per_switches
+def test_items_that_tail_call(engine, switches):
+    value, rec = run_on(engine, echo([countdown(i) for i in range(4)]), switches)
+    assert value == (["done"] * 4,)
+    assert len(rec.of(ev.TailCall, "countdown")) == 0 + 1 + 2 + 3
+    assert run([countdown(i) for i in range(3)], engine=engine, **switches) == ["done"] * 3
+
+
+@per_engine
+@per_switches
+def test_items_that_tail_call_into_async_work(engine, switches):
+    assert run(total([to_async(i) for i in range(10)]), engine=engine, **switches) == 45
+
+
+@per_engine
+def test_an_item_tail_calling_into_a_skip(engine):
+    """A consumer of a skipped item is skipped; in a target list the item is None."""
+    assert run(echo([to_skipped(i) for i in range(3)]), engine=engine) is None
+    assert run([to_skipped(i) for i in range(3)], engine=engine) == [(0,), None, (2,)]
+
+
+# -- routes ------------------------------------------------------------------
+
+
+@per_engine
+def test_a_batch_inside_a_route_with_an_item_in_the_workflow(engine):
+    xs = [double(i) for i in range(3)]
+    routed = add(Router("a", {"a": total(xs), "b": 0}), xs[1])
+    assert run(routed, engine=engine) == 6 + 2
+    assert calls.total() == 3
