@@ -34,8 +34,8 @@ Semantics kept item by item:
 - events: with a listener, each item emits ``TaskStarted``/``TaskFinished``
   (``TaskFailed`` on an error, ``TailCall`` when it returns a lazy call), as
   its node would; the batch itself is internal and emits nothing. The
-  listener reaches the batch through ``LISTENING`` (a context variable the
-  run lifecycle sets only while someone listens).
+  listener reaches the batch through ``context.LISTENING`` (a context
+  variable the run lifecycle sets only while someone listens).
 - errors: the first item to raise stops the batch; the engines note the
   error with the batch's name, which is the item task's name.
 - tail calls: items returning lazy calls make the batch tail-call into the
@@ -47,17 +47,14 @@ Semantics kept item by item:
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from itertools import starmap
 from operator import attrgetter
 
+from .context import LISTENING
 from .events import TailCall, TaskFailed, TaskFinished, TaskStarted
 from .lazy import _LAZY_TYPES, CALL, LazyResult, Task, _node
 
 BATCH_MIN = 2  # items in a list before it is batched
-
-#: the RunContext of the current run when it has an event listener, else None
-LISTENING: ContextVar = ContextVar("cascade_listening", default=None)
 
 _ARGS = attrgetter("args")
 _SHAPE = attrgetter("shape")
@@ -161,4 +158,4 @@ def members_of(lr) -> tuple:
     return lr.args[0] if type(lr.task) is BatchTask else ()
 
 
-__all__ = ["BATCH_MIN", "BatchTask", "LISTENING", "batch_of", "expanded_members", "members_of"]
+__all__ = ["BATCH_MIN", "BatchTask", "batch_of", "expanded_members", "members_of"]

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from contextvars import ContextVar
 
-from .batch import LISTENING
 from .events import RunFinished, RunStarted
 from .lazy import _LAZY_TYPES, Task, _contains_special
 from .resources import RunResources
@@ -36,6 +36,10 @@ class _Skipped:
 SKIPPED = _Skipped()
 
 _run_ids = itertools.count(1)
+
+#: the RunContext of the current run when it has an event listener, else None: how
+#: nodes that stand for several calls (batch.py, repeat.py) emit those calls' events
+LISTENING: ContextVar = ContextVar("cascade_listening", default=None)
 
 
 class RunContext:
@@ -149,7 +153,7 @@ async def run_workflow(execute, target, **options):
     error = None
     value = target
     ctx.main = asyncio.current_task()
-    listening = None  # batches emit their items' events through LISTENING (batch.py)
+    listening = None  # set while someone listens (see LISTENING)
     if emit is not None or LISTENING.get() is not None:
         listening = LISTENING.set(ctx if emit is not None else None)
     try:

@@ -207,7 +207,8 @@ class GraphRun:
             reason = self._skip_reason(inst, op)
             if reason is not None:
                 if emit is not None and (not op.quiet or op.node.task.reports_skips):
-                    emit(TaskSkipped(ctx.run_id, op.name, reason))
+                    for _ in range(op.node.task.counts_as):
+                        emit(TaskSkipped(ctx.run_id, op.name, reason))
                 self.complete(inst, i, SKIPPED)
                 return
         mode = op.mode

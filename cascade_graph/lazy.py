@@ -149,6 +149,7 @@ class Task:
     internal = False  # internal tasks (map expansion) emit no events
     reports_skips = False  # ...except TaskSkipped when this is True
     container_target = False  # the run's container target: skipped lazies in it become None
+    counts_as = 1  # user calls a node of this task stands for (a run of links: repeat.py)
 
     def __init__(self, fn: Callable, name: str | None = None, offload: bool = False):
         if not callable(fn):

@@ -18,6 +18,7 @@ from operator import itemgetter
 
 import attrs
 
+from .batch import BatchTask
 from .lazy import CALL, ENV, PARAM, ROUTE
 from .template import Template, arg_program, gathered_program
 
@@ -173,7 +174,12 @@ def to_dot(target) -> str:
             label = "Router " + ", ".join(repr(r[0]) for r in node.routes)
         elif node.kind != CALL:
             label = repr(node.task)
-        if node.n_inputs:
+        links = getattr(node.task, "counts_as", 1)
+        if links > 1:  # a run of links (repeat.py)
+            extras.append(f"{links} links")
+        elif node.task.__class__ is BatchTask:  # a list of calls (batch.py)
+            extras.append("each item of a list")
+        elif node.n_inputs:
             extras.append(f"{node.n_inputs} input{'s' if node.n_inputs > 1 else ''}")
         if node.conds:
             extras.append("run_if")

@@ -39,6 +39,7 @@ class _RouteTask:
     name = "Router"
     internal = True
     reports_skips = False
+    counts_as = 1
     offload = False
     is_async = False
     injects = ()

@@ -38,6 +38,7 @@ from .lazy import (
     Policy,
     intern_shape,
 )
+from .repeat import RepeatTask
 
 
 @attrs.define(slots=True, eq=False)
@@ -466,6 +467,52 @@ def gather_node(i: int, batch: BatchTask, members: tuple, index: dict, first: in
                 policy=None, first_input=first, n_inputs=1, injects=(), simple=False)
 
 
+def _link_runs(order: list, fast: dict) -> dict | None:
+    """Runs of two or more chain links of one plain sync task in a tree's canonical
+    order, as {canonical index of the run's top link: number of links}; None when
+    there are none, or when the template has a router (route layouts name nodes
+    by index, so its nodes stay one per call)."""
+    one = _ONE_LAZY_SPEC
+    runs = {}
+    n = len(order)
+    i = 0
+    while i < n:
+        lr = order[i]
+        if lr.spec is not one:
+            if lr.kind == ROUTE:
+                return None
+            i += 1
+            continue
+        task = lr.task
+        j = i + 1  # in pre-order a link's child comes right after it
+        while j < n:
+            c = order[j]
+            if c.spec is not one or c.task is not task:
+                break
+            j += 1
+        if j - i >= 2 and not task.is_async and (fast.get(id(task)) == 1
+                                                 or _fast_ok(task, 1, fast)):
+            runs[i] = j - i
+        i = j
+    return runs or None
+
+
+def _tree_index(order: list, runs: dict | None) -> dict:
+    """Template index by id(node) for a tree's canonical ``order`` with ``runs`` folded
+    (links inside a run are referenced only by the run itself, so get none)."""
+    if runs is None:
+        return {id(n): i for i, n in enumerate(order)}
+    index = {}
+    t = 0
+    ci = 0
+    n = len(order)
+    while ci < n:
+        index[id(order[ci])] = t
+        ci += runs.get(ci, 1)
+        t += 1
+    return index
+
+
 def build_template(root: LazyResult, key: int | None = None, order=None) -> Template:
     """Compute the template of the workflow under ``root`` (one walk; checks arity).
 
@@ -493,9 +540,30 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
     one = _ONE_LAZY_SPEC
     no_args = _NO_ARGS
     fast: dict = {}  # id(task) -> arity checked for the fast path (plain, not internal)
-    for i, lr in enumerate(order):
+    # runs of chain links become one node each (repeat.py): template index i is then
+    # the canonical index less the links folded into runs before it
+    runs = _link_runs(order, fast) if tree and len(order) > 2 else None
+    dropped = 0
+    skip = 0
+    for ci, lr in enumerate(order):
+        if skip:  # inside a run, folded into its node
+            skip -= 1
+            continue
+        i = ci - dropped
         spec = lr.spec
         task = lr.task
+        if runs is not None:
+            k = runs.get(ci)
+            if k is not None:
+                skip = k - 1
+                dropped += k - 1
+                c = i + 1  # the run's base, next in pre-order
+                if c >= len(_LINK_ARGS) and not _grow_link_specs(c):
+                    append(call_node(i, RepeatTask.of(task, k), (("L", c),), (c,), first, 0))
+                else:
+                    append(call_node(i, RepeatTask.of(task, k), _LINK_ARGS[c], _ONE_DEP[c], first,
+                                     0))
+                continue
         if spec is one or (spec is None and lr.kind == CALL and not lr.kwargs):
             # a chain link, or a flat call with positional literals only
             nargs = len(lr.args)
@@ -515,7 +583,7 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
                 continue
         kind = lr.kind
         if index is None:
-            index = {id(n): i for i, n in enumerate(order)}
+            index = _tree_index(order, runs)
         if not tree and type(task) is BatchTask:
             members = expanded_members(lr)
             if members is not None:  # its items are nodes of this DAG

@@ -387,7 +387,8 @@ def _guard(R, regs, node, skipped):
 
 def _skip(ctx, task, reason):
     if ctx.emit is not None and (not task.internal or task.reports_skips):
-        ctx.emit(TaskSkipped(ctx.run_id, task.name, reason))
+        for _ in range(task.counts_as):
+            ctx.emit(TaskSkipped(ctx.run_id, task.name, reason))
 
 
 def _failed(ctx, task, exc):

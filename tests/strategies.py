@@ -370,6 +370,8 @@ class Gen:
             opts += ["coll", "coll"]
         if self.fans and t in ("ilist", "any"):
             opts += ["fan", "fan"]
+        if self.fans:
+            opts.append("chain")
         if "opaque" in self.on and t == "any":
             opts.append("opaque")
         if "map" in self.on and t in ("ilist", "any"):
@@ -382,6 +384,8 @@ class Gen:
             e = self.call_expr(t, sc, depth)
         elif k == "coll":
             e = self.coll_expr(t, sc, depth)
+        elif k == "chain":
+            e = self.chain_expr(t, sc, depth)
         elif k == "fan":
             kind = "list" if t == "ilist" else self.pick(("list", "tuple"))
             fan = self.fan_items("int" if t == "ilist" else "any", sc, self.n(2, 5))
@@ -394,7 +398,7 @@ class Gen:
             e = self.pick([pe for pt, pe in sc.pool if fits(pt, t)])
         if e is None:
             e = self.leaf(t, sc)
-        elif k in ("call", "coll", "map", "fan") and not any(
+        elif k in ("call", "coll", "map", "fan", "chain") and not any(
             isinstance(p, Cache) for p in _policies_in(e)
         ):
             sc.pool.append((t, e))
@@ -416,6 +420,22 @@ class Gen:
             if fan is not None:
                 return Coll(kind, fan)
         return Coll(kind, tuple(self.expr(it, sc, depth - 1) for _ in range(k)))
+
+    def chain_expr(self, t: str, sc: Scope, depth: int):
+        """A chain: one single-parameter library task applied 2 to 6 times to an
+        expression (the engines fold such a run of links into one node, repeat.py)."""
+        names = [n for n in self.library_candidates(t)
+                 if len(library.SPECS[n].params) == 1 and not library.SPECS[n].resource_param
+                 and fits(library.SPECS[n].ret, library.SPECS[n].params[0][1])]
+        count = self.n(2, 6)
+        if not names or self.budget < count:
+            return None
+        spec = library.SPECS[self.pick(names)]
+        self.budget -= count
+        e = self.expr(spec.params[0][1], sc, depth - 1)
+        for _ in range(count):
+            e = Call(spec.name, (e,), ())
+        return e
 
     def fan_items(self, t: str, sc: Scope, count: int):
         """``count`` calls of one library task with literal arguments only: a fan-out,

@@ -166,11 +166,31 @@ def test_param_loaded_first():
     assert code.instructions[0].opname == "LOADV"
 
 
+@task
+def inc_too(x):
+    return x + 1
+
+
 def test_chain_10k_compiles_flat():
-    """A 10,000-node chain compiles to one instruction per node plus RET, in few registers."""
-    code = _code(_chain(10_000))
+    """A 10,000-node chain of two alternating tasks (no run of one task's links)
+    compiles to one instruction per node plus RET, in few registers."""
+    node = inc(0)
+    for k in range(9_999):
+        node = inc_too(node) if k % 2 == 0 else inc(node)
+    code = _code(node)
     assert len(code.instructions) == 10_001
     assert code.n_regs <= 4
+    assert run(node) == 10_000
+
+
+def test_chain_of_one_task_is_one_run_node():
+    """A chain of one task's links is one run node (repeat.py): the base call, the
+    run's call and RET, whatever the length; the value counts every link."""
+    for n in (3, 10_000):
+        code = _code(_chain(n))
+        assert [i.opname for i in code.instructions] == ["CALL", "CALL", "RET"]
+        assert "links of inc" in repr(code.consts)
+        assert run(_chain(n)) == n
 
 
 def test_fanout_10k_compiles_flat():

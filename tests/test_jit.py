@@ -120,19 +120,24 @@ def test_events_are_all_delivered_when_the_code_is_hot():
 
 
 def test_long_bodies_stay_in_the_dispatch_loop():
-    """More than MAX_CALLS calls: never one block (the clock is read every 64 calls)."""
+    """More than MAX_CALLS calls: never one block (the clock is read every 64 calls).
+    The body alternates two tasks, so its links do not fold into a run (repeat.py)."""
+
+    @task
+    def inc_too(x):
+        return x + 1
+
+    def chain(value):
+        for k in range(MAX_CALLS + 1):
+            value = inc(value) if k % 2 else inc_too(value)
+        return value
 
     @task
     def long_walk(n, acc):
         if n == 0:
             return acc
-        value = acc
-        for _ in range(MAX_CALLS + 1):
-            value = inc(value)
-        return long_walk(n - 1, value)
+        return long_walk(n - 1, chain(acc))
 
     assert run(long_walk(LOOPS, 0)) == LOOPS * (MAX_CALLS + 1)
-    body = 0
-    for _ in range(MAX_CALLS + 1):
-        body = inc(body)
+    body = chain(0)
     assert _tier(long_walk(0, body)) == [HOT_AFTER, ()]  # hot, looked at, not compiled

@@ -47,7 +47,8 @@ def test_tail_call_loops():
 
 def test_fan_outs():
     """Fan-outs of flat calls (the engines hold such a list as one batch node),
-    with items shared by later calls (a DAG), loops and failures about."""
+    with items shared by later calls (a DAG), and chains of one task's calls
+    (one run node), with loops and failures about."""
     run_property(programs(force=("dup",), fans=True))
 
 

@@ -1,0 +1,99 @@
+"""Link runs: a chain of one task's calls held as one template node.
+
+A chain ``link(link(...link(x)))`` is a run of *links*: calls of one task
+whose only argument is the next call down. As template nodes, each link would
+cost a record, a compiled instruction and a dispatch on both engines every
+time a new chain is seen. ``build_template`` (template.py) collapses each run
+of two or more links of one plain sync task in a tree into one node: a call
+of a ``RepeatTask`` ("apply ``link`` ``count`` times") on the run's base, so
+a cold 10,000-link chain compiles to two calls. The user's ``LazyResult``s
+are untouched; only the template is smaller.
+
+Semantics kept link by link (what each link's own node would do):
+
+- events: with a listener (``context.LISTENING``), each link emits
+  ``TaskStarted``/``TaskFinished``, ``TaskFailed`` when it raises and
+  ``TailCall`` when it returns a lazy call; the run node itself is internal.
+  When the base is skipped, the run reports one ``TaskSkipped`` per link
+  (``counts_as``).
+- errors: the engines note a failure with the run's name, the link task's.
+- tail calls: a link returning a lazy call ends the loop; the run's value is
+  then a continuation that applies the remaining links to that call's value
+  (the top link's own continuation is the value itself), which both engines
+  evaluate like any tail call.
+- pacing: the run is one sync call for the pacer; a run of links does not
+  yield to the event loop in between (each link is a plain sync call).
+"""
+
+from __future__ import annotations
+
+from .context import LISTENING
+from .events import TailCall, TaskFailed, TaskFinished, TaskStarted
+from .lazy import _LAZY_TYPES, Task
+
+_KEEP = 256  # run tasks kept per link task (one per run length seen)
+
+
+class RepeatTask(Task):
+    """The internal task of a run: apply ``link`` ``count`` times to the value below."""
+
+    internal = True
+    reports_skips = True  # a skipped run reports each of its links (counts_as)
+
+    @classmethod
+    def of(cls, link: Task, count: int) -> RepeatTask:
+        made = link.__dict__.setdefault("_repeats", {})
+        rt = made.get(count)
+        if rt is None:
+            if len(made) >= _KEEP:
+                made.clear()  # bounded: a new object only costs a new template
+            rt = made[count] = cls(link, count)
+        return rt
+
+    def __init__(self, link: Task, count: int):
+        self.link = link
+        self.count = count
+        self.counts_as = count
+        super().__init__(self._run, name=link.name)
+
+    def __repr__(self) -> str:
+        return f"<{self.count} links of {self.link.name}>"
+
+    def _run(self, v):
+        ctx = LISTENING.get()
+        if ctx is not None:
+            return self._run_listened(ctx, v)
+        fn = self.link.fn
+        lazy = _LAZY_TYPES
+        for done in range(1, self.count + 1):
+            v = fn(v)
+            if type(v) in lazy:
+                return self._rest(v, done)
+        return v
+
+    def _run_listened(self, ctx, v):
+        emit, run_id, name, fn = ctx.emit, ctx.run_id, self.name, self.link.fn
+        for done in range(1, self.count + 1):
+            emit(TaskStarted(run_id, name))
+            try:
+                v = fn(v)
+            except BaseException as exc:
+                emit(TaskFailed(run_id, name, exc))
+                raise
+            emit(TaskFinished(run_id, name))
+            if type(v) in _LAZY_TYPES:
+                emit(TailCall(run_id, name, getattr(v.task, "name", "?")))
+                return self._rest(v, done)
+        return v
+
+    def _rest(self, v, done: int):
+        """The continuation after ``done`` links, the last of which returned lazy ``v``."""
+        left = self.count - done
+        if left == 0:
+            return v
+        if left == 1:
+            return self.link(v)
+        return RepeatTask.of(self.link, left)(v)
+
+
+__all__ = ["RepeatTask"]

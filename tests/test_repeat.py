@@ -1,0 +1,169 @@
+"""Link runs (cascade_graph/repeat.py): a chain of one task's calls as one node.
+
+Checked on both engines with every tail_cache/hot_path switch: each link runs
+once, in order, with its own events, skip report, error note and tail call,
+as it would as a node of its own.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from cascade_graph import events as ev
+from cascade_graph import task
+from cascade_graph.repeat import RepeatTask
+from cascade_graph.template import build_template
+from cascade_vm import run
+
+from .helpers import Calls, per_engine, per_switches, run_failing, run_on
+
+calls = Calls()
+
+
+@task
+def inc(x):
+    calls.hit(x)
+    return x + 1
+
+
+@task
+def other(x):
+    return x * 10
+
+
+@task
+def add(a, b):
+    return a + b
+
+
+@task
+def bump_via(x):
+    """Every third link tail-calls into ``other``'s sibling ``inc``."""
+    return inc(x) if x % 3 == 0 else x + 1
+
+
+@task
+async def ainc(x):
+    return x + 1
+
+
+@task
+def bump_async(x):
+    return ainc(x) if x % 2 else x + 1
+
+
+@task
+def nothing_if_odd(x):
+    return add(x, 0).run_if(x % 2 == 0)
+
+
+@task
+def explode_at(x):
+    if x == 3:
+        raise ValueError(f"link saw {x}")
+    return x + 1
+
+
+def chain(t, n, base=0):
+    node = base
+    for _ in range(n):
+        node = t(node)
+    return node
+
+
+@pytest.fixture(autouse=True)
+def _fresh_calls():
+    calls.counts.clear()
+    calls.order.clear()
+
+
+def _runs(target) -> list:
+    return [nd.task.count for nd in build_template(target).nodes
+            if type(nd.task) is RepeatTask]
+
+
+# -- when links fold ---------------------------------------------------------
+
+
+def test_runs_of_one_task_fold_and_others_do_not():
+    assert _runs(chain(inc, 10)) == [9]  # the first link is a flat call: the base
+    mixed = other(chain(inc, 4, other(chain(inc, 3))))
+    assert _runs(mixed) == [4, 2]
+    assert _runs(inc(other(inc(1)))) == []  # no two links of one task in a row
+    async_chain = chain(ainc, 5)
+    assert _runs(async_chain) == []
+
+
+@per_engine
+def test_runs_in_a_dag_stay_nodes(engine):
+    x = chain(inc, 5)
+    shared = add(x, other(x))  # x has two parents: a DAG
+    assert _runs(shared) == []
+    assert run(shared, engine=engine) == 5 + 50
+    assert calls.total() == 5
+
+
+# -- values, order, once each ------------------------------------------------
+
+
+@per_engine
+@per_switches
+def test_values_and_each_link_once_in_order(engine, switches):
+    assert run(chain(inc, 1000), engine=engine, **switches) == 1000
+    assert calls.order == list(range(1000))
+    deep = add(chain(inc, 50, chain(other, 3, 1)), [chain(inc, 4), chain(inc, 2, 7)])
+    with pytest.raises(TypeError):  # add(int, list): a real error, raised by add
+        run(deep, engine=engine, **switches)
+    assert run(add(chain(inc, 50, chain(other, 3, 1)), chain(inc, 4)), engine=engine,
+               **switches) == 1000 + 50 + 4
+
+
+@per_engine
+@per_switches
+def test_each_link_has_its_events(engine, switches):
+    value, rec = run_on(engine, chain(inc, 6), switches)
+    assert value == 6
+    kinds = rec.kinds()
+    assert kinds[("TaskStarted", "inc")] == kinds[("TaskFinished", "inc")] == 6
+
+
+@per_engine
+@per_switches
+def test_a_skipped_base_skips_every_link(engine, switches):
+    base = add(1, 2).run_if(False)
+    value, rec = run_on(engine, chain(inc, 7, base), switches)
+    assert value is None
+    assert len(rec.of(ev.TaskSkipped, "inc")) == 7
+    assert not rec.of(ev.TaskStarted, "inc")
+
+
+@per_engine
+@per_switches
+def test_a_failing_link_is_named_and_stops_the_run(engine, switches):
+    exc, rec = run_failing(engine, chain(explode_at, 8), switches)
+    assert isinstance(exc, ValueError)
+    assert "cascade: raised by task 'explode_at'" in exc.__notes__
+    assert len(rec.of(ev.TaskFailed, "explode_at")) == 1
+    assert len(rec.of(ev.TaskFinished, "explode_at")) == 3
+
+
+# -- tail calls from links -----------------------------------------------------
+
+
+@per_engine
+@per_switches
+def test_links_that_tail_call(engine, switches):
+    value, rec = run_on(engine, chain(bump_via, 30), switches)
+    assert value == 30
+    assert len(rec.of(ev.TailCall, "bump_via")) == 10  # x = 0, 3, ..., 27
+    assert run(chain(bump_async, 20), engine=engine, **switches) == 20
+
+
+@per_engine
+@per_switches
+def test_a_link_tail_calling_into_a_skip_skips_the_rest(engine, switches):
+    value, rec = run_on(engine, chain(inc, 4, nothing_if_odd(chain(inc, 3))), switches)
+    assert value is None  # 3 is odd: the continuation is skipped, and so is every link above
+    assert len(rec.of(ev.TaskSkipped, "inc")) == 4
+    value, rec = run_on(engine, chain(nothing_if_odd, 3, 1), switches)
+    assert value is None
