@@ -49,7 +49,7 @@ class RunContext:
         "run_id",  # int, unique per process
         "emit",  # the on_event listener, or None: test it before building an event
         "params",  # dict name -> value given to run()
-        "resources",  # RunResources
+        "_resources",  # RunResources, made at first use (most runs inject nothing)
         "tail_cache",  # use the shared template cache
         "hot_path",  # use the single-call tail loop
         "yield_interval",  # seconds of work before a loop yields to the event loop
@@ -70,7 +70,8 @@ class RunContext:
         self.run_id = next(_run_ids)
         self.emit = on_event
         self.params = dict(params or {})
-        self.resources = RunResources(resources, on_event, self.run_id)
+        self._resources = (None if resources is None
+                           else RunResources(resources, on_event, self.run_id))
         self.tail_cache = bool(tail_cache)
         self.hot_path = bool(hot_path)
         self.yield_interval = float(yield_interval)
@@ -80,6 +81,14 @@ class RunContext:
         self.failed = None
         self.main = None
         self.finishing = False
+
+    @property
+    def resources(self) -> RunResources:
+        """The run's resources (overrides, live instances, teardown order)."""
+        r = self._resources
+        if r is None:
+            r = self._resources = RunResources(None, self.emit, self.run_id)
+        return r
 
     def value_of(self, node_obj):
         """The run's value of a Param/Env node (resolved once per run)."""
@@ -174,7 +183,8 @@ async def run_workflow(execute, target, **options):
         ctx.finishing = True
         if ctx.tasks:
             await ctx.cancel_all()
-        teardown_error = await ctx.resources.close() if ctx.resources.live else None
+        res = ctx._resources
+        teardown_error = await res.close() if res is not None and res.live else None
         if teardown_error is not None:
             if error is None:
                 error = teardown_error

@@ -318,6 +318,6 @@ async def _shielded(t):
     return await asyncio.shield(t)
 
 
-async def execute(ctx, root):
-    """Run the workflow under ``root`` on the graph executor; return its value."""
-    return await GraphRun(ctx).run(root)
+def execute(ctx, root):
+    """Run the workflow under ``root`` on the graph executor: the coroutine giving its value."""
+    return GraphRun(ctx).run(root)

@@ -30,6 +30,7 @@ from .lazy import (
     _LAZY_TYPES,
     _ONE_LAZY_SPEC,
     _POS_SPEC_IDS,
+    _SHAPES,
     CALL,
     ENV,
     PARAM,
@@ -197,6 +198,7 @@ def key_and_order(root: LazyResult) -> tuple:
     stack = [root]
     pop, push, append, met = stack.pop, stack.extend, order.append, parts.append
     get = index.get
+    count = 0
     while stack:
         n = pop()
         i = get(id(n))
@@ -204,22 +206,26 @@ def key_and_order(root: LazyResult) -> tuple:
             met(i)
             continue
         met(-1)
-        index[id(n)] = len(order)
+        index[id(n)] = count
+        count += 1
         append(n)
         ch = n.children
-        if not ch:
+        if ch:
+            push(ch[::-1])
+        elif type(n.task) is BatchTask:
             ch = expanded_members(n)
             if ch:  # a batch whose items are nodes here (batch.py)
                 met(-2)
-        if ch:
-            push(ch[::-1])
+                push(ch[::-1])
         if n.kind == ROUTE:
             routers.append(n)
     if routers:  # routes are not children: their layout goes in the key as well
         route_ids: dict = {}
         for n in routers:
             met(_route_info(n, index, route_ids))
-    return intern_shape(tuple(parts)), order
+    key = tuple(parts)
+    shape = _SHAPES.get(key)
+    return (intern_shape(key) if shape is None else shape), order
 
 
 def inputs_from_order(order: list) -> list:

@@ -178,6 +178,23 @@ class VM:
                         budget = await pacer.batch_done()
                     continue
                 task = ex
+            elif op == JIT:  # a hot frame's calls as one compiled block (jit.py)
+                try:
+                    p, v = x(R)
+                except BaseException as exc:
+                    p = failed_at(x, exc)
+                    if p is not None:  # a call raised (not a container build)
+                        _failed(ctx, ops[p][4], exc)
+                    raise
+                budget -= a  # a: the calls in the block
+                if budget <= 0:
+                    budget = await pacer.batch_done()
+                if p < 0:
+                    pc = len(ops) - 1  # ran to the end: return
+                    continue
+                # call p made a tail call: go on as if the dispatch loop had made it
+                op, a, x, regs, task, flag = ops[p]
+                pc = p + 1
             elif op <= L_CALLN and op >= L_CALL0:
                 if skipped and _any_skipped(R, regs):
                     _skip(ctx, ex, "upstream")
@@ -296,23 +313,6 @@ class VM:
             elif op == LOADK:
                 R[a] = x
                 continue
-            elif op == JIT:  # a hot frame's calls as one compiled block (jit.py)
-                try:
-                    p, v = x(R)
-                except BaseException as exc:
-                    p = failed_at(x, exc)
-                    if p is not None:  # a call raised (not a container build)
-                        _failed(ctx, ops[p][4], exc)
-                    raise
-                budget -= a  # a: the calls in the block
-                if budget <= 0:
-                    budget = await pacer.batch_done()
-                if p < 0:
-                    pc = len(ops) - 1  # ran to the end: return
-                    continue
-                # call p made a tail call: go on as if the dispatch loop had made it
-                op, a, x, regs, task, flag = ops[p]
-                pc = p + 1
             else:  # pragma: no cover - the compiler emits only the opcodes above
                 raise AssertionError(f"unknown opcode {op}")
 
@@ -398,9 +398,9 @@ def _failed(ctx, task, exc):
         add_task_note(exc, task.name)
 
 
-async def execute(ctx, root):
-    """Run the workflow under ``root`` on the VM; return its value."""
-    return await VM(ctx).run(root)
+def execute(ctx, root):
+    """Run the workflow under ``root`` on the VM: the coroutine giving its value."""
+    return VM(ctx).run(root)
 
 
 def compile_target(target):

@@ -62,7 +62,9 @@ def run_batch(stats: Stats, seed_value: int, batch: int, deadline: float) -> Non
         )(seed(seed_value)(f))
 
     try:
-        found = session.hunt(programs(), decorate=decorate, counts=stats.counts, deadline=deadline)
+        # every other batch draws fan-outs and chains on purpose (batches, runs of links)
+        strategy = programs(fans=True, force=("dup",)) if stats.batches % 2 else programs()
+        found = session.hunt(strategy, decorate=decorate, counts=stats.counts, deadline=deadline)
     except Exception:  # noqa: BLE001 - a crash outside the oracle: report, go on
         print(f"batch with seed {seed_value} crashed outside the oracle:", file=sys.stderr)
         traceback.print_exc()
