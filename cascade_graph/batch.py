@@ -22,6 +22,8 @@ When a list is batched (all must hold, else the items stay nodes):
   flat call (positional literals only, no policy): so one task, one arity;
 - the task is plain: sync, not offloaded, no injected resource, not internal;
 - every item is fresh: distinct, not used by another call yet, not copied.
+  (A policy copy of the consumer, `.run_if` and friends, shares its
+  original's batch, as it shares its children: `batch_in`.)
 
 The items are then marked used (``uses = 1``), so a later call that reuses
 one is not a tree, and the template walk of such a DAG expands the batch back
@@ -48,7 +50,7 @@ Semantics kept item by item:
 from __future__ import annotations
 
 from itertools import starmap
-from operator import attrgetter
+from operator import attrgetter, is_
 
 from .context import LISTENING
 from .events import TailCall, TaskFailed, TaskFinished, TaskStarted
@@ -144,6 +146,17 @@ def batch_of(items, gather: Task) -> LazyResult | None:
     return _node(bt, (members,), {}, (members,), shape, None, (), True)
 
 
+def batch_in(children: tuple, items) -> LazyResult | None:
+    """The batch among ``children`` (a policy copy's original's) standing for exactly
+    ``items``, or None: a copy shares its original's batch as it shares its children."""
+    for c in children:
+        if type(c.task) is BatchTask and c.task.ctype is type(items):
+            members = c.args[0]
+            if len(members) == len(items) and all(map(is_, members, items)):
+                return c
+    return None
+
+
 def expanded_members(lr) -> tuple | None:
     """The items of batch node ``lr`` when one of them is also used elsewhere (a DAG
     walk then makes them nodes), else None (``lr`` is not a batch, or it runs whole)."""
@@ -158,4 +171,4 @@ def members_of(lr) -> tuple:
     return lr.args[0] if type(lr.task) is BatchTask else ()
 
 
-__all__ = ["BATCH_MIN", "BatchTask", "batch_of", "expanded_members", "members_of"]
+__all__ = ["BATCH_MIN", "BatchTask", "batch_in", "batch_of", "expanded_members", "members_of"]

@@ -534,15 +534,17 @@ def _contains_special(value) -> bool:
 class _Scan:
     """Collects literals and children while argument specs are built."""
 
-    __slots__ = ("lits", "children", "index", "nested", "gather")
+    __slots__ = ("lits", "children", "index", "nested", "gather", "original")
 
-    def __init__(self, task_obj):
+    def __init__(self, task_obj, original=None):
         self.lits: list = []
         self.children: list = []
         self.index: dict[int, int] = {}
         self.nested = False  # some spec is more than a literal, a lazy or a one-level list
         # what a batch in these arguments tail-calls to gather its items' values (batch.py)
         self.gather = task_obj if task_obj.container_target else _collect
+        # a policy copy's original: its batches are the copy's too (same items, same node)
+        self.original = original
 
     def child(self, lazy) -> int:
         i = self.index.get(id(lazy))
@@ -583,7 +585,11 @@ class _Scan:
         answer when it holds another container or a marker (the general walk).
         A list of like flat calls becomes one batch child (see batch.py)."""
         if len(value) >= BATCH_MIN:
-            batch = batch_of(value, self.gather)
+            batch = None
+            if self.original is not None:
+                batch = batch_in(self.original.children, value)
+            if batch is None:
+                batch = batch_of(value, self.gather)
             if batch is not None:
                 return ("L", self.child(batch))
         lits = self.lits
@@ -811,7 +817,7 @@ def spec_key(spec) -> tuple:
 
 def _make(task_obj, args, kwargs, policy: Policy, original: LazyResult | None = None):
     """Build a LazyResult whose arguments or policy hold lazies (the general path)."""
-    scan = _Scan(task_obj)
+    scan = _Scan(task_obj, original)
     pos = tuple(scan.spec(a) for a in args)
     kwnames = tuple(kwargs)
     kws = tuple(scan.spec(kwargs[k]) for k in kwnames)
@@ -851,4 +857,4 @@ def _make(task_obj, args, kwargs, policy: Policy, original: LazyResult | None = 
                  None if policy is EMPTY_POLICY else policy)
 
 
-from .batch import BATCH_MIN, batch_of  # noqa: E402  (batch.py builds on this module)
+from .batch import BATCH_MIN, batch_in, batch_of  # noqa: E402  (batch.py builds on this module)

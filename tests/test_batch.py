@@ -232,3 +232,19 @@ def test_a_batch_inside_a_route_with_an_item_in_the_workflow(engine):
     routed = add(Router("a", {"a": total(xs), "b": 0}), xs[1])
     assert run(routed, engine=engine) == 6 + 2
     assert calls.total() == 3
+
+
+# -- policy copies of a fan-in -------------------------------------------------
+
+
+@per_engine
+@per_switches
+def test_a_policy_copy_of_a_consumer_shares_its_batch(engine, switches):
+    """``.run_if``/``.with_retry`` on a fan-in copy it; the copy keeps the batch (a tree)."""
+    f = total([double(i) for i in range(50)])
+    for copy in (f.run_if(True), f.with_retry(2), f.with_timeout(5)):
+        assert copy.tree and copy.children == f.children
+        assert run(copy, engine=engine, **switches) == 2450
+    assert calls.total() == 150  # each item once per run
+    assert run(f.run_if(False), engine=engine, **switches) is None
+    assert calls.total() == 200  # a condition skips its own node; the items still run
