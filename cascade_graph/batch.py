@@ -52,8 +52,7 @@ from __future__ import annotations
 from itertools import starmap
 from operator import attrgetter, is_
 
-from .context import LISTENING
-from .events import TailCall, TaskFailed, TaskFinished, TaskStarted
+from .context import LISTENING, listened_call
 from .lazy import _LAZY_TYPES, CALL, LazyResult, Task, _node
 
 BATCH_MIN = 2  # items in a list before it is batched
@@ -98,30 +97,15 @@ class BatchTask(Task):
 
     def _run(self, members: tuple):
         ctx = LISTENING.get()
+        fn = self.member.fn
         if ctx is not None:
-            out = self._run_listened(ctx, members)
+            out = [listened_call(ctx, self.name, fn, m.args) for m in members]
         else:
-            out = list(starmap(self.member.fn, map(_ARGS, members)))
+            out = list(starmap(fn, map(_ARGS, members)))
         if not _LAZY_TYPES.isdisjoint(map(type, out)):
             # some item tail-called: the batch's value is the gather of the values
             return self.gather(out if self.ctype is list else self.ctype(out))
         return out if self.ctype is list else self.ctype(out)
-
-    def _run_listened(self, ctx, members: tuple) -> list:
-        emit, run_id, name, fn = ctx.emit, ctx.run_id, self.name, self.member.fn
-        out = []
-        for m in members:
-            emit(TaskStarted(run_id, name))
-            try:
-                v = fn(*m.args)
-            except BaseException as exc:
-                emit(TaskFailed(run_id, name, exc))
-                raise
-            emit(TaskFinished(run_id, name))
-            if type(v) in _LAZY_TYPES:
-                emit(TailCall(run_id, name, getattr(v.task, "name", "?")))
-            out.append(v)
-        return out
 
 
 def batch_of(items, gather: Task) -> LazyResult | None:

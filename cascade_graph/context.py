@@ -18,7 +18,7 @@ import asyncio
 import itertools
 from contextvars import ContextVar
 
-from .events import RunFinished, RunStarted
+from .events import RunFinished, RunStarted, TailCall, TaskFailed, TaskFinished, TaskStarted
 from .lazy import _LAZY_TYPES, Task, _contains_special
 from .resources import RunResources
 
@@ -40,6 +40,22 @@ _run_ids = itertools.count(1)
 #: the RunContext of the current run when it has an event listener, else None: how
 #: nodes that stand for several calls (batch.py, repeat.py) emit those calls' events
 LISTENING: ContextVar = ContextVar("cascade_listening", default=None)
+
+
+def listened_call(ctx, name: str, fn, args: tuple):
+    """``fn(*args)`` as one call of task ``name`` with its events, for a node that
+    stands for several calls (batch.py, repeat.py); the engines note any error."""
+    emit, run_id = ctx.emit, ctx.run_id
+    emit(TaskStarted(run_id, name))
+    try:
+        v = fn(*args)
+    except BaseException as exc:
+        emit(TaskFailed(run_id, name, exc))
+        raise
+    emit(TaskFinished(run_id, name))
+    if type(v) in _LAZY_TYPES:
+        emit(TailCall(run_id, name, getattr(v.task, "name", "?")))
+    return v
 
 
 class RunContext:

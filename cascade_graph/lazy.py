@@ -772,19 +772,7 @@ def _make_pair(task_obj, args) -> LazyResult:
         if c.uses > 1 or not c.tree or c.copied:
             tree = False
     shape = _SHAPES.get(key) or intern_shape(key)
-    lr = _new_lazy(LazyResult)  # _node(), inlined: two-argument calls are common in loops
-    lr.task = task_obj
-    lr.args = args
-    lr.kwargs = {}
-    lr.lits = lits
-    lr.shape = shape
-    lr.spec = _PAIR_SPECS[mask]
-    lr.children = children
-    lr.tree = tree
-    lr.uses = 0
-    lr.copied = False
-    lr.policy = None
-    return lr
+    return _node(task_obj, args, {}, lits, shape, _PAIR_SPECS[mask], children, tree)
 
 
 _POSITIONAL = "positional"

@@ -27,8 +27,7 @@ Semantics kept link by link (what each link's own node would do):
 
 from __future__ import annotations
 
-from .context import LISTENING
-from .events import TailCall, TaskFailed, TaskFinished, TaskStarted
+from .context import LISTENING, listened_call
 from .lazy import _LAZY_TYPES, Task
 
 _KEEP = 256  # run tasks kept per link task (one per run length seen)
@@ -72,17 +71,10 @@ class RepeatTask(Task):
         return v
 
     def _run_listened(self, ctx, v):
-        emit, run_id, name, fn = ctx.emit, ctx.run_id, self.name, self.link.fn
+        name, fn = self.name, self.link.fn
         for done in range(1, self.count + 1):
-            emit(TaskStarted(run_id, name))
-            try:
-                v = fn(v)
-            except BaseException as exc:
-                emit(TaskFailed(run_id, name, exc))
-                raise
-            emit(TaskFinished(run_id, name))
+            v = listened_call(ctx, name, fn, (v,))
             if type(v) in _LAZY_TYPES:
-                emit(TailCall(run_id, name, getattr(v.task, "name", "?")))
                 return self._rest(v, done)
         return v
 
