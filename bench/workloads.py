@@ -15,6 +15,9 @@ is part of each workload's definition:
   sample wraps its functions in fresh task objects, and since a task is
   identified by its object, the template is new and must be compiled.
   ``repeat_run`` is the warm case: one shape, new literals, cache hits.
+  Both engines hold this chain as one *run* node and this fan-out as one
+  *batch* node (docs/design.md: Runs of links, Batches), so their templates
+  are small; every link and item is still built, called and checked.
 - Values are checked, so an engine that skips work cannot look fast: the
   chain links add one each, the heavy loop's result counts every link,
   ``observed_countdown`` checks the exact number of events of each kind
