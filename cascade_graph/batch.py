@@ -71,6 +71,7 @@ class BatchTask(Task):
     """
 
     internal = True
+    folded = True
 
     @classmethod
     def of(cls, member: Task, nargs: int, ctype: type, gather: Task) -> BatchTask:

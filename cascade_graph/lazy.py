@@ -150,6 +150,7 @@ class Task:
     reports_skips = False  # ...except TaskSkipped when this is True
     container_target = False  # the run's container target: skipped lazies in it become None
     counts_as = 1  # user calls a node of this task stands for (a run of links: repeat.py)
+    folded = False  # a node of this task stands for other calls (batch.py, repeat.py)
 
     def __init__(self, fn: Callable, name: str | None = None, offload: bool = False):
         if not callable(fn):

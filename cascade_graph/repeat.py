@@ -37,6 +37,7 @@ class RepeatTask(Task):
     """The internal task of a run: apply ``link`` ``count`` times to the value below."""
 
     internal = True
+    folded = True
     reports_skips = True  # a skipped run reports each of its links (counts_as)
 
     @classmethod

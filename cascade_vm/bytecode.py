@@ -160,6 +160,8 @@ def dis(code: Code, file=None) -> None:
 
 def _const_repr(c) -> str:
     name = getattr(c, "name", None)
+    if getattr(c, "folded", False):  # a batch or a run of links: say what it stands for
+        return repr(c)
     if name is not None and hasattr(c, "fn"):
         return f"task {name}"
     if hasattr(c, "index") and hasattr(c, "task"):

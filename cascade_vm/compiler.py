@@ -357,7 +357,8 @@ def _raw_of_fused(ops, consts, root_name) -> tuple:
         elif op == bc.BUILD_DICT:
             raw.append((pc, op, a, k_of[id(x)], src, int(tail), False, f"dict {list(x)!r}"))
         else:
-            raw.append((pc, bc.CALL, a, k_of[id(ex)], src, None, tail, ex.name))
+            raw.append((pc, bc.CALL, a, k_of[id(ex)], src, None, tail,
+                        repr(ex) if ex.folded else ex.name))
     return tuple(raw)
 
 
@@ -381,7 +382,7 @@ def compile_template(t: Template) -> Code:
             guard = em.emit(bc.GUARD, i, em.const(nd), nd.deps,
                             argrepr=f"{nd.task.name} run_if/after")
         regs, npos = em.args(nd)
-        name = nd.task.name
+        name = repr(nd.task) if getattr(nd.task, "folded", False) else nd.task.name
         tail = i == 0
         invoke = _needs_invoke(nd)
         if nd.kind == ROUTE:
