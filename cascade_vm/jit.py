@@ -26,8 +26,10 @@ lowered ops (``JIT`` ops, then the ops themselves shifted by one):
 - a call raised: the traceback's line in the block names the instruction,
   so the failure is reported on the right task.
 
-Qualifying programs hold only sync calls, container builds and the return,
-and at most ``MAX_CALLS`` calls (the dispatch loop reads the clock every 64
+A run of links (a ``RepeatTask`` call, see cascade_graph/repeat.py) is
+unrolled into the block, one statement per link, and counts as that many
+calls. Qualifying programs hold only sync calls, container builds and the
+return, and at most ``MAX_CALLS`` calls (the dispatch loop reads the clock every 64
 calls, so a block never runs longer between yield checks). The block is
 used only when no event listener is attached (it emits nothing); otherwise
 the dispatch loop runs the same code. ``SKIPPED`` cannot occur in such a
@@ -36,6 +38,8 @@ until the first tail call, after which the dispatch loop runs the frame.
 """
 
 from __future__ import annotations
+
+from cascade_graph.repeat import RepeatTask
 
 from . import bytecode as bc
 from .compiler import L_CALL0, L_CALLN
@@ -53,7 +57,7 @@ def jit_ops(code, lazy_types) -> tuple | None:
     for op in ops:
         o = op[0]
         if L_CALL0 <= o <= L_CALLN:
-            calls += 1
+            calls += op[4].count if type(op[4]) is RepeatTask else 1
         elif o not in (bc.BUILD, bc.BUILD_DICT, bc.RET):
             return None
     if calls > MAX_CALLS or ops[-1][0] != bc.RET:
@@ -70,7 +74,17 @@ def jit_ops(code, lazy_types) -> tuple | None:
     for i, (o, a, x, regs, _task, _tail) in enumerate(ops):
         p = i + 1  # its index behind the JIT instruction
         args = ", ".join(f"R[{r}]" for r in regs)
-        if L_CALL0 <= o <= L_CALLN:
+        if L_CALL0 <= o <= L_CALLN and type(_task) is RepeatTask:
+            # a run of links, unrolled: link k returning a lazy hands back the run's
+            # continuation after k links, as the run's own call would have returned
+            f, rt = const(_task.link.fn), const(_task)
+            lines.append(f"    v = {args}")
+            for k in range(1, _task.count + 1):
+                line_to_pc[len(lines) + 1] = p
+                lines.append(f"    v = {f}(v)")
+                lines.append(f"    if v.__class__ in LAZY: return {p}, {rt}._rest(v, {k})")
+            lines.append(f"    R[{a}] = v")
+        elif L_CALL0 <= o <= L_CALLN:
             line_to_pc[len(lines) + 1] = p
             lines.append(f"    v = {const(x)}({args})")
             lines.append(f"    if v.__class__ in LAZY: return {p}, v")

@@ -141,3 +141,35 @@ def test_long_bodies_stay_in_the_dispatch_loop():
     assert run(long_walk(LOOPS, 0)) == LOOPS * (MAX_CALLS + 1)
     body = chain(0)
     assert _tier(long_walk(0, body)) == [HOT_AFTER, ()]  # hot, looked at, not compiled
+
+
+@task
+def hop(x):
+    """A link that tail-calls into ``inc`` at multiples of 7 and fails at 1,000."""
+    if x == 1000:
+        raise ValueError("hop reached 1000")
+    return inc(x) if x % 7 == 0 else x + 1
+
+
+@task
+def hop_loop(n, acc):
+    if n == 0:
+        return acc
+    value = acc
+    for _ in range(5):  # a run of five links (repeat.py), unrolled in the block
+        value = hop(value)
+    return hop_loop(n - 1, value)
+
+
+def test_runs_of_links_are_unrolled_with_their_tail_calls_and_errors():
+    """A hot body with a run of links: the block holds each link; a link's tail call
+    hands back the run's continuation; a failing link is named."""
+    assert run(hop_loop(LOOPS, 0)) == LOOPS * 5
+    body = 0
+    for _ in range(5):
+        body = hop(body)
+    block = _tier(hop_loop(0, body))[1][0][2]  # compiled, with the run in it
+    assert block.__code__.co_firstlineno == 1 and len(block.line_to_pc) >= 5
+    with pytest.raises(ValueError) as info:
+        run(hop_loop(1000, 0))  # the 1000th link fails, inside a compiled block
+    assert "cascade: raised by task 'hop'" in info.value.__notes__
