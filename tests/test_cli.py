@@ -103,7 +103,8 @@ def test_make_run_command():
 def test_countdown_agent_long_budget_is_a_flat_loop(capsys, engine):
     """The agent's tail-call loop takes a big budget (it stops when its plan is done)."""
     code, out, err = run_main(
-        capsys, "run", ROOT / "examples/countdown_agent.py", "-p", "steps=100000", "--engine", engine
+        capsys, "run", ROOT / "examples/countdown_agent.py", "-p", "steps=100000",
+        "--engine", engine
     )
     assert code == 0, err
     assert "Nothing left open" in out
@@ -133,7 +134,8 @@ def test_mutual_recursion_collatz_answer(capsys):
 
 def test_word_count_top_param(capsys):
     """``-p top=2`` limits the word count's ranking to two words."""
-    code, out, err = run_main(capsys, "run", ROOT / "examples/word_count.py", "-p", "top=2", "--json")
+    code, out, err = run_main(capsys, "run", ROOT / "examples/word_count.py", "-p", "top=2",
+                              "--json")
     assert code == 0, err
     result = json.loads(out)
     assert result["top"] == [["water", 6], ["river", 5]]
@@ -204,7 +206,8 @@ def test_main_restores_sys_path(capsys):
 def test_flow_run_from_another_directory(tmp_path):
     """The FLOW path is taken relative to the current directory, like any file argument."""
     proc = subprocess.run(
-        [sys.executable, "-m", "cascade_vm", "run", os.path.relpath(FLOWS / "sibling.py", tmp_path)],
+        [sys.executable, "-m", "cascade_vm", "run",
+         os.path.relpath(FLOWS / "sibling.py", tmp_path)],
         check=False,
         cwd=tmp_path,
         capture_output=True,
@@ -311,7 +314,8 @@ def test_params_from_p(capsys, engine):
 
 def test_param_default(capsys):
     """A Param left out takes its default."""
-    code, out, _ = run_main(capsys, "run", flow("targets.py"), "--target", "with_params", "-p", "a=5")
+    code, out, _ = run_main(capsys, "run", flow("targets.py"), "--target", "with_params",
+                            "-p", "a=5")
     assert (code, out) == (0, "15\n")
 
 

@@ -239,7 +239,8 @@ def test_lazy_nested_at_depth(engine):
 
 @per_engine
 def test_deep_nesting_no_recursion(engine):
-    """Lazies nested 1,500 lists deep (past the recursion limit) are found without RecursionError (twice: same shape)."""
+    """Lazies nested 1,500 lists deep (past the recursion limit) are found without
+    RecursionError (twice: same shape)."""
     for value in (7, 8):
         arg = ident(value)
         for _ in range(1500):
