@@ -35,9 +35,11 @@ Semantics kept item by item:
 
 - events: with a listener, each item emits ``TaskStarted``/``TaskFinished``
   (``TaskFailed`` on an error, ``TailCall`` when it returns a lazy call), as
-  its node would; the batch itself is internal and emits nothing. The
-  listener reaches the batch through ``context.LISTENING`` (a context
-  variable the run lifecycle sets only while someone listens).
+  its node would; the batch itself is internal and emits nothing (see
+  folded.py for how it reaches the run).
+- pacing: a long batch stops once the run's ``yield_interval`` has passed
+  and continues after the event loop has run (``folded.pause``), as the
+  engines' loops do between nodes.
 - errors: the first item to raise stops the batch; the engines note the
   error with the batch's name, which is the item task's name.
 - tail calls: items returning lazy calls make the batch tail-call into the
@@ -49,10 +51,11 @@ Semantics kept item by item:
 
 from __future__ import annotations
 
+from functools import partial
 from itertools import starmap
 from operator import attrgetter, is_
 
-from .context import LISTENING, listened_call
+from .folded import CURRENT_RUN, FIRST_SPAN, listened_call, pause, spans
 from .lazy import _LAZY_TYPES, CALL, LazyResult, Task, _node
 
 BATCH_MIN = 2  # items in a list before it is batched
@@ -97,12 +100,25 @@ class BatchTask(Task):
         self.member.check_call(self.nargs, ())
 
     def _run(self, members: tuple):
-        ctx = LISTENING.get()
+        return self._go([], members)
+
+    def _go(self, out: list, members: tuple):
+        """Run ``members`` after items whose values are ``out``; the batch's value, or a
+        continuation (a pause for the event loop, or a gather of tail calls)."""
+        ctx = CURRENT_RUN.get()
         fn = self.member.fn
-        if ctx is not None:
-            out = [listened_call(ctx, self.name, fn, m.args) for m in members]
+        if ctx is None or (ctx.emit is None and len(members) <= FIRST_SPAN):
+            out += starmap(fn, map(_ARGS, members))
         else:
-            out = list(starmap(fn, map(_ARGS, members)))
+            end = 0
+            for start, end in spans(ctx, len(members)):
+                part = members[start:end]
+                if ctx.emit is None:
+                    out += starmap(fn, map(_ARGS, part))
+                else:
+                    out += [listened_call(ctx, self.name, fn, m.args) for m in part]
+            if end < len(members):  # the run's yield interval has passed
+                return pause(partial(self._go, out, members[end:]))
         if not _LAZY_TYPES.isdisjoint(map(type, out)):
             # some item tail-called: the batch's value is the gather of the values
             return self.gather(out if self.ctype is list else self.ctype(out))

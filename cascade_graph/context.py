@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from contextvars import ContextVar
 
-from .events import RunFinished, RunStarted, TailCall, TaskFailed, TaskFinished, TaskStarted
+from .events import RunFinished, RunStarted
+from .folded import CURRENT_RUN
 from .lazy import _LAZY_TYPES, Task, _contains_special
 from .resources import RunResources
 
@@ -36,27 +36,6 @@ class _Skipped:
 SKIPPED = _Skipped()
 
 _run_ids = itertools.count(1)
-
-#: the RunContext of the current run when it has an event listener, else None: how
-#: nodes that stand for several calls (batch.py, repeat.py) emit those calls' events
-LISTENING: ContextVar = ContextVar("cascade_listening", default=None)
-
-
-def listened_call(ctx, name: str, fn, args: tuple):
-    """``fn(*args)`` as one call of task ``name`` with its events, for a node that
-    stands for several calls (batch.py, repeat.py); the engines note any error."""
-    emit, run_id = ctx.emit, ctx.run_id
-    emit(TaskStarted(run_id, name))
-    try:
-        v = fn(*args)
-    except BaseException as exc:
-        emit(TaskFailed(run_id, name, exc))
-        raise
-    emit(TaskFinished(run_id, name))
-    if type(v) in _LAZY_TYPES:
-        emit(TailCall(run_id, name, getattr(v.task, "name", "?")))
-    return v
-
 
 class RunContext:
     """The state of one run, read by the engines."""
@@ -178,9 +157,7 @@ async def run_workflow(execute, target, **options):
     error = None
     value = target
     ctx.main = asyncio.current_task()
-    listening = None  # set while someone listens (see LISTENING)
-    if emit is not None or LISTENING.get() is not None:
-        listening = LISTENING.set(ctx if emit is not None else None)
+    current = CURRENT_RUN.set(ctx)  # for nodes that stand for several calls (folded.py)
     try:
         if root is not None:
             value = await execute(ctx, root)
@@ -194,8 +171,7 @@ async def run_workflow(execute, target, **options):
     except BaseException as exc:
         error = exc
     finally:
-        if listening is not None:
-            LISTENING.reset(listening)
+        CURRENT_RUN.reset(current)
         ctx.finishing = True
         if ctx.tasks:
             await ctx.cancel_all()

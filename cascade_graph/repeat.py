@@ -11,7 +11,7 @@ are untouched; only the template is smaller.
 
 Semantics kept link by link (what each link's own node would do):
 
-- events: with a listener (``context.LISTENING``), each link emits
+- events: with a listener (reached through ``folded.CURRENT_RUN``), each link emits
   ``TaskStarted``/``TaskFinished``, ``TaskFailed`` when it raises and
   ``TailCall`` when it returns a lazy call; the run node itself is internal.
   When the base is skipped, the run reports one ``TaskSkipped`` per link
@@ -21,13 +21,15 @@ Semantics kept link by link (what each link's own node would do):
   then a continuation that applies the remaining links to that call's value
   (the top link's own continuation is the value itself), which both engines
   evaluate like any tail call.
-- pacing: the run is one sync call for the pacer; a run of links does not
-  yield to the event loop in between (each link is a plain sync call).
+- pacing: a long run stops once the run's ``yield_interval`` has passed and
+  continues after the event loop has run (``folded.pause``).
 """
 
 from __future__ import annotations
 
-from .context import LISTENING, listened_call
+from functools import partial
+
+from .folded import CURRENT_RUN, FIRST_SPAN, listened_call, pause, spans
 from .lazy import _LAZY_TYPES, Task
 
 _KEEP = 256  # run tasks kept per link task (one per run length seen)
@@ -60,23 +62,24 @@ class RepeatTask(Task):
         return f"<{self.count} links of {self.link.name}>"
 
     def _run(self, v):
-        ctx = LISTENING.get()
-        if ctx is not None:
-            return self._run_listened(ctx, v)
+        ctx = CURRENT_RUN.get()
         fn = self.link.fn
+        count = self.count
         lazy = _LAZY_TYPES
-        for done in range(1, self.count + 1):
-            v = fn(v)
-            if type(v) in lazy:
-                return self._rest(v, done)
-        return v
-
-    def _run_listened(self, ctx, v):
-        name, fn = self.name, self.link.fn
-        for done in range(1, self.count + 1):
-            v = listened_call(ctx, name, fn, (v,))
-            if type(v) in _LAZY_TYPES:
-                return self._rest(v, done)
+        if ctx is None or (ctx.emit is None and count <= FIRST_SPAN):
+            for done in range(1, count + 1):
+                v = fn(v)
+                if type(v) in lazy:
+                    return self._rest(v, done)
+            return v
+        end = 0
+        for start, end in spans(ctx, count):
+            for done in range(start + 1, end + 1):
+                v = fn(v) if ctx.emit is None else listened_call(ctx, self.name, fn, (v,))
+                if type(v) in lazy:
+                    return self._rest(v, done)
+        if end < count:  # the run's yield interval has passed: the rest after a pause
+            return pause(partial(RepeatTask.of(self.link, count - end)._run, v))
         return v
 
     def _rest(self, v, done: int):

@@ -248,3 +248,29 @@ def test_a_policy_copy_of_a_consumer_shares_its_batch(engine, switches):
     assert calls.total() == 150  # each item once per run
     assert run(f.run_if(False), engine=engine, **switches) is None
     assert calls.total() == 200  # a condition skips its own node; the items still run
+
+
+# -- pauses (cascade_graph/folded.py) -------------------------------------------
+
+
+@per_engine
+@pytest.mark.parametrize("ctype", [list, tuple])
+def test_a_batch_that_pauses_gives_the_same_values_and_events(engine, ctype):
+    """With yield_interval=0 a batch stops after every span of calls and goes on after
+    the event loop ran; values (tail calls included), events and call counts are those
+    of an uninterrupted run."""
+    items = ctype([to_async(i) if i % 5 == 0 else double(i) for i in range(200)])
+    assert not _is_batch(echo(items))  # mixed tasks: a control run with nodes
+    expected = (ctype(i if i % 5 == 0 else 2 * i for i in range(200)),)
+
+    def batched():
+        return echo(ctype(to_async(i) for i in range(100)))
+
+    value, rec = run_on(engine, batched(), yield_interval=0)
+    assert _is_batch(batched())
+    assert value == (ctype(range(100)),)
+    assert len(rec.of(ev.TaskStarted, "to_async")) == 100
+    assert len(rec.of(ev.TailCall, "to_async")) == 50
+    assert run(echo(items), engine=engine, yield_interval=0) == expected
+    assert run(total([double(i) for i in range(300)]), engine=engine, yield_interval=0) == (
+        299 * 300)

@@ -167,3 +167,16 @@ def test_a_link_tail_calling_into_a_skip_skips_the_rest(engine, switches):
     assert len(rec.of(ev.TaskSkipped, "inc")) == 4
     value, rec = run_on(engine, chain(nothing_if_odd, 3, 1), switches)
     assert value is None
+
+
+@per_engine
+def test_a_run_that_pauses_gives_the_same_values_and_events(engine):
+    """With yield_interval=0 a run stops after every span of links and goes on after
+    the event loop ran: same value, every link once, tail calls included."""
+    value, rec = run_on(engine, chain(bump_via, 300), yield_interval=0)
+    assert value == 300
+    assert len(rec.of(ev.TaskStarted, "bump_via")) == 300
+    calls.order.clear()
+    assert run(chain(inc, 500), engine=engine, yield_interval=0) == 500
+    assert calls.order == list(range(500))
+    assert run(chain(bump_async, 100), engine=engine, yield_interval=0) == 100

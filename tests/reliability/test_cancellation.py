@@ -306,3 +306,34 @@ def test_caller_timeout_around_arun_tears_down(engine, hot_path):
     finished = events.check_framing()
     assert finished.ok is False
     _check_resources(res, events, [conn])
+
+
+@pytest.mark.parametrize("shape", ["batch", "run"])
+def test_cancel_in_the_middle_of_a_folded_node(engine, shape):
+    """A fan-out of slow sync calls (one batch node) or a chain of slow links (one
+    run node) pauses at each yield interval, so a cancellation stops it part-way:
+    the calls not made yet never start, and every started one has ended."""
+    state = {"calls": 0}
+
+    def slow(x):
+        state["calls"] += 1
+        end = time.perf_counter() + 0.0005
+        while time.perf_counter() < end:
+            pass
+        return x + 1
+
+    item = task(slow, name="slow")
+
+    @task(name="count_items")
+    def count_items(xs):
+        return len(xs)
+
+    if shape == "batch":
+        target = count_items([item(i) for i in range(2000)])
+    else:
+        target = 0
+        for _ in range(2000):
+            target = item(target)
+    events = cancel_run(target, lambda: state["calls"] >= 20, yield_interval=0.001)
+    assert 20 <= state["calls"] < 2000
+    assert events.count(TaskStarted, "slow") == state["calls"]

@@ -163,3 +163,46 @@ def test_loops_in_parallel_branches_interleave(engine, hot_path):
     first_end = min(k for k, (_, i) in enumerate(log) if i == n)
     starts_before = {b for b, i in log[:first_end] if i == 0}
     assert starts_before == {0, 1, 2, 3}, f"loops ran one after another: {log}"
+
+
+def _busy(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+@task(name="slow_item")
+def slow_item(i):
+    _busy(0.0002)
+    return i
+
+
+@task(name="slow_link")
+def slow_link(x):
+    _busy(0.0002)
+    return x + 1
+
+
+@task(name="gather_items")
+def gather_items(xs):
+    return len(xs)
+
+
+@pytest.mark.parametrize("shape", ["batch", "run"])
+def test_folded_nodes_of_slow_calls_let_a_ticker_tick(engine, shape):
+    """A fan-out of 1,000 slow sync calls (one batch node) and a chain of 1,000 slow
+    links (one run node) stop at each yield interval and let the loop run
+    (cascade_graph/folded.py): about 0.2 s of work, the ticker never stalls."""
+
+    def target():
+        if shape == "batch":
+            return gather_items([slow_item(i) for i in range(1000)])
+        node = 0
+        for _ in range(1000):
+            node = slow_link(node)
+        return node
+
+    ticks, gap, value = ticks_during(target, engine=engine, yield_interval=0.001)
+    assert value == 1000
+    assert ticks >= 20, f"only {ticks} ticks (longest gap {gap * 1000:.0f} ms)"
+    assert gap < 0.05, f"the ticker stalled for {gap * 1000:.0f} ms"

@@ -1,0 +1,78 @@
+"""What nodes that stand for several calls share: the run, events, pacing.
+
+A batch (batch.py) and a run of links (repeat.py) are one node to the
+engines but many calls to the user. Running inside the engine as a plain
+sync call, such a node reaches the run through ``CURRENT_RUN`` (a context
+variable the run lifecycle sets) to do per call what the engine would:
+
+- ``listened_call``: one call with its own events, when someone listens;
+- ``spans``: the calls in growing spans, until the run's ``yield_interval``
+  has passed. The node then returns ``pause(rest)``: a continuation (an
+  internal async task) that lets the event loop run once and then calls
+  ``rest()``, so a fan-out or a chain of slow sync calls yields as often as
+  the engine's own loop would, and can be cancelled in between. A node of at
+  most ``FIRST_SPAN`` calls never reads the clock.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from time import perf_counter
+
+from .events import TailCall, TaskFailed, TaskFinished, TaskStarted
+from .hotpath import yield_to_loop
+from .lazy import _LAZY_TYPES, Task
+
+#: the RunContext of the run executing in this context (set by run_workflow), or None
+CURRENT_RUN: ContextVar = ContextVar("cascade_run", default=None)
+
+FIRST_SPAN = 16  # calls before the first clock read
+_MAX_SPAN = 4096
+
+
+def listened_call(ctx, name: str, fn, args: tuple):
+    """``fn(*args)`` as one call of task ``name`` with its events; the engines note
+    any error on the folded node, whose name is ``name``."""
+    emit, run_id = ctx.emit, ctx.run_id
+    emit(TaskStarted(run_id, name))
+    try:
+        v = fn(*args)
+    except BaseException as exc:
+        emit(TaskFailed(run_id, name, exc))
+        raise
+    emit(TaskFinished(run_id, name))
+    if type(v) in _LAZY_TYPES:
+        emit(TailCall(run_id, name, getattr(v.task, "name", "?")))
+    return v
+
+
+def spans(ctx, n: int):
+    """(start, end) spans over ``n`` calls, doubling from ``FIRST_SPAN``; they stop
+    early (the last end is below ``n``) once the run's ``yield_interval`` has passed."""
+    deadline = perf_counter() + ctx.yield_interval
+    start, size = 0, FIRST_SPAN
+    while start < n:
+        end = min(start + size, n)
+        yield start, end
+        if end < n and perf_counter() >= deadline:
+            return
+        start = end
+        size = min(size * 2, _MAX_SPAN)
+
+
+async def _paused(rest):
+    await yield_to_loop()
+    return rest()
+
+
+_PAUSE = Task(_paused, name="<pause>")
+_PAUSE.internal = True
+
+
+def pause(rest):
+    """The continuation of a folded node that stopped for the event loop: yield once,
+    then ``rest()`` (a value, or the next continuation)."""
+    return _PAUSE(rest)
+
+
+__all__ = ["CURRENT_RUN", "FIRST_SPAN", "listened_call", "pause", "spans"]
