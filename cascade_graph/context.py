@@ -147,9 +147,9 @@ def as_root(target):
     return None
 
 
-async def run_workflow(execute, target, **options):
-    """Run ``target`` with an engine's ``execute(ctx, root)``: the shared lifecycle."""
-    ctx = RunContext(**options)
+async def run_workflow(execute, target, ctx: RunContext):
+    """Run ``target`` with an engine's ``execute(ctx, root)`` in the new run ``ctx``:
+    the shared lifecycle."""
     emit = ctx.emit
     if emit is not None:
         emit(RunStarted(ctx.run_id))

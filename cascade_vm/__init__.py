@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from cascade_graph.context import run_workflow
+from cascade_graph.context import RunContext, run_workflow
 from cascade_graph.executor import execute as _graph_execute
 
 from .runner import run_in_new_loop
@@ -34,10 +34,9 @@ async def arun(target, *, engine="vm", params=None, resources=None, on_event=Non
                tail_cache=True, hot_path=True, yield_interval=0.005):
     """Run ``target`` in the running event loop and return its value."""
     execute = _engine(engine)
-    return await run_workflow(
-        execute, target, params=params, resources=resources, on_event=on_event,
-        tail_cache=tail_cache, hot_path=hot_path, yield_interval=yield_interval,
-    )
+    ctx = RunContext(params=params, resources=resources, on_event=on_event,
+                     tail_cache=tail_cache, hot_path=hot_path, yield_interval=yield_interval)
+    return await run_workflow(execute, target, ctx)
 
 
 def run(target, *, engine="vm", params=None, resources=None, on_event=None,
