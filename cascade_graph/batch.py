@@ -56,7 +56,7 @@ from itertools import starmap
 from operator import attrgetter, is_
 
 from .folded import CURRENT_RUN, FIRST_SPAN, listened_call, pause, spans
-from .lazy import _LAZY_TYPES, CALL, LazyResult, Task, _node
+from .lazy import _LAZY_TYPES, CALL, LazyResult, Task, _node, derived_task
 
 BATCH_MIN = 2  # items in a list before it is batched
 
@@ -78,12 +78,8 @@ class BatchTask(Task):
 
     @classmethod
     def of(cls, member: Task, nargs: int, ctype: type, gather: Task) -> BatchTask:
-        made = member.__dict__.setdefault("_batches", {})
-        key = (nargs, ctype, gather)
-        bt = made.get(key)
-        if bt is None:
-            bt = made[key] = cls(member, nargs, ctype, gather)
-        return bt
+        return derived_task(member, "_batches", (nargs, ctype, gather),
+                            lambda: cls(member, nargs, ctype, gather))
 
     def __init__(self, member: Task, nargs: int, ctype: type, gather: Task):
         self.member = member

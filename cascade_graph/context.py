@@ -37,6 +37,7 @@ SKIPPED = _Skipped()
 
 _run_ids = itertools.count(1)
 
+
 class RunContext:
     """The state of one run, read by the engines."""
 

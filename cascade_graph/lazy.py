@@ -310,6 +310,19 @@ class Task:
         checked.add((nargs, kwnames))
 
 
+def derived_task(task: Task, table: str, key, make: Callable[[], Task], keep: int = 0) -> Task:
+    """The internal task ``make()`` builds from ``task`` for ``key``, made once and kept
+    in ``task``'s attribute ``table`` (equal keys: one object, hence one shape and one
+    template). ``keep`` bounds the table (cleared when full; 0: unbounded)."""
+    made = task.__dict__.setdefault(table, {})
+    t = made.get(key)
+    if t is None:
+        if keep and len(made) >= keep:
+            made.clear()  # a new object only costs a new template
+        t = made[key] = make()
+    return t
+
+
 class MapTask(Task):
     """The internal task behind ``task.map``: it expands into one call per element.
 
@@ -324,11 +337,7 @@ class MapTask(Task):
     @classmethod
     def of(cls, task: Task, item_policy: Policy | None) -> MapTask:
         """The map task of ``task`` with ``item_policy`` (one per pair, kept on the task)."""
-        made = task.__dict__.setdefault("_maps", {})
-        m = made.get(item_policy)
-        if m is None:
-            m = made[item_policy] = cls(task, item_policy)
-        return m
+        return derived_task(task, "_maps", item_policy, lambda: cls(task, item_policy))
 
     def __init__(self, task: Task, item_policy: Policy | None):
         self.task = task

@@ -30,7 +30,7 @@ from __future__ import annotations
 from functools import partial
 
 from .folded import CURRENT_RUN, FIRST_SPAN, listened_call, pause, spans
-from .lazy import _LAZY_TYPES, Task
+from .lazy import _LAZY_TYPES, Task, derived_task
 
 _KEEP = 256  # run tasks kept per link task (one per run length seen)
 
@@ -44,19 +44,16 @@ class RepeatTask(Task):
 
     @classmethod
     def of(cls, link: Task, count: int) -> RepeatTask:
-        made = link.__dict__.setdefault("_repeats", {})
-        rt = made.get(count)
-        if rt is None:
-            if len(made) >= _KEEP:
-                made.clear()  # bounded: a new object only costs a new template
-            rt = made[count] = cls(link, count)
-        return rt
+        return derived_task(link, "_repeats", count, lambda: cls(link, count), keep=_KEEP)
 
     def __init__(self, link: Task, count: int):
         self.link = link
         self.count = count
-        self.counts_as = count
         super().__init__(self._run, name=link.name)
+
+    @property
+    def counts_as(self) -> int:
+        return self.count
 
     def __repr__(self) -> str:
         return f"<{self.count} links of {self.link.name}>"
@@ -70,19 +67,19 @@ class RepeatTask(Task):
             for done in range(1, count + 1):
                 v = fn(v)
                 if type(v) in lazy:
-                    return self._rest(v, done)
+                    return self.continuation(v, done)
             return v
         end = 0
         for start, end in spans(ctx, count):
             for done in range(start + 1, end + 1):
                 v = fn(v) if ctx.emit is None else listened_call(ctx, self.name, fn, (v,))
                 if type(v) in lazy:
-                    return self._rest(v, done)
+                    return self.continuation(v, done)
         if end < count:  # the run's yield interval has passed: the rest after a pause
             return pause(partial(RepeatTask.of(self.link, count - end)._run, v))
         return v
 
-    def _rest(self, v, done: int):
+    def continuation(self, v, done: int):
         """The continuation after ``done`` links, the last of which returned lazy ``v``."""
         left = self.count - done
         if left == 0:

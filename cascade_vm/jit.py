@@ -82,7 +82,7 @@ def jit_ops(code, lazy_types) -> tuple | None:
             for k in range(1, _task.count + 1):
                 line_to_pc[len(lines) + 1] = p
                 lines.append(f"    v = {f}(v)")
-                lines.append(f"    if v.__class__ in LAZY: return {p}, {rt}._rest(v, {k})")
+                lines.append(f"    if v.__class__ in LAZY: return {p}, {rt}.continuation(v, {k})")
             lines.append(f"    R[{a}] = v")
         elif L_CALL0 <= o <= L_CALLN:
             line_to_pc[len(lines) + 1] = p
