@@ -14,19 +14,30 @@ attempt's ``TaskFailed`` and the next ``TaskStarted``; a tail call emits
 
 from __future__ import annotations
 
+from time import perf_counter
+from time import time as wall_clock
+
 import attrs
 
 
 @attrs.frozen(slots=True)
 class Event:
-    """Base of every event. ``run_id`` identifies the run (unique per process)."""
+    """Base of every event.
+
+    ``run_id`` identifies the run (unique per process); ``time`` is
+    ``time.perf_counter()`` when the event happened (keyword-only, filled in
+    when the event is built).
+    """
 
     run_id: int
+    time: float = attrs.field(kw_only=True, factory=perf_counter)
 
 
 @attrs.frozen(slots=True)
 class RunStarted(Event):
-    """The run began; nothing has executed yet."""
+    """The run began; nothing has executed yet. ``wall`` is ``time.time()`` then."""
+
+    wall: float = attrs.field(kw_only=True, factory=wall_clock)
 
 
 @attrs.frozen(slots=True)
@@ -39,26 +50,50 @@ class RunFinished(Event):
 
 @attrs.frozen(slots=True)
 class TaskEvent(Event):
-    """Base of the per-task events. ``task`` is the task's name."""
+    """Base of the per-task events. ``task`` is the task's name.
+
+    ``call`` is an int unique within the run for one invocation (one attempt)
+    of a function: its ``TaskStarted``, ``TaskFinished``/``TaskFailed``,
+    ``TaskRetrying`` and ``TailCall`` share it. A ``TaskSkipped`` has a call
+    number of its own (nothing was invoked).
+    """
 
     task: str
+    call: int = attrs.field(kw_only=True, default=0)
 
 
 @attrs.frozen(slots=True)
 class TaskStarted(TaskEvent):
-    """One invocation of the task's function (one attempt) begins."""
+    """One invocation of the task's function (one attempt) begins.
+
+    ``parent`` is the ``call`` whose tail call created this node (``None`` for
+    a node of the run's own workflow); ``where`` is ``"local"`` or the
+    address of the worker the call runs on.
+    """
+
+    parent: int | None = attrs.field(kw_only=True, default=None)
+    where: str = attrs.field(kw_only=True, default="local")
 
 
 @attrs.frozen(slots=True)
 class TaskFinished(TaskEvent):
-    """The invocation returned (a value, or a lazy call: then a ``TailCall`` follows)."""
+    """The invocation returned (a value, or a lazy call: then a ``TailCall`` follows).
+
+    ``duration`` is the invocation's time in seconds.
+    """
+
+    duration: float = attrs.field(kw_only=True, default=0.0)
 
 
 @attrs.frozen(slots=True)
 class TaskFailed(TaskEvent):
-    """The invocation raised ``error`` (or was cancelled because another task failed)."""
+    """The invocation raised ``error`` (or was cancelled because another task failed).
+
+    ``duration`` is the invocation's time in seconds.
+    """
 
     error: BaseException
+    duration: float = attrs.field(kw_only=True, default=0.0)
 
 
 @attrs.frozen(slots=True)
