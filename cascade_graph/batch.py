@@ -55,6 +55,7 @@ from functools import partial
 from itertools import starmap
 from operator import attrgetter, is_
 
+from .calls import direct
 from .folded import CURRENT_RUN, FIRST_SPAN, listened_call, pause, spans
 from .lazy import _LAZY_TYPES, CALL, LazyResult, Task, _node, derived_task
 
@@ -112,7 +113,7 @@ class BatchTask(Task):
                 if ctx.emit is None:
                     out += starmap(fn, map(_ARGS, part))
                 else:
-                    out += [listened_call(ctx, self.name, fn, m.args) for m in part]
+                    out += [listened_call(ctx, self.member, fn, m.args) for m in part]
             if end < len(members):  # the run's yield interval has passed
                 return pause(partial(self._go, out, members[end:]))
         if not _LAZY_TYPES.isdisjoint(map(type, out)):
@@ -128,10 +129,10 @@ def batch_of(items, gather: Task) -> LazyResult | None:
     if type(first) is not LazyResult or first.spec is not None or first.kind != CALL:
         return None
     task = first.task
-    if (task.internal or task.is_async or task.offload or first.kwargs
+    if (task.internal or task.is_async or not direct(task) or first.kwargs
             or len(set(map(type, items))) != 1 or len(set(map(_SHAPE, items))) != 1
             or any(map(_USES, items)) or any(map(_COPIED, items))
-            or len(set(map(id, items))) != len(items) or task.injects):
+            or len(set(map(id, items))) != len(items)):
         return None
     members = tuple(items)
     for m in members:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import gc
 from collections import OrderedDict
 
+from .calls import DISTRIBUTED
 from .template import (
     Template,
     bind_inputs,
@@ -56,12 +57,13 @@ def _build(job):
 class Entry:
     """A template and the engines' compiled forms of it (filled lazily)."""
 
-    __slots__ = ("template", "plan", "code")
+    __slots__ = ("template", "plan", "code", "tier")
 
     def __init__(self, template: Template):
         self.template = template
         self.plan = None  # graph executor's Plan
         self.code = None  # VM's Code
+        self.tier = [0, None]  # the VM's second tier: [entries, JIT ops or ()] (jit.py)
 
 
 class TemplateCache:
@@ -123,6 +125,9 @@ def _new_entry(root, key: int, order: list) -> Entry:
 
 #: the process-wide cache both engines use
 SHARED = TemplateCache()
+#: the same for runs whose executor may place calls remotely (calls.DISTRIBUTED):
+#: their compiled forms send every placeable call through the call protocol
+SHARED_DISTRIBUTED = TemplateCache()
 
 
 def lookup(root, use_cache: bool) -> tuple[Entry, list | tuple]:
@@ -132,13 +137,14 @@ def lookup(root, use_cache: bool) -> tuple[Entry, list | tuple]:
     inputs, so a cold workflow is walked once, not twice.
     """
     key, order = key_and_order(root)
-    entry = SHARED.get(key) if use_cache else None
+    shared = SHARED if not DISTRIBUTED.get() else SHARED_DISTRIBUTED
+    entry = shared.get(key) if use_cache else None
     if entry is None:
         if order is None and root.children:
             order = canonical_nodes(root, True)
         entry = _new_entry(root, key, order)
         if use_cache:
-            SHARED.put(key, entry)
+            shared.put(key, entry)
     if order is not None:
         return entry, inputs_from_order(order)
     return entry, bind_inputs(root, entry.template)

@@ -17,23 +17,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+from .calls import DISTRIBUTED, LOCAL, SKIPPED
+from .errors import report_also
 from .events import RunFinished, RunStarted
 from .folded import CURRENT_RUN
 from .lazy import _LAZY_TYPES, Task, _contains_special
 from .resources import RunResources
-
-
-class _Skipped:
-    __slots__ = ()
-
-    def __repr__(self):
-        return "SKIPPED"
-
-    def __bool__(self):
-        return False
-
-
-SKIPPED = _Skipped()
 
 _run_ids = itertools.count(1)
 
@@ -55,10 +44,14 @@ class RunContext:
         "failed",  # the first exception a task of the run raised, or None
         "main",  # the asyncio task running the engine (interrupted on a failure)
         "finishing",  # the engine returned or raised: failures no longer interrupt it
+        "next_call",  # () -> the next call number of the run (events' ``call``)
+        "executor",  # where calls run (calls.Executor); calls.LOCAL: in this process
+        "limits",  # task -> asyncio.Semaphore of its ``concurrency`` (made at first need)
+        "folded_parent",  # the parent call of the folded node being run (folded.py)
     )
 
     def __init__(self, *, on_event=None, params=None, resources=None, tail_cache=True,
-                 hot_path=True, yield_interval=0.005):
+                 hot_path=True, yield_interval=0.005, executor=None):
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be callable, got {on_event!r}")
         if yield_interval is None or yield_interval < 0:
@@ -77,6 +70,20 @@ class RunContext:
         self.failed = None
         self.main = None
         self.finishing = False
+        self.next_call = itertools.count(1).__next__
+        self.executor = LOCAL if executor is None else executor
+        self.limits = None
+        self.folded_parent = None
+
+    def limit(self, task) -> asyncio.Semaphore:
+        """The run's semaphore for ``task``'s ``concurrency`` (FIFO: waiters in call order)."""
+        limits = self.limits
+        if limits is None:
+            limits = self.limits = {}
+        sem = limits.get(task)
+        if sem is None:
+            sem = limits[task] = asyncio.Semaphore(task.concurrency)
+        return sem
 
     @property
     def resources(self) -> RunResources:
@@ -159,7 +166,11 @@ async def run_workflow(execute, target, ctx: RunContext):
     value = target
     ctx.main = asyncio.current_task()
     current = CURRENT_RUN.set(ctx)  # for nodes that stand for several calls (folded.py)
+    executor = ctx.executor
+    distributed = None if executor is LOCAL else DISTRIBUTED.set(True)
     try:
+        if distributed is not None:
+            await executor.start()
         if root is not None:
             value = await execute(ctx, root)
             if value is SKIPPED:
@@ -174,8 +185,19 @@ async def run_workflow(execute, target, ctx: RunContext):
     finally:
         CURRENT_RUN.reset(current)
         ctx.finishing = True
+        if distributed is not None:
+            executor.cancel_all()
         if ctx.tasks:
             await ctx.cancel_all()
+        if distributed is not None:
+            DISTRIBUTED.reset(distributed)
+            try:
+                await executor.close()
+            except BaseException as exc:  # reported like a teardown error
+                if error is None:
+                    error = exc
+                else:
+                    report_also(error, exc)
         res = ctx._resources
         teardown_error = await res.close() if res is not None and res.live else None
         if teardown_error is not None:
@@ -188,10 +210,3 @@ async def run_workflow(execute, target, ctx: RunContext):
     if error is not None:
         raise error
     return value
-
-
-def report_also(error: BaseException, other: BaseException) -> None:
-    """Note ``other`` (and its notes) on ``error``, which is the one raised."""
-    error.add_note(f"cascade: while cleaning up, also: {type(other).__name__}: {other}")
-    for note in getattr(other, "__notes__", ()):
-        error.add_note(f"  {note}")

@@ -36,6 +36,13 @@ def add_task_note(exc: BaseException, task_name: str) -> None:
     exc.add_note(f"{_NOTE_PREFIX}{task_name!r}")
 
 
+def report_also(error: BaseException, other: BaseException) -> None:
+    """Note ``other`` (and its notes) on ``error``, which is the one raised."""
+    error.add_note(f"cascade: while cleaning up, also: {type(other).__name__}: {other}")
+    for note in getattr(other, "__notes__", ()):
+        error.add_note(f"  {note}")
+
+
 def task_of(exc: BaseException) -> str | None:
     """The name of the task ``exc`` was raised by, read from its note, or None."""
     for note in getattr(exc, "__notes__", None) or ():

@@ -6,12 +6,14 @@ State (all plain data, owned by one ``GraphRun``):
     A deque of ``(instance, node)`` pairs whose dependencies are all done.
 ``done``
     A deque of finished asyncio tasks (async calls, policy calls, hot loops)
-    with the ``(instance, node)`` they complete, pushed by done-callbacks.
+    with the ``(instance, node)`` they complete, pushed by done-callbacks;
+    each task's result is ``(value, call)``, as the call protocol gives it.
 ``Instance``
     One evaluation of a plan: ``vals`` (node values, then inputs),
     ``waiting`` (dependencies still pending per node), and where its root's
     value goes: ``parent``/``slot`` (another instance's node), a future
-    (``follow`` for cached calls), or None for the run's target.
+    (``follow`` for cached calls), or None for the run's target; and
+    ``parent_call``, the call whose tail call made it (its calls' ``parent``).
 
 Invariants: a node is started only when ``waiting[node] == 0``; the root
 (node 0) finishes last in its instance, since every node is reachable from
@@ -32,11 +34,10 @@ import asyncio
 from collections import deque
 
 from .cache import lookup, without_gc
+from .calls import call_async, call_sync, failed, invoke, noted
+from .calls import skipped as skip
 from .context import SKIPPED, TARGET
-from .errors import add_task_note
-from .events import TailCall, TaskFailed, TaskFinished, TaskSkipped, TaskStarted
 from .hotpath import Pacer, hot_loop
-from .invoke import invoke
 from .lazy import _LAZY_TYPES, Inject
 from .plan import INVOKE, ROUTER, SIMPLE, compile_plan
 from .router import SharedRoute, evaluate_once, select
@@ -48,15 +49,16 @@ _PENDING = object()
 class Instance:
     """One evaluation of a plan (see module docstring)."""
 
-    __slots__ = ("plan", "vals", "waiting", "parent", "slot", "skipped")
+    __slots__ = ("plan", "vals", "waiting", "parent", "slot", "skipped", "parent_call")
 
-    def __init__(self, plan, vals, parent, slot):
+    def __init__(self, plan, vals, parent, slot, parent_call):
         self.plan = plan
         self.vals = vals
         self.waiting = list(plan.indegree)
         self.parent = parent
         self.slot = slot
         self.skipped = False  # some node value is SKIPPED: consumers must check
+        self.parent_call = parent_call  # the call whose tail call made this evaluation
 
 
 class GraphRun:
@@ -72,8 +74,9 @@ class GraphRun:
         self.quiet_run = ctx.emit is None  # no listener: events need no building
 
     # -- starting evaluations -------------------------------------------
-    def start(self, lazy, parent, slot, found=None) -> None:
+    def start(self, lazy, parent, slot, parent_call=None, found=None) -> None:
         """Begin evaluating ``lazy``; its value goes to ``parent``'s node ``slot``.
+        ``parent_call`` made ``lazy`` by a tail call (None: the run's target).
 
         ``found`` is ``lookup(lazy)`` when the caller has it already.
         """
@@ -83,12 +86,12 @@ class GraphRun:
         if plan is None:
             plan = entry.plan = without_gc(compile_plan, entry.template)
         if plan.flat and ctx.hot_path:
-            self._spawn(hot_loop(ctx, lazy), parent, slot, True)
+            self._spawn(hot_loop(ctx, lazy, parent_call), parent, slot)
             return
         n = plan.n
         vals = [None] * n
         vals += inputs
-        inst = Instance(plan, vals, parent, slot)
+        inst = Instance(plan, vals, parent, slot, parent_call)
         if entry.template.resource_names:
             ctx.resources.check(entry.template.resource_names)
         for p in entry.template.route_params:
@@ -102,41 +105,39 @@ class GraphRun:
         for i in plan.sources:
             ready.append((inst, i))
 
-    def _spawn(self, coro, inst, i, tail_emitted: bool) -> None:
+    def _spawn(self, coro, inst, i) -> None:
+        """Run ``coro`` (giving ``(value, call)``) as a task; it completes node ``i``."""
         task = self.ctx.spawn(coro)
         done = self.done
 
         def finished(t, inst=inst, i=i):
-            done.append((inst, i, t, tail_emitted))
+            done.append((inst, i, t))
             w = self.wake
             if w is not None and not w.done():
                 w.set_result(None)
 
         task.add_done_callback(finished)
 
-    async def follow(self, lazy):
-        """Evaluate ``lazy`` to its final value (used by cached calls)."""
+    async def follow(self, lazy, parent_call=None):
+        """Evaluate ``lazy`` to its final value (cached calls, shared routes)."""
         fut = self.loop.create_future()
-        self.start(lazy, fut, 0)
+        self.start(lazy, fut, 0, parent_call)
         w = self.wake
         if w is not None and not w.done():
             w.set_result(None)
         return await fut
 
     # -- finishing nodes ---------------------------------------------------
-    def complete(self, inst, i, value, tail_emitted=False) -> None:
-        """Node ``i`` of ``inst`` has ``value``: store it, wake dependents, deliver roots."""
+    def complete(self, inst, i, value, call=0) -> None:
+        """Node ``i`` of ``inst`` has ``value`` (made by call number ``call``): store it,
+        wake dependents, deliver roots; a lazy value starts its continuation."""
         while True:
             if type(value) in _LAZY_TYPES:
-                ctx = self.ctx
-                if ctx.emit is not None and not tail_emitted and type(inst) is Instance:
-                    op = inst.plan.ops[i]
-                    if not op.quiet:
-                        ctx.emit(TailCall(ctx.run_id, op.name, getattr(value.task, "name", "?")))
+                into = call or (inst.parent_call if type(inst) is Instance else None)
                 if i == 0 and type(inst) is Instance:
-                    self.start(value, inst.parent, inst.slot)
+                    self.start(value, inst.parent, inst.slot, into)
                 else:
-                    self.start(value, inst, i)
+                    self.start(value, inst, i, into)
                 return
             if type(inst) is not Instance:  # the run's target, or a future
                 if inst is None:
@@ -145,7 +146,7 @@ class GraphRun:
                     inst.set_result(value)
                 return
             if i == 0:
-                value, inst, i, tail_emitted = value, inst.parent, inst.slot, True
+                value, inst, i = value, inst.parent, inst.slot
                 continue
             inst.vals[i] = value
             if value is SKIPPED:
@@ -189,7 +190,7 @@ class GraphRun:
                 else:
                     value = op.fn(*g(inst.vals)) if g is not None else op.fn()
             except BaseException as exc:
-                add_task_note(exc, op.name)
+                failed(self.ctx, op.node.task, exc)
                 raise
             if i and type(value) not in _LAZY_TYPES:  # complete(), its common case inlined
                 inst.vals[i] = value
@@ -201,91 +202,73 @@ class GraphRun:
                 return
             self.complete(inst, i, value)
             return
-        ctx = self.ctx
-        emit = ctx.emit
         if op.gated or inst.skipped:
             reason = self._skip_reason(inst, op)
             if reason is not None:
-                if emit is not None and (not op.quiet or op.node.task.reports_skips):
-                    for _ in range(op.node.task.counts_as):
-                        emit(TaskSkipped(ctx.run_id, op.name, reason))
+                skip(self.ctx, op.node.task, reason)
                 self.complete(inst, i, SKIPPED)
                 return
-        mode = op.mode
-        vals = inst.vals
-        if mode == SIMPLE:
+        if op.mode == SIMPLE:
             g = op.getter
+            vals = inst.vals
             args = () if g is None else ((g(vals),) if op.single else g(vals))
-            kwargs = None
-        else:
-            if op.node.task is TARGET:
-                vals = [None if v is SKIPPED else v for v in vals]
-            out = run_program(op.program, vals, Inject)
-            args = tuple(out[: op.nargs])
-            kwargs = dict(zip(op.node.kwnames, out[op.nargs:]))
-            if mode == INVOKE:
-                self._spawn(invoke(ctx, op.node, args, kwargs, self.follow), inst, i, False)
-                return
-            if mode == ROUTER:
-                node = op.node
-                try:
-                    value = select(ctx, node, args[0], args[1], {d: vals[d] for d in node.deps})
-                except Exception as exc:
-                    add_task_note(exc, op.name)
-                    raise
-                if type(value) is SharedRoute:
-                    t = evaluate_once(ctx, value, self.follow)
-                    self._spawn(_shielded(t), inst, i, True)
-                    return
-                self.complete(inst, i, value)
-                return
-        if op.is_async:
-            self._spawn(self._call_async(op, args, kwargs), inst, i, False)
+            self._call(inst, i, op, args, None)
             return
-        quiet = op.quiet
-        if emit is not None and not quiet:
-            emit(TaskStarted(ctx.run_id, op.name))
-        try:
-            value = op.fn(*args, **kwargs) if kwargs else op.fn(*args)
-        except BaseException as exc:
-            if emit is not None and not quiet:
-                emit(TaskFailed(ctx.run_id, op.name, exc))
-            add_task_note(exc, op.name)
-            raise
-        if emit is not None and not quiet:
-            emit(TaskFinished(ctx.run_id, op.name))
-        self.complete(inst, i, value)
+        args, kwargs = self._arguments(inst, op)
+        if op.mode == ROUTER:
+            self._route(inst, i, op, args)
+        else:
+            self._call(inst, i, op, args, kwargs)
 
-    async def _call_async(self, op, args, kwargs):
+    def _arguments(self, inst, op):
+        """(args, kwargs) of a BUILT, INVOKE or ROUTER node, from its argument program."""
+        vals = inst.vals
+        if op.node.task is TARGET:
+            vals = [None if v is SKIPPED else v for v in vals]
+        out = run_program(op.program, vals, Inject)
+        return tuple(out[: op.nargs]), dict(zip(op.node.kwnames, out[op.nargs:]))
+
+    def _call(self, inst, i, op, args, kwargs) -> None:
+        """Call node ``i``'s task through the protocol (inline, or as a task)."""
         ctx = self.ctx
-        emit = ctx.emit
-        if emit is not None:
-            emit(TaskStarted(ctx.run_id, op.name))
+        task = op.node.task
+        if op.mode == INVOKE:
+            self._spawn(invoke(ctx, op.node, args, kwargs, self.follow, inst.parent_call),
+                        inst, i)
+        elif op.is_async:
+            self._spawn(call_async(ctx, task, args, kwargs, inst.parent_call), inst, i)
+        else:
+            value, call = call_sync(ctx, task, op.fn, args, kwargs, inst.parent_call)
+            self.complete(inst, i, value, call)
+
+    def _route(self, inst, i, op, args) -> None:
+        """A router node: its selected route's value, or the route as a continuation."""
+        node = op.node
+        ctx = self.ctx
         try:
-            value = await (op.fn(*args, **kwargs) if kwargs else op.fn(*args))
-        except BaseException as exc:
-            if emit is not None:
-                emit(TaskFailed(ctx.run_id, op.name, exc))
-            if not isinstance(exc, asyncio.CancelledError):
-                add_task_note(exc, op.name)
+            value = select(ctx, node, args[0], args[1], {d: inst.vals[d] for d in node.deps})
+        except Exception as exc:
+            noted(exc, op.name)
             raise
-        if emit is not None:
-            emit(TaskFinished(ctx.run_id, op.name))
-        return value
+        if type(value) is SharedRoute:
+            self._spawn(_shielded(evaluate_once(ctx, value, self.follow)), inst, i)
+            return
+        self.complete(inst, i, value)
 
     # -- the scheduler loop ------------------------------------------------
     async def run(self, root):
         ctx = self.ctx
         found = lookup(root, ctx.tail_cache)
+        parent = None
         if ctx.hot_path:
             # A flat target runs its tail loop right here, with no task hop.
             while found[0].template.flat:
-                value = await hot_loop(ctx, root)
+                value, call = await hot_loop(ctx, root, parent)
                 if type(value) not in _LAZY_TYPES:
                     return value
-                root = value
+                root, parent = value, call or parent
                 found = lookup(root, ctx.tail_cache)
-        self.start(root, None, 0, found)
+        self.start(root, None, 0, parent, found)
         ready, done = self.ready, self.done
         popleft = ready.popleft
         run_node = self._run_node
@@ -293,13 +276,14 @@ class GraphRun:
         budget = pacer.batch  # nodes until the pacer reads the clock
         while self.result is _PENDING:
             while done:  # finished tasks first: their dependents join the ready queue
-                inst, i, t, tail_emitted = done.popleft()
+                inst, i, t = done.popleft()
                 if t.cancelled():
                     raise asyncio.CancelledError()
                 exc = t.exception()
                 if exc is not None:
                     raise exc
-                self.complete(inst, i, t.result(), tail_emitted)
+                value, call = t.result()
+                self.complete(inst, i, value, call)
             if ready:
                 inst, i = popleft()
                 run_node(inst, i)
@@ -314,8 +298,9 @@ class GraphRun:
 
 
 async def _shielded(t):
-    """The value of task ``t``, which other waiters share (cancelling this waiter spares it)."""
-    return await asyncio.shield(t)
+    """The value of task ``t``, which other waiters share (cancelling this waiter spares it),
+    as ``(value, call)``: a shared route's value is no call's own."""
+    return await asyncio.shield(t), 0
 
 
 def execute(ctx, root):

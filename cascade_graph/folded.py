@@ -19,9 +19,9 @@ from __future__ import annotations
 from contextvars import ContextVar
 from time import perf_counter
 
-from .events import TailCall, TaskFailed, TaskFinished, TaskStarted
+from .calls import call_sync
 from .hotpath import yield_to_loop
-from .lazy import _LAZY_TYPES, Task
+from .lazy import Task
 
 #: the RunContext of the run executing in this context (set by run_workflow), or None
 CURRENT_RUN: ContextVar = ContextVar("cascade_run", default=None)
@@ -30,20 +30,10 @@ FIRST_SPAN = 16  # calls before the first clock read
 _MAX_SPAN = 4096
 
 
-def listened_call(ctx, name: str, fn, args: tuple):
-    """``fn(*args)`` as one call of task ``name`` with its events; the engines note
-    any error on the folded node, whose name is ``name``."""
-    emit, run_id = ctx.emit, ctx.run_id
-    emit(TaskStarted(run_id, name))
-    try:
-        v = fn(*args)
-    except BaseException as exc:
-        emit(TaskFailed(run_id, name, exc))
-        raise
-    emit(TaskFinished(run_id, name))
-    if type(v) in _LAZY_TYPES:
-        emit(TailCall(run_id, name, getattr(v.task, "name", "?")))
-    return v
+def listened_call(ctx, task: Task, fn, args: tuple):
+    """``fn(*args)`` as one call of ``task`` with its events (``calls.call_sync``); the
+    parent of the call is the folded node's (``ctx.folded_parent``)."""
+    return call_sync(ctx, task, fn, args, None, ctx.folded_parent)[0]
 
 
 def spans(ctx, n: int):
@@ -60,8 +50,11 @@ def spans(ctx, n: int):
         size = min(size * 2, _MAX_SPAN)
 
 
-async def _paused(rest):
+async def _paused(rest, parent):
     await yield_to_loop()
+    ctx = CURRENT_RUN.get()
+    if ctx is not None:
+        ctx.folded_parent = parent
     return rest()
 
 
@@ -72,7 +65,8 @@ _PAUSE.internal = True
 def pause(rest):
     """The continuation of a folded node that stopped for the event loop: yield once,
     then ``rest()`` (a value, or the next continuation)."""
-    return _PAUSE(rest)
+    ctx = CURRENT_RUN.get()
+    return _PAUSE(rest, None if ctx is None else ctx.folded_parent)
 
 
 __all__ = ["CURRENT_RUN", "FIRST_SPAN", "listened_call", "pause", "spans"]

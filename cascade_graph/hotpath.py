@@ -8,9 +8,9 @@ takes the new arguments and calls again. No template lookup, no binding, no
 frame: one shape comparison per iteration.
 
 It hands back to the engine with a value, or with a lazy call of another
-shape (the engine looks that template up and goes on). Events are delivered
-here when a listener is attached (``TailCall`` included), so the engine must
-not emit them again for what ran here.
+shape (the engine looks that template up and goes on). With a listener each
+iteration is one ``calls.call_sync``/``call_async`` (events, ``TailCall``
+included), so the engine emits nothing for what ran here.
 
 Fairness: the loop yields to the event loop once ``yield_interval`` seconds
 of work have passed (``Pacer``). The clock is read every ``batch``
@@ -24,8 +24,7 @@ from __future__ import annotations
 import asyncio
 from time import perf_counter
 
-from .errors import add_task_note
-from .events import TailCall, TaskFailed, TaskFinished, TaskStarted
+from .calls import call_async, call_sync, failed
 from .lazy import LazyResult
 
 _MAX_BATCH = 1 << 14
@@ -75,61 +74,41 @@ class Pacer:
         return self.batch
 
 
-async def hot_loop(ctx, lazy: LazyResult):
-    """Run flat call ``lazy`` and its same-shape tail calls; return a value or another lazy."""
+async def hot_loop(ctx, lazy: LazyResult, parent=None):
+    """Run flat call ``lazy`` and its same-shape tail calls: ``(value or another lazy,
+    call)``, where ``call`` made the last tail call (the continuation's ``parent``;
+    0 when unobserved). ``parent`` made ``lazy``."""
     task = lazy.task
     fn = task.fn
     shape = lazy.shape
     args = lazy.args
     kwargs = lazy.kwargs
-    emit = ctx.emit
-    run_id = ctx.run_id
-    name = task.name
     is_async = task.is_async
     LR = LazyResult
     pacer = Pacer(ctx.yield_interval)
     countdown = pacer.batch
-    if emit is None and not kwargs:
+    if ctx.emit is None and not kwargs:
         # The tightest form: no listener, positional arguments only (equal shapes
         # mean equal argument layouts, so every later call is positional too).
         while True:
             try:
                 result = (await fn(*args)) if is_async else fn(*args)
             except BaseException as exc:
-                if not isinstance(exc, asyncio.CancelledError):
-                    add_task_note(exc, name)
+                failed(ctx, task, exc)
                 raise
             if type(result) is not LR or result.shape != shape:
-                return result
+                return result, 0
             args = result.args
             countdown -= 1
             if not countdown:
                 countdown = await pacer.batch_done()
     while True:
-        if emit is not None:
-            emit(TaskStarted(run_id, name))
-        try:
-            if is_async:
-                result = await fn(*args, **kwargs)
-            else:
-                result = fn(*args, **kwargs)
-        except BaseException as exc:
-            if emit is not None:
-                emit(TaskFailed(run_id, name, exc))
-            if not isinstance(exc, asyncio.CancelledError):
-                add_task_note(exc, name)
-            raise
-        if emit is not None:
-            emit(TaskFinished(run_id, name))
-        if type(result) is not LR:
-            if isinstance(result, LR):  # a Param/Env value returned as a tail call
-                if emit is not None:
-                    emit(TailCall(run_id, name, getattr(result, "name", "?")))
-            return result
-        if emit is not None:
-            emit(TailCall(run_id, name, result.task.name))
-        if result.shape != shape:
-            return result
+        if is_async:
+            result, parent = await call_async(ctx, task, args, kwargs, parent)
+        else:
+            result, parent = call_sync(ctx, task, fn, args, kwargs, parent)
+        if type(result) is not LR or result.shape != shape:
+            return result, parent
         args = result.args
         kwargs = result.kwargs
         countdown -= 1

@@ -151,8 +151,11 @@ class Task:
     container_target = False  # the run's container target: skipped lazies in it become None
     counts_as = 1  # user calls a node of this task stands for (a run of links: repeat.py)
     folded = False  # a node of this task stands for other calls (batch.py, repeat.py)
+    concurrency = None  # at most this many invocations at once within a run (None: no limit)
+    local = False  # always runs in the driver's process, whatever the executor
 
-    def __init__(self, fn: Callable, name: str | None = None, offload: bool = False):
+    def __init__(self, fn: Callable, name: str | None = None, offload: bool = False,
+                 concurrency: int | None = None, local: bool = False):
         if not callable(fn):
             raise TypeError(f"@task expects a function, got {type(fn).__name__} {fn!r}")
         self.fn = fn
@@ -165,6 +168,13 @@ class Task:
                 f"{self.name!r} is 'async def' already. Remove offload=True."
             )
         self.offload = bool(offload)
+        if concurrency is not None:
+            if type(concurrency) is not int or concurrency < 1:
+                raise TypeError(f"task {self.name!r}: concurrency must be a positive int or "
+                                f"None, got {concurrency!r}")
+            self.concurrency = concurrency
+        if local:
+            self.local = True
         self._flat: dict = {}  # (nargs) or (nargs, kwnames) -> shape of a flat call
         self._flat1 = None  # the shape of a flat call with one argument (the commonest)
         self._signature = None
@@ -385,11 +395,14 @@ _collect = Task(_collect_fn, name="map.collect")
 _collect.internal = True
 
 
-def task(fn: Callable | None = None, *, name: str | None = None, offload: bool = False):
-    """Make ``fn`` a task: ``@task`` or ``@task(name=..., offload=...)``."""
+def task(fn: Callable | None = None, *, name: str | None = None, offload: bool = False,
+         concurrency: int | None = None, local: bool = False):
+    """Make ``fn`` a task: ``@task`` or ``@task(name=..., offload=..., concurrency=...,
+    local=...)``."""
     if fn is None:
-        return lambda f: Task(f, name=name, offload=offload)
-    return Task(fn, name=name, offload=offload)
+        return lambda f: Task(f, name=name, offload=offload, concurrency=concurrency,
+                              local=local)
+    return Task(fn, name=name, offload=offload, concurrency=concurrency, local=local)
 
 
 # ---------------------------------------------------------------------------

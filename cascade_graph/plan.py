@@ -19,13 +19,14 @@ from operator import itemgetter
 import attrs
 
 from .batch import BatchTask
+from .calls import needs_invoke
 from .lazy import CALL, ENV, PARAM, ROUTE
 from .template import Template, arg_program, gathered_program
 
 # op modes
 SIMPLE = 0  # positional literal/node arguments, no policy: call fn(*getter(vals))
 BUILT = 1  # arguments from an argument program (containers, keywords), no invoke
-INVOKE = 2  # policies, injections or offload: run through invoke.invoke
+INVOKE = 2  # the general path (calls.needs_invoke): run through calls.invoke
 VALUE = 3  # a Param/Env node, resolved when the instance starts
 ROUTER = 4  # a Router's route node: select a route (router.select)
 
@@ -147,10 +148,7 @@ def _op(node, base: int) -> Op:
         getter, single, nargs = _simple_getter(node, base)
         return Op(SIMPLE, task.fn, task.is_async, getter, single, (), nargs, gated,
                   task.name, quiet, node)
-    needs_invoke = (node.policy is not None and (node.policy.retry or node.policy.timeout
-                                                 or node.policy.cache)) \
-        or bool(node.injects) or task.offload
-    mode = INVOKE if needs_invoke else BUILT
+    mode = INVOKE if needs_invoke(node) else BUILT
     return Op(mode, task.fn, task.is_async, None, False, gathered_program(arg_program(node, base)),
               len(node.args), gated, task.name, quiet, node)
 

@@ -72,7 +72,7 @@ class RepeatTask(Task):
         end = 0
         for start, end in spans(ctx, count):
             for done in range(start + 1, end + 1):
-                v = fn(v) if ctx.emit is None else listened_call(ctx, self.name, fn, (v,))
+                v = fn(v) if ctx.emit is None else listened_call(ctx, self.link, fn, (v,))
                 if type(v) in lazy:
                     return self.continuation(v, done)
         if end < count:  # the run's yield interval has passed: the rest after a pause

@@ -20,11 +20,13 @@ from __future__ import annotations
 import attrs
 
 from .batch import members_of
-from .events import TaskSkipped
+from .calls import skipped
+from .errors import InternalError
 from .lazy import (
     _LAZY_TYPES,
     ROUTE,
     LazyResult,
+    Task,
     _new_lazy,
     intern_shape,
     register_arg_hook,
@@ -33,17 +35,18 @@ from .lazy import (
 from .template import route_refs
 
 
-class _RouteTask:
-    """The pseudo-task of route nodes (internal: no task events)."""
+def _not_called(*args):  # pragma: no cover - engines select routes, never call this
+    raise InternalError("a Router node is selected by the engine, never called")
 
-    name = "Router"
+
+class _RouteTask(Task):
+    """The pseudo-task of route nodes (internal: no task events). A ``Task``, so it
+    has every task fact the engines read; only its arity check differs."""
+
     internal = True
-    reports_skips = False
-    counts_as = 1
-    offload = False
-    is_async = False
-    injects = ()
-    fn = None
+
+    def __init__(self):
+        super().__init__(_not_called, name="Router")
 
     def check_call(self, nargs, kwnames):
         return None
@@ -152,7 +155,7 @@ def select(ctx, node, selector, routes: dict, values: dict):
         elif idx is None and emit is not None:
             other = routes[key]
             if type(other) in _LAZY_TYPES:
-                emit(TaskSkipped(ctx.run_id, getattr(other.task, "name", "?"), "pruned"))
+                skipped(ctx, other.task, "pruned")
     idx, frontier, rid = chosen
     if idx is not None:
         return values[idx]

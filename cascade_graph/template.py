@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 
 from .batch import BatchTask, expanded_members, members_of
+from .calls import direct
 from .errors import add_task_note
 from .lazy import (
     _LAZY_TYPES,
@@ -455,7 +456,7 @@ def _grow_link_specs(c: int) -> bool:
 def _fast_ok(task, nargs: int, fast: dict) -> bool:
     """May ``task`` called with ``nargs`` positional arguments take build_template's
     fast path? Raises the arity ``TypeError``; remembers a yes in ``fast``."""
-    if task.offload or task.injects or task.internal:
+    if task.internal or not direct(task):
         return False
     task.check_call(nargs, ())
     fast[id(task)] = nargs
@@ -530,75 +531,96 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
         order = canonical_nodes(root, root.tree)
     if key is None:
         key = key_and_order(root)[0]
-    # canonical index by id(node); a tree's chain links need none (the one child of
-    # node i is node i + 1 in pre-order), so it is made at the first other reference
-    tree = root.tree
-    index = None if tree else {id(n): i for i, n in enumerate(order)}
-    nodes = []
-    append = nodes.append
-    first = 0
-    value_nodes = []
-    route_params: list = []
-    route_ids: dict = {}
-    multi = None  # route objects named by several routers (computed at the first router)
-    resource_names: list = []
-    pos_specs = _POS_SPEC_IDS
-    one = _ONE_LAZY_SPEC
-    no_args = _NO_ARGS
-    fast: dict = {}  # id(task) -> arity checked for the fast path (plain, not internal)
-    # runs of chain links become one node each (repeat.py): template index i is then
-    # the canonical index less the links folded into runs before it
-    runs = _link_runs(order, fast) if tree and len(order) > 2 else None
-    dropped = 0
+    b = _Builder(order, root.tree)
+    runs = b.runs
+    dropped = 0  # links folded into runs so far: template index = canonical less these
     skip = 0
     for ci, lr in enumerate(order):
         if skip:  # inside a run, folded into its node
             skip -= 1
             continue
         i = ci - dropped
-        spec = lr.spec
-        task = lr.task
         if runs is not None:
             k = runs.get(ci)
             if k is not None:
                 skip = k - 1
                 dropped += k - 1
-                c = i + 1  # the run's base, next in pre-order
-                if c >= len(_LINK_ARGS) and not _grow_link_specs(c):
-                    append(call_node(i, RepeatTask.of(task, k), (("L", c),), (c,), first, 0))
-                else:
-                    append(call_node(i, RepeatTask.of(task, k), _LINK_ARGS[c], _ONE_DEP[c], first,
-                                     0))
+                b.add_run(i, lr.task, k)
                 continue
-        if spec is one or (spec is None and lr.kind == CALL and not lr.kwargs):
+        if not b.add_fast(i, lr):
+            b.add_general(i, lr)
+    return b.template(key)
+
+
+class _Builder:
+    """The state of one ``build_template`` walk and the node kinds it adds."""
+
+    __slots__ = ("order", "tree", "index", "nodes", "first", "value_nodes", "route_params",
+                 "route_ids", "multi", "resource_names", "fast", "runs")
+
+    def __init__(self, order: list, tree: bool):
+        self.order = order  # the canonical order of the user's nodes
+        self.tree = tree  # no node referenced twice
+        # canonical index by id(node); a tree's chain links need none (the one child of
+        # node i is node i + 1 in pre-order), so it is made at the first other reference
+        self.index = None if tree else {id(n): i for i, n in enumerate(order)}
+        self.nodes: list = []  # the template's nodes so far
+        self.first = 0  # the next input slot
+        self.value_nodes: list = []  # Param/Env nodes
+        self.route_params: list = []  # Params inside routes (checked when the run starts)
+        self.route_ids: dict = {}
+        self.multi = None  # route objects named by several routers (at the first router)
+        self.resource_names: list = []  # (resource, task name) injected anywhere
+        self.fast: dict = {}  # id(task) -> arity checked for the fast path (plain, internal no)
+        # runs of chain links become one node each (repeat.py): template index i is then
+        # the canonical index less the links folded into runs before it
+        self.runs = _link_runs(order, self.fast) if tree and len(order) > 2 else None
+
+    def add_run(self, i: int, task, k: int) -> None:
+        """Node ``i``: a run of ``k`` links of ``task`` on the node after it."""
+        c = i + 1  # the run's base, next in pre-order
+        if c >= len(_LINK_ARGS) and not _grow_link_specs(c):
+            self.nodes.append(call_node(i, RepeatTask.of(task, k), (("L", c),), (c,),
+                                        self.first, 0))
+        else:
+            self.nodes.append(call_node(i, RepeatTask.of(task, k), _LINK_ARGS[c], _ONE_DEP[c],
+                                        self.first, 0))
+
+    def add_fast(self, i: int, lr) -> bool:
+        """Add node ``i`` when it is a chain link, a flat call, an expanded batch or a
+        call of positional literals and distinct lazies; False when it is none of these."""
+        spec = lr.spec
+        task = lr.task
+        first = self.first
+        if spec is _ONE_LAZY_SPEC or (spec is None and lr.kind == CALL and not lr.kwargs):
             # a chain link, or a flat call with positional literals only
             nargs = len(lr.args)
-            if fast.get(id(task)) != nargs and not _fast_ok(task, nargs, fast):
+            if self.fast.get(id(task)) != nargs and not _fast_ok(task, nargs, self.fast):
                 pass  # not plain: the general path below
-            elif spec is one:
-                c = i + 1 if tree else index[id(lr.children[0])]
+            elif spec is _ONE_LAZY_SPEC:
+                c = i + 1 if self.tree else self.index[id(lr.children[0])]
                 if c < len(_LINK_ARGS) or _grow_link_specs(c):
-                    append(call_node(i, task, _LINK_ARGS[c], _ONE_DEP[c], first, 0))
+                    self.nodes.append(call_node(i, task, _LINK_ARGS[c], _ONE_DEP[c], first, 0))
                 else:
-                    append(call_node(i, task, (("L", c),), (c,), first, 0))
-                continue
+                    self.nodes.append(call_node(i, task, (("L", c),), (c,), first, 0))
+                return True
             else:
-                append(call_node(i, task, no_args[nargs] if nargs < 16 else (None,) * nargs, (),
-                                first, nargs))
-                first += nargs
-                continue
-        kind = lr.kind
+                args = _NO_ARGS[nargs] if nargs < 16 else (None,) * nargs
+                self.nodes.append(call_node(i, task, args, (), first, nargs))
+                self.first += nargs
+                return True
+        index = self.index
         if index is None:
-            index = _tree_index(order, runs)
-        if not tree and type(task) is BatchTask:
+            index = self.index = _tree_index(self.order, self.runs)
+        if not self.tree and type(task) is BatchTask:
             members = expanded_members(lr)
             if members is not None:  # its items are nodes of this DAG
                 task.check_call(1, ())
-                append(gather_node(i, task, members, index, first))
-                first += 1  # the items' tuple: an input this node does not read
-                continue
-        if (kind == CALL and lr.policy is None and not lr.kwargs and id(spec) in pos_specs
-                and not task.offload and not task.injects):
+                self.nodes.append(gather_node(i, task, members, index, first))
+                self.first += 1  # the items' tuple: an input this node does not read
+                return True
+        if (lr.kind == CALL and lr.policy is None and not lr.kwargs
+                and id(spec) in _POS_SPEC_IDS and direct(task)):
             # positional literals and distinct lazies, nothing else
             nargs = len(lr.args)
             if (nargs, ()) not in task._checked:
@@ -610,113 +632,106 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
                           for s in spec[0]])
             deps = tuple([index[id(c)] for c in ch])
             n_inputs = nargs - len(ch)
-            append(call_node(i, task, args, deps, first, n_inputs))
-            first += n_inputs
-            continue
-        local = [index[id(c)] for c in lr.children]
+            self.nodes.append(call_node(i, task, args, deps, first, n_inputs))
+            self.first += n_inputs
+            return True
+        return False
+
+    def add_general(self, i: int, lr) -> None:
+        """Add node ``i`` of any kind: keywords, containers, policies, injections,
+        Param/Env values, routers."""
+        kind = lr.kind
+        local = [self.index[id(c)] for c in lr.children]
         if kind == PARAM or kind == ENV:
-            value_nodes.append(i)
-        if spec is None:
-            nargs = len(lr.args)
-            kwnames = tuple(lr.kwargs)
-            args = (None,) * nargs
-            kwargs = (None,) * len(kwnames)
-            conds, after, policy = (), (), None
-            data, n_inputs, named = [], nargs + len(kwnames), []
-        else:
-            pos, kwnames, kws, pkey = spec
-            resolved, data, n_inputs, named = _resolve_specs(pos + kws, local)
-            args = resolved[:len(pos)]
-            kwargs = resolved[len(pos):]
-            conds, after, policy = (), (), None
-            if pkey is not None:
-                lconds, lafter = pkey[0], pkey[1]
-                conds = tuple(("L", local[c[1]]) if type(c) is tuple else c for c in lconds)
-                after = tuple(local[a] for a in lafter)
-                policy = lr.policy
+            self.value_nodes.append(i)
+        args, kwnames, kwargs, conds, after, policy, data, n_inputs, named = _arguments(
+            lr, local)
         deps = list(dict.fromkeys(data))
         data_deps = tuple(deps)
-        for c in conds:
-            if type(c) is tuple and c[1] not in deps:
-                deps.append(c[1])
-        for a in after:
-            if a not in deps:
-                deps.append(a)
+        deps.extend(dict.fromkeys(c[1] for c in conds if type(c) is tuple and c[1] not in deps))
+        deps.extend(dict.fromkeys(a for a in after if a not in deps))
         routes = ()
-        if kind == ROUTE:
-            if multi is None:
-                multi = _route_multi(order)
-            routes = _route_info(lr, index, route_ids)
-            for _, idx, frontier, _ in routes:
-                for d in ((idx,) if idx is not None else ()) + tuple(m for _, m in frontier):
-                    if d not in deps:
-                        deps.append(d)
         injects = ()
         if kind == ROUTE:
-            _check_routes(lr, route_params)
-        if kind == CALL:
-            lr.task.check_call(len(args), kwnames)
-            if lr.task.internal and lr.policy is None:
-                _check_map(lr)
-            given = set(kwnames)
-            injects = tuple((p, r) for p, r in lr.task.injects if p not in given)
-            if named:
-                injects = injects + tuple((None, r) for r in named)
-            resource_names.extend((r, task.name) for _, r in injects)
-        simple = (
-            kind == CALL
-            and not kwnames
-            and policy is None
-            and not conds
-            and not after
-            and not injects
-            and not getattr(lr.task, "offload", False)
-            and all(s is None or s[0] == "L" for s in args)
+            routes = self._routes(lr, deps)
+        elif kind == CALL:
+            injects = self._call_checks(lr, args, kwnames, named)
+        simple = (kind == CALL and not kwnames and policy is None and not conds and not after
+                  and not injects and direct(lr.task)
+                  and all(s is None or s[0] == "L" for s in args))
+        self.nodes.append(Node(
+            index=i, kind=kind, task=lr.task, args=args, kwnames=kwnames, kwargs=kwargs,
+            deps=tuple(deps), data_deps=data_deps, conds=conds, after=after, policy=policy,
+            first_input=self.first, n_inputs=n_inputs, injects=injects, simple=simple,
+            routes=routes,
+            multi_routes=frozenset(rid for key, idx, fr, rid in routes
+                                   if rid is not None and _route_obj(lr, key) in self.multi),
+        ))
+        self.first += n_inputs
+
+    def _routes(self, lr, deps: list) -> tuple:
+        """A router's route layout; its dependencies join ``deps``."""
+        if self.multi is None:
+            self.multi = _route_multi(self.order)
+        routes = _route_info(lr, self.index, self.route_ids)
+        for _, idx, frontier, _ in routes:
+            for d in ((idx,) if idx is not None else ()) + tuple(m for _, m in frontier):
+                if d not in deps:
+                    deps.append(d)
+        _check_routes(lr, self.route_params)
+        return routes
+
+    def _call_checks(self, lr, args, kwnames, named) -> tuple:
+        """Arity and map checks of a general call; its injections."""
+        task = lr.task
+        task.check_call(len(args), kwnames)
+        if task.internal and lr.policy is None:
+            _check_map(lr)
+        given = set(kwnames)
+        injects = tuple((p, r) for p, r in task.injects if p not in given)
+        if named:
+            injects = injects + tuple((None, r) for r in named)
+        self.resource_names.extend((r, task.name) for _, r in injects)
+        return injects
+
+    def template(self, key) -> Template:
+        """The finished ``Template``."""
+        nodes = self.nodes
+        r = nodes[0]
+        flat = (len(nodes) == 1 and r.kind == CALL and r.policy is None and not r.conds
+                and not r.injects and direct(r.task) and not r.task.internal
+                and all(s is None for s in r.args + r.kwargs))
+        return Template(
+            key=key,
+            nodes=tuple(nodes),
+            n_inputs=self.first,
+            tree=self.tree,
+            flat=flat,
+            value_nodes=tuple(self.value_nodes),
+            resource_names=tuple(dict.fromkeys(self.resource_names)),
+            route_params=tuple(dict.fromkeys(self.route_params)),
         )
-        nodes.append(
-            Node(
-                index=i,
-                kind=kind,
-                task=lr.task,
-                args=args,
-                kwnames=kwnames,
-                kwargs=kwargs,
-                deps=tuple(deps),
-                data_deps=data_deps,
-                conds=conds,
-                after=after,
-                policy=policy,
-                first_input=first,
-                n_inputs=n_inputs,
-                injects=injects,
-                simple=simple,
-                routes=routes,
-                multi_routes=frozenset(rid for key, idx, fr, rid in routes
-                                       if rid is not None and _route_obj(lr, key) in multi),
-            )
-        )
-        first += n_inputs
-    r = nodes[0]
-    flat = (
-        len(nodes) == 1
-        and r.kind == CALL
-        and r.policy is None
-        and not r.conds
-        and not r.injects
-        and not r.task.offload
-        and not r.task.internal
-        and all(s is None for s in r.args + r.kwargs)
-    )
-    return Template(
-        key=key,
-        nodes=tuple(nodes),
-        n_inputs=first,
-        tree=root.tree,
-        flat=flat,
-        value_nodes=tuple(value_nodes),
-        resource_names=tuple(dict.fromkeys(resource_names)),
-        route_params=tuple(dict.fromkeys(route_params)),
-    )
+
+
+def _arguments(lr, local: list) -> tuple:
+    """How a general node's arguments are built, from its spec: (args, kwnames, kwargs,
+    conds, after, policy, data deps, inputs read, injected names)."""
+    spec = lr.spec
+    if spec is None:
+        nargs = len(lr.args)
+        kwnames = tuple(lr.kwargs)
+        return ((None,) * nargs, kwnames, (None,) * len(kwnames), (), (), None, [],
+                nargs + len(kwnames), [])
+    pos, kwnames, kws, pkey = spec
+    resolved, data, n_inputs, named = _resolve_specs(pos + kws, local)
+    conds, after, policy = (), (), None
+    if pkey is not None:
+        lconds, lafter = pkey[0], pkey[1]
+        conds = tuple(("L", local[c[1]]) if type(c) is tuple else c for c in lconds)
+        after = tuple(local[a] for a in lafter)
+        policy = lr.policy
+    return (resolved[:len(pos)], kwnames, resolved[len(pos):], conds, after, policy, data,
+            n_inputs, named)
 
 
 # ---------------------------------------------------------------------------

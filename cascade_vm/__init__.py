@@ -31,16 +31,20 @@ def _engine(engine):
 
 
 async def arun(target, *, engine="vm", params=None, resources=None, on_event=None,
-               tail_cache=True, hot_path=True, yield_interval=0.005):
-    """Run ``target`` in the running event loop and return its value."""
+               tail_cache=True, hot_path=True, yield_interval=0.005, executor=None):
+    """Run ``target`` in the running event loop and return its value.
+
+    ``executor`` decides where calls run (``cascade_graph.calls.Executor``; the
+    default runs every call in this process)."""
     execute = _engine(engine)
     ctx = RunContext(params=params, resources=resources, on_event=on_event,
-                     tail_cache=tail_cache, hot_path=hot_path, yield_interval=yield_interval)
+                     tail_cache=tail_cache, hot_path=hot_path, yield_interval=yield_interval,
+                     executor=executor)
     return await run_workflow(execute, target, ctx)
 
 
 def run(target, *, engine="vm", params=None, resources=None, on_event=None,
-        tail_cache=True, hot_path=True, yield_interval=0.005):
+        tail_cache=True, hot_path=True, yield_interval=0.005, executor=None):
     """Run ``target`` to completion in a new uvloop event loop and return its value."""
     _engine(engine)
     try:
@@ -53,7 +57,7 @@ def run(target, *, engine="vm", params=None, resources=None, on_event=None,
         )
     return run_in_new_loop(arun(target, engine=engine, params=params, resources=resources,
                                 on_event=on_event, tail_cache=tail_cache, hot_path=hot_path,
-                                yield_interval=yield_interval))
+                                yield_interval=yield_interval, executor=executor))
 
 
 __all__ = ["run", "arun", "__version__"]

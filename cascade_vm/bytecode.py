@@ -5,29 +5,11 @@ registers ``R[0..n_regs)`` and a constant pool ``K``. Registers
 ``0..n_inputs-1`` hold the template's input slots (bound per run, literal
 values in canonical order); the rest are temporaries, reused once dead.
 
-Instruction set (operand ``A`` is always the destination register):
-
-==============  =====================  =============================================
-opcode          operands               effect
-==============  =====================  =============================================
-LOADV           A K                    R[A] = value of Param/Env K[K] for this run
-LOADK           A K                    R[A] = K[K]
-CALL            A K (B...)             R[A] = K[K](R[B]...); a sync task, called inline
-CALL_KW         A K (B...) N           R[A] = K[K](*R[B..][:N], **names->R[B..][N:])
-CALL_AWAIT      A K (B...) N           R[A] = await K[K](...); async, nothing to overlap
-START           A K (B...) N           R[A] = task running K[K](...) (async, concurrent)
-AWAIT           A                      R[A] = result of the task in R[A]
-INVOKE          A K (B...) N           R[A] = await invoke(K[K] node, ...): policies
-INVOKE_START    A K (B...) N           R[A] = task running invoke(K[K] node, ...)
-BUILD           A K (B...)             R[A] = K[K] (list/tuple/set) of R[B]...
-BUILD_DICT      A K (B...)             R[A] = dict(zip(K[K] keys, R[B]...))
-ROUTE           A K (B...)             R[A] = Router node K[K] picks a route: B0 selector,
-                                       B1 routes dict, then shared route roots' values;
-                                       an unshared route is a lazy: a tail call
-GUARD           A K (B...) J           skip check of node K[K] over deps R[B]...: when
-                                       skipped, R[A] = SKIPPED and jump to J
-RET             A                      return R[A] to the caller frame (or the run)
-==============  =====================  =============================================
+Every opcode is defined once, in ``OPS`` below: its number, name, operands,
+effect and properties (as CPython's ``dis`` has ``hasconst``). The sets
+``HAS_NODE``, ``CALLS``, ``MAY_AWAIT`` and ``LOWERED``, ``OPNAMES`` and the
+table at the end of this docstring are derived from it. Operand ``A`` is
+always the destination register.
 
 Every call whose result is a ``LazyResult`` makes a tail call. On the
 template's root call (the call whose value ``RET`` returns, flagged ``tail``),
@@ -37,8 +19,14 @@ own frame stack (a list, not the Python stack) and the continuation's value
 lands in ``R[A]`` when it returns.
 
 ``Instruction`` records are for reading; ``Code.ops`` is the same program
-lowered to plain tuples ``(opcode, A, x, regs, node, flag)`` with constants
-resolved, which is what the dispatch loop indexes.
+*lowered* to plain tuples ``(opcode, A, x, regs, extra, flag)`` with constants
+resolved, which is what the dispatch loop indexes: ``CALL`` becomes one of
+``CALL0``/``CALL1``/``CALL2``/``CALLN`` by arity (``x`` the function,
+``extra`` the task), and a hot program gets a ``JIT`` instruction in front
+(cascade_vm/jit.py). Lowered opcodes never appear in ``Code.instructions``.
+
+The instruction set (generated from ``OPS``):
+
 """
 
 from __future__ import annotations
@@ -46,6 +34,21 @@ from __future__ import annotations
 import sys
 
 import attrs
+
+
+@attrs.frozen(slots=True)
+class OpInfo:
+    """One opcode: what it is called, what it reads and does, and its properties."""
+
+    code: int  # the number compared in the dispatch loop
+    name: str  # its name (``dis`` output, ``OPNAMES``)
+    operands: str  # its operands, in the table's notation
+    effect: str  # what it does
+    node: bool = False  # the constant operand is a template node (HAS_NODE)
+    call: bool = False  # it calls a task's function (CALLS)
+    awaits: bool = False  # the dispatch loop may await in it (MAY_AWAIT)
+    lowered: bool = False  # only in ``Code.ops``, made by lowering (LOWERED)
+
 
 # Opcodes: small ints, compared in the dispatch loop (most frequent first there).
 CALL = 0
@@ -62,23 +65,70 @@ LOADV = 10
 LOADK = 11
 RET = 12
 ROUTE = 13
+JIT = 99
+CALL0 = 100
+CALL1 = 101
+CALL2 = 102
+CALLN = 103
 
-OPNAMES = {
-    CALL: "CALL",
-    CALL_KW: "CALL_KW",
-    CALL_AWAIT: "CALL_AWAIT",
-    START: "START",
-    AWAIT: "AWAIT",
-    INVOKE: "INVOKE",
-    INVOKE_START: "INVOKE_START",
-    BUILD: "BUILD",
-    BUILD_DICT: "BUILD_DICT",
-    GUARD: "GUARD",
-    LOADV: "LOADV",
-    LOADK: "LOADK",
-    RET: "RET",
-    ROUTE: "ROUTE",
-}
+OPS = (
+    OpInfo(LOADV, "LOADV", "A K", "R[A] = value of Param/Env K[K] for this run"),
+    OpInfo(LOADK, "LOADK", "A K", "R[A] = K[K]"),
+    OpInfo(CALL, "CALL", "A K (B...)", "R[A] = K[K](R[B]...); a sync task, called inline",
+           call=True),
+    OpInfo(CALL_KW, "CALL_KW", "A K (B...) N",
+           "R[A] = K[K](*R[B..][:N], **names->R[B..][N:]); a sync task", node=True, call=True),
+    OpInfo(CALL_AWAIT, "CALL_AWAIT", "A K (B...) N",
+           "R[A] = await K[K](...); async, nothing to overlap", node=True, call=True,
+           awaits=True),
+    OpInfo(START, "START", "A K (B...) N", "R[A] = task running K[K](...) (async, concurrent)",
+           node=True, call=True),
+    OpInfo(AWAIT, "AWAIT", "A", "R[A] = result of the task in R[A]", awaits=True),
+    OpInfo(INVOKE, "INVOKE", "A K (B...) N",
+           "R[A] = await calls.invoke(K[K] node, ...): the general path", node=True, call=True,
+           awaits=True),
+    OpInfo(INVOKE_START, "INVOKE_START", "A K (B...) N",
+           "R[A] = task running calls.invoke(K[K] node, ...)", node=True, call=True),
+    OpInfo(BUILD, "BUILD", "A K (B...)", "R[A] = K[K] (list/tuple/set) of R[B]..."),
+    OpInfo(BUILD_DICT, "BUILD_DICT", "A K (B...)", "R[A] = dict(zip(K[K] keys, R[B]...))"),
+    OpInfo(ROUTE, "ROUTE", "A K (B...)",
+           "R[A] = Router node K[K] picks a route: B0 selector, B1 routes dict, then shared "
+           "route roots' values; an unshared route is a lazy: a tail call", node=True,
+           awaits=True),
+    OpInfo(GUARD, "GUARD", "A K (B...) J",
+           "skip check of node K[K] over deps R[B]...: when skipped, R[A] = SKIPPED and "
+           "jump to J", node=True),
+    OpInfo(RET, "RET", "A", "return R[A] to the caller frame (or the run)"),
+    OpInfo(CALL0, "CALL0", "A f () task", "lowered CALL with no argument: R[A] = f()",
+           call=True, lowered=True),
+    OpInfo(CALL1, "CALL1", "A f (B) task", "lowered CALL with one argument: R[A] = f(R[B])",
+           call=True, lowered=True),
+    OpInfo(CALL2, "CALL2", "A f (B C) task", "lowered CALL with two arguments", call=True,
+           lowered=True),
+    OpInfo(CALLN, "CALLN", "A f (B...) task", "lowered CALL with three or more arguments",
+           call=True, lowered=True),
+    OpInfo(JIT, "JIT", "n block", "run the frame's n calls as one compiled block (jit.py); "
+           "a tail call in it continues after the call that made it", call=True, lowered=True),
+)
+
+OPNAMES = {o.code: o.name for o in OPS}
+HAS_NODE = frozenset(o.code for o in OPS if o.node)
+CALLS = frozenset(o.code for o in OPS if o.call)
+MAY_AWAIT = frozenset(o.code for o in OPS if o.awaits)
+LOWERED = frozenset(o.code for o in OPS if o.lowered)
+
+
+def _table() -> str:
+    rows = [(o.name, o.operands, o.effect) for o in OPS]
+    w0 = max(len(r[0]) for r in rows) + 2
+    w1 = max(len(r[1]) for r in rows) + 2
+    rule = "=" * w0 + " " + "=" * w1 + " " + "=" * 60
+    lines = [rule, f"{'opcode':<{w0}} {'operands':<{w1}} effect", rule]
+    lines += [f"{n:<{w0}} {ops:<{w1}} {eff}" for n, ops, eff in rows]
+    return "\n".join(lines + [rule])
+
+
+__doc__ += _table()
 
 
 @attrs.frozen(slots=True)
@@ -114,7 +164,6 @@ class Code:
     ops: tuple  # lowered instructions for the dispatch loop
     template: object  # the Template compiled
     has_async: bool = False  # some instruction starts or awaits async work
-    tier: list = attrs.field(factory=lambda: [0, None])  # [entries, JIT ops or ()]: jit.py
 
     @property
     def instructions(self) -> tuple:

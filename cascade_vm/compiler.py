@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from cascade_graph.calls import direct, needs_invoke
 from cascade_graph.context import TARGET
 from cascade_graph.lazy import CALL as NODE_CALL
 from cascade_graph.lazy import ENV, PARAM, ROUTE, Inject
@@ -29,25 +30,13 @@ from cascade_graph.template import Template, arg_program
 from . import bytecode as bc
 from .bytecode import Code
 
-# Lowered-only opcodes: CALL split by arity for the dispatch loop.
-L_CALL0 = 100
-L_CALL1 = 101
-L_CALL2 = 102
-L_CALLN = 103
-
-
-def _needs_invoke(node) -> bool:
-    p = node.policy
-    return bool((p is not None and (p.retry or p.timeout or p.cache))
-                or node.injects or node.task.offload)
-
 
 def _schedule(t: Template) -> list:
     nodes = t.nodes
     n = len(nodes)
     if t.tree and not t.value_nodes:
         for nd in nodes:
-            if nd.task.is_async or _needs_invoke(nd):
+            if nd.task.is_async or needs_invoke(nd):
                 break
         else:
             # In a tree, canonical (pre-)order puts every node before its
@@ -93,7 +82,7 @@ def _schedule(t: Template) -> list:
         if ready:
             i = ready.popleft()
             nd = nodes[i]
-            if nd.task.is_async or _needs_invoke(nd):
+            if nd.task.is_async or needs_invoke(nd):
                 steps.append(("start", i))
                 pending[i] = True
                 for d in dependents[i]:
@@ -190,7 +179,7 @@ def _fusable(nd) -> bool:
     if nd.simple:
         return not nd.task.is_async
     return (nd.kind == NODE_CALL and not nd.kwnames and nd.policy is None and not nd.conds
-            and not nd.after and not nd.injects and not nd.task.offload
+            and not nd.after and not nd.injects and direct(nd.task)
             and not nd.task.is_async)
 
 
@@ -278,7 +267,7 @@ def _compile_simple_tree(t: Template) -> Code | None:
         phys[i] = dst
         if id(task) not in pool:
             pool[id(task)] = task
-        op = (by_arity[len(src)] if len(src) < 3 else L_CALLN, dst, task.fn, src, task, i == 0)
+        op = (by_arity[len(src)] if len(src) < 3 else bc.CALLN, dst, task.fn, src, task, i == 0)
         if nd.deps:  # equal instructions share one tuple (a chain's links do)
             op = same.setdefault(op, op)
         append(op)
@@ -384,7 +373,7 @@ def compile_template(t: Template) -> Code:
         regs, npos = em.args(nd)
         name = repr(nd.task) if getattr(nd.task, "folded", False) else nd.task.name
         tail = i == 0
-        invoke = _needs_invoke(nd)
+        invoke = needs_invoke(nd)
         if nd.kind == ROUTE:
             em.emit(bc.ROUTE, i, em.const(nd), regs + list(nd.deps), 2, tail,
                     "Router " + ", ".join(repr(r[0]) for r in nd.routes))
@@ -416,10 +405,9 @@ def _reads(ins) -> tuple:
     return ins[3]
 
 
-_CALL_BY_ARITY = (L_CALL0, L_CALL1, L_CALL2)
-_ASYNC_OPS = frozenset((bc.CALL_AWAIT, bc.START, bc.INVOKE, bc.INVOKE_START, bc.ROUTE))
-_NODE_OPS = frozenset((bc.CALL_KW, bc.CALL_AWAIT, bc.START, bc.INVOKE, bc.INVOKE_START,
-                       bc.ROUTE, bc.GUARD))
+_CALL_BY_ARITY = (bc.CALL0, bc.CALL1, bc.CALL2)
+_ASYNC_OPS = bc.MAY_AWAIT | {bc.START, bc.INVOKE_START}  # the Code has async work
+_NODE_OPS = bc.HAS_NODE
 
 
 def _allocate(em: _Emitter, t: Template) -> Code:
@@ -458,7 +446,7 @@ def _allocate(em: _Emitter, t: Template) -> Code:
         raw.append((pc, opcode, dst, k, src, n, tail, argrepr))
         x = consts[k] if k is not None else None
         if opcode == CALL:
-            lowered = _CALL_BY_ARITY[len(src)] if len(src) < 3 else L_CALLN
+            lowered = _CALL_BY_ARITY[len(src)] if len(src) < 3 else bc.CALLN
             ops.append((lowered, dst, x.fn, src, x, tail))
         elif opcode in _NODE_OPS:
             ops.append((opcode, dst, x, src, n, tail))

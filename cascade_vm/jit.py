@@ -42,11 +42,10 @@ from __future__ import annotations
 from cascade_graph.repeat import RepeatTask
 
 from . import bytecode as bc
-from .compiler import L_CALL0, L_CALLN
+from .bytecode import CALL0, CALLN, JIT
 
 HOT_AFTER = 8  # entries of a Code before its block is compiled
 MAX_CALLS = 64  # calls in one block at most: the dispatch loop's clock-check period
-JIT = 99  # the opcode of the instruction that runs a block (below the lowered calls)
 
 
 def jit_ops(code, lazy_types) -> tuple | None:
@@ -56,7 +55,7 @@ def jit_ops(code, lazy_types) -> tuple | None:
     calls = 0
     for op in ops:
         o = op[0]
-        if L_CALL0 <= o <= L_CALLN:
+        if CALL0 <= o <= CALLN:
             calls += op[4].count if type(op[4]) is RepeatTask else 1
         elif o not in (bc.BUILD, bc.BUILD_DICT, bc.RET):
             return None
@@ -74,7 +73,7 @@ def jit_ops(code, lazy_types) -> tuple | None:
     for i, (o, a, x, regs, _task, _tail) in enumerate(ops):
         p = i + 1  # its index behind the JIT instruction
         args = ", ".join(f"R[{r}]" for r in regs)
-        if L_CALL0 <= o <= L_CALLN and type(_task) is RepeatTask:
+        if CALL0 <= o <= CALLN and type(_task) is RepeatTask:
             # a run of links, unrolled: link k returning a lazy hands back the run's
             # continuation after k links, as the run's own call would have returned
             f, rt = const(_task.link.fn), const(_task)
@@ -84,7 +83,7 @@ def jit_ops(code, lazy_types) -> tuple | None:
                 lines.append(f"    v = {f}(v)")
                 lines.append(f"    if v.__class__ in LAZY: return {p}, {rt}.continuation(v, {k})")
             lines.append(f"    R[{a}] = v")
-        elif L_CALL0 <= o <= L_CALLN:
+        elif CALL0 <= o <= CALLN:
             line_to_pc[len(lines) + 1] = p
             lines.append(f"    v = {const(x)}({args})")
             lines.append(f"    if v.__class__ in LAZY: return {p}, v")

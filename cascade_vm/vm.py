@@ -33,18 +33,18 @@ from __future__ import annotations
 import asyncio
 
 from cascade_graph.cache import lookup, without_gc
+from cascade_graph.calls import call_async, call_sync, failed, invoke, noted
+from cascade_graph.calls import skipped as skip
 from cascade_graph.context import SKIPPED, as_root
-from cascade_graph.errors import add_task_note
-from cascade_graph.events import TailCall, TaskFailed, TaskFinished, TaskSkipped, TaskStarted
 from cascade_graph.hotpath import Pacer, hot_loop
-from cascade_graph.invoke import invoke
 from cascade_graph.lazy import _LAZY_TYPES
 from cascade_graph.router import SharedRoute, evaluate_once, select
 from cascade_graph.template import build_template
 
 from . import bytecode as bc
-from .compiler import L_CALL0, L_CALL1, L_CALL2, L_CALLN, compile_template
-from .jit import HOT_AFTER, JIT, failed_at, jit_ops
+from .bytecode import CALL0, CALL1, CALL2, CALLN, JIT
+from .compiler import compile_template
+from .jit import HOT_AFTER, failed_at, jit_ops
 
 (CALL_KW, CALL_AWAIT, START, AWAIT, INVOKE, INVOKE_START, BUILD, BUILD_DICT, GUARD, LOADV,
  LOADK, RET, ROUTE) = (bc.CALL_KW, bc.CALL_AWAIT, bc.START, bc.AWAIT, bc.INVOKE,
@@ -90,7 +90,7 @@ class VM:
         code = code_for(entry)
         R = inputs if type(inputs) is list else list(inputs)
         R += code.fill
-        tier = code.tier
+        tier = entry.tier
         if tier[1] is not None:  # hot: its block, unless events must be emitted
             return (tier[1] or code.ops) if ctx.emit is None else code.ops, R
         tier[0] += 1
@@ -102,74 +102,99 @@ class VM:
     def _start(self, coro):
         return self.ctx.spawn(coro)
 
-    async def _follow(self, lazy):
-        return await VM(self.ctx).run(lazy)
+    async def _follow(self, lazy, parent=None):
+        return await VM(self.ctx).run(lazy, parent)
 
-    async def _started(self, node, args, kwargs, via_invoke):
+    async def _call(self, op, node, args, kwargs, parent):
+        """A call that is not a plain sync call: ``(value, call)`` (the protocol's)."""
         ctx = self.ctx
+        if op == INVOKE or op == INVOKE_START:
+            return await invoke(ctx, node, args, kwargs, self._follow, parent)
         task = node.task
-        if via_invoke:
-            v = await invoke(ctx, node, args, kwargs, self._follow)
-        else:
-            emit = ctx.emit
-            if emit is not None:
-                emit(TaskStarted(ctx.run_id, task.name))
-            try:
-                v = await task.fn(*args, **kwargs)
-            except BaseException as exc:
-                _failed(ctx, task, exc)
-                raise
-            if emit is not None:
-                emit(TaskFinished(ctx.run_id, task.name))
+        if task.is_async:
+            return await call_async(ctx, task, args, kwargs, parent)
+        return call_sync(ctx, task, task.fn, args, kwargs, parent)
+
+    async def _started(self, op, node, args, kwargs, parent):
+        """A started async call, its tail calls followed in the task (a nested VM)."""
+        v, call = await self._call(op, node, args, kwargs, parent)
         if type(v) in _LAZY_TYPES:
-            if ctx.emit is not None and not task.internal:
-                ctx.emit(TailCall(ctx.run_id, task.name, getattr(v.task, "name", "?")))
-            v = await VM(ctx).run(v)
+            v = await VM(self.ctx).run(v, call or parent)
         return v
 
-    # -- the dispatch loop ---------------------------------------------------
-    async def run(self, lazy):
-        """Evaluate ``lazy`` to its final value (``SKIPPED`` when it was skipped)."""
+    async def _route(self, node, R, regs, parent):
+        """The value of a ROUTE instruction: a value, or the selected route's lazy call."""
         ctx = self.ctx
-        emit = ctx.emit
-        run_id = ctx.run_id
-        LAZY = _LAZY_TYPES
-        SK = SKIPPED
+        values = {d: R[r] for d, r in zip(node.deps, regs[2:])}
+        try:
+            v = select(ctx, node, R[regs[0]], R[regs[1]], values)
+        except Exception as exc:
+            noted(exc, node.task.name)
+            raise
+        if type(v) is SharedRoute:
+            v = await asyncio.shield(evaluate_once(ctx, v, self._follow))
+        return v
+
+    # -- frames ----------------------------------------------------------------
+    async def _enter(self, v, parent, stack: list) -> tuple:
+        """Evaluate lazy ``v`` (made by call ``parent``): the frame to run next,
+        ``(ops, R, pc, a, skipped, deferred, parent)``, or ``(None, value)`` when the
+        value is the run's (a flat loop on the hot path may finish a frame below)."""
         load = self._load
         while True:
-            ops, R = load(lazy)
+            ops, R = load(v)
             if ops is not None:
-                break
-            v = await hot_loop(ctx, lazy)
-            if type(v) not in LAZY:
-                return v
-            lazy = v
-        stack: list = []
-        pc = 0
+                return ops, R, 0, 0, False, (), parent
+            v, call = await hot_loop(self.ctx, v, parent)
+            if type(v) not in _LAZY_TYPES:
+                return _resume(stack, v)
+            parent = call or parent
+
+    async def _read_deferred(self, R, regs, deferred: set) -> bool:
+        """Await the started evaluations ``regs`` read; True when one was skipped."""
         skipped = False
-        deferred = ()  # registers holding a task whose value is not read yet (a set once used)
-        quiet = emit is None  # no listener: no events to build
+        for r in regs:
+            if r in deferred:
+                deferred.discard(r)
+                t = R[r]
+                v = t.result() if t.done() else await t
+                R[r] = v
+                if v is SKIPPED:
+                    skipped = True
+        return skipped
+
+    # -- the dispatch loop ---------------------------------------------------
+    async def run(self, lazy, parent=None):
+        """Evaluate ``lazy`` to its final value (``SKIPPED`` when it was skipped);
+        ``parent`` is the call whose tail call made ``lazy`` (None for the run's target).
+
+        One loop over the frame's lowered ops (see the module docstring). The
+        commonest instructions are handled inline, the rest by helpers: a
+        function call per instruction is what this loop exists to avoid.
+        """
+        ctx = self.ctx
+        LAZY = _LAZY_TYPES
+        SK = SKIPPED
+        stack: list = []
+        ops, R, pc, a, skipped, deferred, parent = await self._enter(lazy, parent, stack)
+        if ops is None:
+            return R
+        quiet = ctx.emit is None  # no listener: no events to build
+        call = 0  # the call number of the last observed call (its tail call's parent)
         pacer = Pacer(ctx.yield_interval)
         budget = pacer.batch  # calls until the pacer reads the clock
         while True:
             op, a, x, regs, ex, flag = ops[pc]
             pc += 1
-            if deferred:
-                for r in regs:
-                    if r in deferred:
-                        deferred.discard(r)
-                        t = R[r]
-                        v = t.result() if t.done() else await t
-                        R[r] = v
-                        if v is SK:
-                            skipped = True
+            if deferred and await self._read_deferred(R, regs, deferred):
+                skipped = True
             # ---- sync calls (x is the function, ex the task) -------------
-            if op == L_CALL1 and quiet and not skipped:
+            if op == CALL1 and quiet and not skipped:
                 # the commonest instruction, with nothing to check or emit
                 try:
                     v = x(R[regs[0]])
                 except BaseException as exc:
-                    _failed(ctx, ex, exc)
+                    failed(ctx, ex, exc)
                     raise
                 if type(v) not in LAZY:
                     R[a] = v
@@ -177,14 +202,11 @@ class VM:
                     if not budget:
                         budget = await pacer.batch_done()
                     continue
-                task = ex
             elif op == JIT:  # a hot frame's calls as one compiled block (jit.py)
                 try:
                     p, v = x(R)
                 except BaseException as exc:
-                    p = failed_at(x, exc)
-                    if p is not None:  # a call raised (not a container build)
-                        _failed(ctx, ops[p][4], exc)
+                    _block_failed(ctx, x, ops, exc)
                     raise
                 budget -= a  # a: the calls in the block
                 if budget <= 0:
@@ -193,128 +215,68 @@ class VM:
                     pc = len(ops) - 1  # ran to the end: return
                     continue
                 # call p made a tail call: go on as if the dispatch loop had made it
-                op, a, x, regs, task, flag = ops[p]
+                op, a, x, regs, ex, flag = ops[p]
                 pc = p + 1
-            elif op <= L_CALLN and op >= L_CALL0:
+            elif op <= CALLN and op >= CALL0:
                 if skipped and _any_skipped(R, regs):
-                    _skip(ctx, ex, "upstream")
-                    R[a] = SK
+                    R[a] = skip(ctx, ex, "upstream")
                     continue
-                if emit is not None and not ex.internal:
-                    emit(TaskStarted(run_id, ex.name))
-                try:
-                    if op == L_CALL1:
-                        v = x(R[regs[0]])
-                    elif op == L_CALL2:
+                if not quiet:
+                    v, call = call_sync(ctx, ex, x, [R[r] for r in regs], None, parent)
+                elif op == CALL2:
+                    try:
                         v = x(R[regs[0]], R[regs[1]])
-                    elif op == L_CALL0:
-                        v = x()
-                    else:
-                        v = x(*[R[r] for r in regs])
-                except BaseException as exc:
-                    _failed(ctx, ex, exc)
-                    raise
-                if emit is not None and not ex.internal:
-                    emit(TaskFinished(run_id, ex.name))
+                    except BaseException as exc:
+                        failed(ctx, ex, exc)
+                        raise
+                else:
+                    v = _call_quiet(ctx, ex, x, R, regs)
                 if type(v) not in LAZY:  # the common case, finished here (a task never
                     R[a] = v  # returns SKIPPED itself, so no skip bookkeeping)
                     budget -= 1
                     if not budget:
                         budget = await pacer.batch_done()
                     continue
-                task = ex
             elif op == AWAIT:
                 t = R[a]
-                if type(t) is not asyncio.Task:
-                    continue  # skipped before it started
-                v = t.result() if t.done() else await t
-                R[a] = v
-                if v is SK:
-                    skipped = True
+                if type(t) is asyncio.Task:  # else: skipped before it started
+                    v = R[a] = t.result() if t.done() else await t
+                    skipped = skipped or v is SK
                 continue
             elif op == RET:
                 v = R[a]
                 if not stack:
                     return v
-                ops, R, pc, a, skipped, deferred = stack.pop()
-                R[a] = v
-                if v is SK:
-                    skipped = True
+                ops, R, pc, a, skipped, deferred, parent = _resume(stack, v)
                 continue
-            elif op == START or op == INVOKE_START:
-                node = x
+            elif op <= INVOKE_START:  # CALL_KW, CALL_AWAIT, START, INVOKE, INVOKE_START
                 if skipped and _any_skipped(R, regs):
-                    _skip(ctx, node.task, "upstream")
-                    R[a] = SK
+                    R[a] = skip(ctx, x.task, "upstream")
                     continue
-                args, kwargs = _split(R, regs, ex, node.kwnames)
-                R[a] = self._start(self._started(node, args, kwargs, op == INVOKE_START))
-                continue
-            elif op == CALL_AWAIT or op == INVOKE or op == CALL_KW:
-                node = x
-                task = node.task
-                if skipped and _any_skipped(R, regs):
-                    _skip(ctx, task, "upstream")
-                    R[a] = SK
+                args, kwargs = _split(R, regs, ex, x.kwnames)
+                if op == START or op == INVOKE_START:
+                    R[a] = self._start(self._started(op, x, args, kwargs, parent))
                     continue
-                args, kwargs = _split(R, regs, ex, node.kwnames)
-                if op == INVOKE:
-                    v = await invoke(ctx, node, args, kwargs, self._follow)
-                else:
-                    if emit is not None and not task.internal:
-                        emit(TaskStarted(run_id, task.name))
-                    try:
-                        v = task.fn(*args, **kwargs)
-                        if op == CALL_AWAIT:
-                            v = await v
-                    except BaseException as exc:
-                        _failed(ctx, task, exc)
-                        raise
-                    if emit is not None and not task.internal:
-                        emit(TaskFinished(run_id, task.name))
+                v, call = await self._call(op, x, args, kwargs, parent)
             elif op == BUILD or op == BUILD_DICT:
-                items = [R[r] for r in regs]
-                if skipped and _any_skipped(R, regs):
-                    if flag:  # the run's container target: skipped lazies become None
-                        items = [None if i is SK else i for i in items]
-                    else:
-                        R[a] = SK
-                        continue
-                if op == BUILD:
-                    R[a] = items if x is list else x(items)
-                else:
-                    R[a] = dict(zip(x, items))
+                R[a] = _build(op, x, R, regs, flag, skipped)
                 continue
             elif op == GUARD:
                 reason = _guard(R, regs, x, skipped)
                 if reason is not None:
-                    _skip(ctx, x.task, reason)
-                    R[a] = SK
+                    R[a] = skip(ctx, x.task, reason)
                     skipped = True
                     pc = ex
                 continue
             elif op == ROUTE:
-                node = x
-                task = node.task
                 if skipped and R[regs[0]] is SK:  # only the selector can skip a router
                     R[a] = SK
                     continue
-                values = {d: R[r] for d, r in zip(node.deps, regs[2:])}
-                try:
-                    v = select(ctx, node, R[regs[0]], R[regs[1]], values)
-                except Exception as exc:
-                    add_task_note(exc, task.name)
-                    raise
-                if type(v) is SharedRoute:
-                    v = await asyncio.shield(evaluate_once(ctx, v, self._follow))
-            elif op == LOADV:
-                R[a] = ctx.value_of(x)
+                v = await self._route(x, R, regs, parent)
+                call = 0  # a selected route is no call's tail call
+            else:
+                R[a] = ctx.value_of(x) if op == LOADV else x  # LOADV, LOADK
                 continue
-            elif op == LOADK:
-                R[a] = x
-                continue
-            else:  # pragma: no cover - the compiler emits only the opcodes above
-                raise AssertionError(f"unknown opcode {op}")
 
             # ---- after a call: value, or a tail call --------------------
             budget -= 1
@@ -322,37 +284,48 @@ class VM:
                 budget = await pacer.batch_done()
             if type(v) not in LAZY:
                 R[a] = v
-                if v is SK:
-                    skipped = True
+                skipped = skipped or v is SK
                 continue
-            if emit is not None and not task.internal:
-                emit(TailCall(run_id, task.name, getattr(v.task, "name", "?")))
+            into = call or parent  # the continuation's calls are this call's children
             if not flag:
                 if self._suspends(v):
                     # overlap it with the rest of this frame: read at first use
-                    R[a] = self._start(self._follow(v))
+                    R[a] = self._start(self._follow(v, into))
                     if not deferred:
                         deferred = set()
                     deferred.add(a)
                     continue
-                stack.append((ops, R, pc, a, skipped, deferred))
+                stack.append((ops, R, pc, a, skipped, deferred, parent))
             # enter the continuation (frame reused when flag: the root's tail call)
-            while True:
-                new_ops, new_R = load(v)
-                if new_ops is not None:
-                    ops, R, pc, skipped, deferred = new_ops, new_R, 0, False, ()
-                    break
-                v = await hot_loop(ctx, v)
-                if type(v) in LAZY:
-                    continue
-                # the hot loop finished with a value: return it to the frame below
-                if not stack:
-                    return v
-                ops, R, pc, a, skipped, deferred = stack.pop()
-                R[a] = v
-                if v is SK:
-                    skipped = True
-                break
+            ops, R, pc, a, skipped, deferred, parent = await self._enter(v, into, stack)
+            if ops is None:
+                return R
+
+
+def _resume(stack: list, v) -> tuple:
+    """Pop the frame below, its waiting register given ``v``: the frame to run, or
+    ``(None, v)`` when there is none (``v`` is the run's value)."""
+    if not stack:
+        return None, v, 0, 0, False, (), None
+    ops, R, pc, a, skipped, deferred, parent = stack.pop()
+    R[a] = v
+    return ops, R, pc, a, skipped or v is SKIPPED, deferred, parent
+
+
+def _call_quiet(ctx, task, fn, R, regs):
+    """A lowered sync call with no listener (other than the two-argument one)."""
+    try:
+        return fn(R[regs[0]]) if len(regs) == 1 else fn(*[R[r] for r in regs])
+    except BaseException as exc:
+        failed(ctx, task, exc)
+        raise
+
+
+def _block_failed(ctx, block, ops, exc) -> None:
+    """A JIT block raised ``exc``: report it on the task whose call raised it."""
+    p = failed_at(block, exc)
+    if p is not None:  # a call raised (not a container build)
+        failed(ctx, ops[p][4], exc)
 
 
 def _any_skipped(R, regs) -> bool:
@@ -385,17 +358,17 @@ def _guard(R, regs, node, skipped):
     return None
 
 
-def _skip(ctx, task, reason):
-    if ctx.emit is not None and (not task.internal or task.reports_skips):
-        for _ in range(task.counts_as):
-            ctx.emit(TaskSkipped(ctx.run_id, task.name, reason))
-
-
-def _failed(ctx, task, exc):
-    if ctx.emit is not None and not task.internal:
-        ctx.emit(TaskFailed(ctx.run_id, task.name, exc))
-    if not isinstance(exc, asyncio.CancelledError):
-        add_task_note(exc, task.name)
+def _build(op, x, R, regs, target: bool, skipped: bool):
+    """The value of a BUILD/BUILD_DICT instruction (``SKIPPED`` when an item was skipped,
+    except in the run's container ``target``, where a skipped item becomes None)."""
+    items = [R[r] for r in regs]
+    if skipped and _any_skipped(R, regs):
+        if not target:
+            return SKIPPED
+        items = [None if i is SKIPPED else i for i in items]
+    if op == BUILD_DICT:
+        return dict(zip(x, items))
+    return items if x is list else x(items)
 
 
 def execute(ctx, root):

@@ -23,9 +23,9 @@ def _counting_hot_loop(monkeypatch):
     calls = Calls()
     real = hotpath.hot_loop
 
-    async def counted(ctx, lazy):
+    async def counted(ctx, lazy, parent=None):
         calls.hit(lazy.task.name)
-        return await real(ctx, lazy)
+        return await real(ctx, lazy, parent)
 
     import cascade_graph.executor as ex
     from cascade_vm import vm

@@ -57,7 +57,7 @@ def _expected(n):
 
 def _tier(root):
     entry = SHARED.get(key_and_order(root)[0])
-    return entry.code.tier if entry is not None and entry.code is not None else None
+    return entry.tier if entry is not None and entry.code is not None else None
 
 
 def test_a_hot_loop_body_runs_as_a_compiled_block():

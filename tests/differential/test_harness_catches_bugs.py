@@ -150,13 +150,13 @@ def register_reused_while_live(mp) -> None:
     import attrs
 
     from cascade_vm import bytecode as bc
-    from cascade_vm import compiler, vm
+    from cascade_vm import vm
 
     writers = {
-        compiler.L_CALL0,
-        compiler.L_CALL1,
-        compiler.L_CALL2,
-        compiler.L_CALLN,
+        bc.CALL0,
+        bc.CALL1,
+        bc.CALL2,
+        bc.CALLN,
         bc.CALL_KW,
         bc.BUILD,
         bc.BUILD_DICT,
@@ -235,13 +235,13 @@ def graph_leaves_failed_task_behind(mp) -> None:
     nobody retrieves (asyncio logs it when the task is collected)."""
     import asyncio
 
-    from cascade_graph.executor import GraphRun
+    from cascade_graph import executor
 
-    original = GraphRun._call_async
+    original = executor.call_async
 
-    async def call_async(self, op, args, kwargs):
+    async def call_async(ctx, task, args, kwargs, parent):
         try:
-            return await original(self, op, args, kwargs)
+            return await original(ctx, task, args, kwargs, parent)
         except Exception as exc:
             message = f"left behind after {exc}"
 
@@ -252,7 +252,7 @@ def graph_leaves_failed_task_behind(mp) -> None:
             await asyncio.sleep(0)
             raise
 
-    mp.setattr(GraphRun, "_call_async", call_async)
+    mp.setattr(executor, "call_async", call_async)
 
 
 # ---------------------------------------------------------------------------

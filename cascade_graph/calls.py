@@ -1,0 +1,420 @@
+"""The call protocol: what one invocation of a user function means, written once.
+
+The engines decide *when* a call happens and where its value goes; this
+module decides *how* a call happens; the run's executor decides *where* the
+function runs. One invocation (one attempt) is:
+
+1. ``begin``: a fresh call number (unique within the run) and, when someone
+   listens, ``TaskStarted(call, parent, where)``. ``parent`` is the call whose
+   tail call created the node (``None`` for the run's own workflow).
+2. the function runs: inline (a plain sync task, called by the engine
+   itself), awaited (``async def``), in a worker thread (``offload=True``),
+   or on the executor (``Executor.call``) when the executor places it there;
+   within the task's ``concurrency`` limit when it has one;
+3. ``end``: ``TaskFinished(duration)``, then ``TailCall`` when the function
+   returned a lazy call; or ``failed``: ``TaskFailed(duration)`` and the task
+   note on the exception (``add_task_note``), unless it is a cancellation.
+
+Internal tasks (a map's expansion, a batch, a run of links, the container
+target, a pause) are not user calls: they emit nothing, and a failure inside
+them is noted with their name only when no user call noted it first.
+
+Engines keep specialised *no listener* loops (the hot path, the VM's
+commonest call, the graph executor's simple node); their failure path is
+``failed`` here, like everyone's. With a listener every engine, the hot path
+and folded nodes call ``call_sync``/``call_async``/``invoke``, so the events
+of a call are built in this module only. A call's value and its call number
+travel together (``(value, call)``): the call number is the ``parent`` of the
+continuation's calls when the value is a lazy call.
+
+The executor seam (``Executor``): ``run(..., executor=...)`` hands the calls
+it places remotely to ``Executor.call`` and gets back a value or a remote
+handle; values stay remote until a driver-side consumer needs them
+(``Executor.fetch``). The default, ``LOCAL``, places nothing remotely: every
+call runs in this process, as above. This is the one place a distributed
+executor plugs in, the way one scheduling core with an injected ``submit``
+serves several executors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import random
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
+from time import perf_counter
+
+from .errors import add_task_note, report_also
+from .events import TailCall, TaskFailed, TaskFinished, TaskRetrying, TaskSkipped, TaskStarted
+from .lazy import _LAZY_TYPES, Inject
+from .store import DEFAULT_STORE, MISSING, cache_key
+
+# ---------------------------------------------------------------------------
+# Executors: where a call runs
+
+
+class Executor:
+    """Where task calls run. The base class runs nothing remotely.
+
+    One executor serves one run at a time: ``start`` when the run begins,
+    ``close`` when it ends (also on failure or cancellation). See
+    docs/design.md, "The call protocol and the executor seam".
+    """
+
+    where = "local"  # TaskStarted.where for calls run in this process
+
+    async def start(self) -> None:
+        """The run begins: open what the executor needs (a cluster, a client)."""
+
+    async def close(self) -> None:
+        """The run ended: close what ``start`` opened, cancel what is still out."""
+
+    def runs_remotely(self, task) -> bool:
+        """Does ``task`` run on the executor (True) or in this process (False)?"""
+        return False
+
+    async def call(self, task, args: tuple, kwargs: dict) -> tuple[object, str]:
+        """Run one invocation of ``task`` remotely: ``(value or remote handle, where)``.
+        A lazy call returned by the function comes back as itself (a tail call)."""
+        raise NotImplementedError(f"{type(self).__name__} places no task remotely")
+
+    def is_remote(self, value) -> bool:
+        """Is ``value`` a handle to a value held remotely?"""
+        return False
+
+    async def fetch(self, value):
+        """``value`` with every remote handle in it (at any depth of builtin
+        containers) replaced by the value it stands for."""
+        return value
+
+    def cancel_all(self) -> None:
+        """Cancel every outstanding remote call of the run."""
+
+
+class InProcess(Executor):
+    """The default executor: every call in this process (inline, awaited, or in a thread)."""
+
+    def __repr__(self) -> str:
+        return "InProcess()"
+
+
+LOCAL = InProcess()
+
+
+class _Skipped:
+    __slots__ = ()
+
+    def __repr__(self):
+        return "SKIPPED"
+
+    def __bool__(self):
+        return False
+
+
+#: the value of a node that did not run (a false ``run_if``, a skipped upstream)
+SKIPPED = _Skipped()
+
+_POOL = None
+
+
+def _offload_pool() -> ThreadPoolExecutor:
+    # Our own pool, not the loop's default executor: ``asyncio.run`` waits for
+    # the default executor's threads, and a timed-out thread must not hold up
+    # the end of the run.
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(thread_name_prefix="cascade-offload")
+    return _POOL
+
+
+# ---------------------------------------------------------------------------
+# What an engine may do itself
+
+
+#: True while templates are built and run for an executor that may place calls
+#: remotely (set by the run lifecycle; such runs keep their own template cache)
+DISTRIBUTED: ContextVar = ContextVar("cascade_distributed", default=False)
+
+
+def direct(task) -> bool:
+    """May an engine call ``task``'s function itself (inline, or awaited when it is
+    ``async def``) with no protocol step but ``begin``/``end``? Not when it is
+    offloaded, injects a resource or has a concurrency limit, nor, in a
+    distributed run, when it is a sync task not marked ``local=True`` (the
+    executor may place it remotely): those calls (and calls with retry,
+    timeout or cache) go through ``invoke``."""
+    if task.offload or task.concurrency or task.injects:
+        return False
+    return not DISTRIBUTED.get() or task.is_async or task.local
+
+
+def needs_invoke(node) -> bool:
+    """Must the call of template ``node`` take the general path, ``invoke``?"""
+    p = node.policy
+    return bool((p is not None and (p.retry or p.timeout or p.cache))
+                or node.injects or not direct(node.task))
+
+
+# ---------------------------------------------------------------------------
+# The steps of one call
+
+
+def begin(ctx, task, parent, where: str = "local"):
+    """Start one invocation of ``task``: its ``TaskStarted`` (the token ``end`` and
+    ``failed`` take), or None when nobody listens or the task is internal."""
+    emit = ctx.emit
+    if emit is None or task.internal:
+        return None
+    started = TaskStarted(ctx.run_id, task.name, call=ctx.next_call(), parent=parent,
+                          where=where)
+    emit(started)
+    return started
+
+
+def end(ctx, started, value) -> int:
+    """The invocation ``started`` returned ``value``: ``TaskFinished``, and ``TailCall``
+    when ``value`` is a lazy call. Returns the call number (0 when unobserved)."""
+    if started is None:
+        return 0
+    emit = ctx.emit
+    call = started.call
+    now = perf_counter()
+    emit(TaskFinished(ctx.run_id, started.task, call=call, duration=now - started.time,
+                      time=now))
+    if type(value) in _LAZY_TYPES:
+        emit(TailCall(ctx.run_id, started.task, getattr(value.task, "name", "?"), call=call))
+    return call
+
+
+def failed(ctx, task, exc: BaseException, started=None) -> None:
+    """The invocation of ``task`` (``started``, when it was observed) raised ``exc``:
+    ``TaskFailed``, then the task note (a cancellation is not the task's error)."""
+    if started is not None:
+        now = perf_counter()
+        ctx.emit(TaskFailed(ctx.run_id, started.task, exc, call=started.call,
+                            duration=now - started.time, time=now))
+    if not isinstance(exc, asyncio.CancelledError):
+        add_task_note(exc, task.name)
+
+
+def noted(exc: BaseException, name: str) -> None:
+    """Name ``name`` on ``exc``, an error of a node that is not a call (a router's
+    selection, a map's lengths): the one task note, as ``failed`` adds it."""
+    if not isinstance(exc, asyncio.CancelledError):
+        add_task_note(exc, name)
+
+
+def skipped(ctx, task, reason: str):
+    """``task``'s node did not run: one ``TaskSkipped`` per call it stands for.
+    Returns ``SKIPPED``, the node's value. (``task`` may be a Param or Env too:
+    a route's root can be one.)"""
+    emit = ctx.emit
+    if emit is None or (getattr(task, "internal", False)
+                        and not getattr(task, "reports_skips", False)):
+        return SKIPPED
+    name = getattr(task, "name", "?")
+    for _ in range(getattr(task, "counts_as", 1)):
+        emit(TaskSkipped(ctx.run_id, name, reason, call=ctx.next_call()))
+    return SKIPPED
+
+
+# ---------------------------------------------------------------------------
+# Whole calls
+
+
+def call_sync(ctx, task, fn, args, kwargs, parent):
+    """One inline call ``fn(*args, **kwargs)`` of sync ``task`` with its events:
+    ``(value, call)``. (``fn`` is the task's function, or an item's for a batch.)"""
+    if task.folded:  # a batch or a run of links: its calls' parent (folded.py)
+        ctx.folded_parent = parent
+    started = begin(ctx, task, parent)
+    try:
+        value = fn(*args, **kwargs) if kwargs else fn(*args)
+    except BaseException as exc:
+        failed(ctx, task, exc, started)
+        raise
+    return value, end(ctx, started, value)
+
+
+async def call_async(ctx, task, args, kwargs, parent):
+    """One call of ``async def`` ``task`` with no policy: ``(value, call)``."""
+    started = begin(ctx, task, parent)
+    try:
+        value = await (task.fn(*args, **kwargs) if kwargs else task.fn(*args))
+    except BaseException as exc:
+        failed(ctx, task, exc, started)
+        raise
+    return value, end(ctx, started, value)
+
+
+async def invoke(ctx, node, args: tuple, kwargs: dict, follow, parent):
+    """The general path: the call of template ``node`` under its policies (cache,
+    retry, timeout, injected resources, concurrency, executor): ``(value, call)``.
+
+    With ``.with_cache`` the cached value is the node's *final* value, so the
+    tail call is followed here, through the engine's ``follow(lazy, parent)``.
+    """
+    task = node.task
+    policy = node.policy
+    cache = policy.cache if policy is not None else None
+    if cache is None:
+        return await _attempts(ctx, node, args, kwargs, parent)
+    injected = {p for p, _ in node.injects if p}
+    try:
+        key = cache_key(task, cache, _bind(task, args, kwargs, injected))
+    except Exception as exc:
+        failed(ctx, task, exc)
+        raise
+    store = cache.store if cache.store is not None else DEFAULT_STORE
+    hit = store.get(key, MISSING)
+    if hit is not MISSING:
+        skipped(ctx, task, "cached")
+        return hit, 0
+    value, call = await _attempts(ctx, node, args, kwargs, parent)
+    if type(value) in _LAZY_TYPES:
+        value = await follow(value, call)
+    if value is not SKIPPED:
+        store.set(key, value, cache.ttl)
+    return value, call
+
+
+async def _attempts(ctx, node, args, kwargs, parent):
+    """Attempts of ``node``'s call until one returns or the retry policy gives up."""
+    task = node.task
+    policy = node.policy
+    retry = policy.retry if policy is not None else None
+    timeout = policy.timeout if policy is not None else None
+    executor = ctx.executor
+    remote = executor is not LOCAL and executor.runs_remotely(task)
+    number = 1
+    while True:
+        started = None if remote else begin(ctx, task, parent)
+        task_live: list = []
+        try:
+            a, kw = args, kwargs
+            if node.injects:
+                a, kw = await _inject(ctx, node, args, kwargs, task_live)
+            limit = ctx.limit(task) if task.concurrency else None
+            if limit is None:
+                value, where = await _run(ctx, task, a, kw, timeout, remote)
+            else:
+                async with limit:
+                    value, where = await _run(ctx, task, a, kw, timeout, remote)
+            if remote:  # started where the executor says, known once it ran
+                started = begin(ctx, task, parent, where)
+        except BaseException as exc:
+            if remote and started is None:
+                started = begin(ctx, task, parent, executor.where)
+            if task_live:
+                err = await ctx.resources.release(task_live)
+                if err is not None:
+                    report_also(exc, err)
+            if (retry is not None and number < retry.max_attempts
+                    and isinstance(exc, retry.retry_on) and isinstance(exc, Exception)):
+                failed(ctx, task, exc, started)
+                await _pause_before_retry(ctx, task, retry, exc, number, started)
+                number += 1
+                continue
+            failed(ctx, task, exc, started)
+            raise
+        if task_live:
+            err = await ctx.resources.release(task_live)
+            if err is not None:
+                failed(ctx, task, err, started)
+                raise err
+        return value, end(ctx, started, value)
+
+
+async def _pause_before_retry(ctx, task, retry, exc, number: int, started) -> None:
+    """``TaskRetrying`` for failed attempt ``number``, then its pause."""
+    delay = retry.pause(number)
+    if retry.jitter:
+        delay += random.uniform(0, retry.jitter)
+    if ctx.emit is not None and started is not None:
+        ctx.emit(TaskRetrying(ctx.run_id, task.name, exc, number, delay, call=started.call))
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+async def _inject(ctx, node, args, kwargs, task_live: list):
+    """``args``/``kwargs`` with the node's injected resources set up and filled in."""
+    values = await ctx.resources.acquire([r for _, r in node.injects], task_live)
+    a = tuple(_resolve_injects(x, values) for x in args)
+    kw = {k: _resolve_injects(v, values) for k, v in kwargs.items()}
+    for p, r in node.injects:
+        if p is not None:
+            kw[p] = values[r]
+    return a, kw
+
+
+def _resolve_injects(value, values: dict):
+    """``value`` with every ``inject()`` marker, at any depth of builtin containers, resolved."""
+    t = type(value)
+    if t is Inject:
+        return values[value.name]
+    if t is list or t is tuple or t is set:
+        items = [_resolve_injects(v, values) for v in value]
+        return items if t is list else t(items)
+    if t is dict:
+        return {k: _resolve_injects(v, values) for k, v in value.items()}
+    return value
+
+
+def _bind(task, args, kwargs, injected: set) -> dict:
+    """The call's arguments by parameter name (for the cache key), resources left out."""
+    sig = task.signature
+    if sig is None:
+        bound = {str(i): a for i, a in enumerate(args)}
+        bound.update(kwargs)
+        return bound
+    ba = sig.bind(*args, **kwargs)
+    ba.apply_defaults()
+    return {k: v for k, v in ba.arguments.items()
+            if k not in injected and type(v) is not Inject}
+
+
+async def _run(ctx, task, args, kwargs, timeout, remote):
+    """The function's run itself, on the executor or here: ``(value, where)``."""
+    if remote:
+        work = ctx.executor.call(task, args, kwargs)
+        if timeout is None:
+            return await work
+        return await _within(work, timeout, task, "")
+    fn = task.fn
+    if task.is_async:
+        work = fn(*args, **kwargs)
+    elif task.offload:
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        work = asyncio.get_running_loop().run_in_executor(_offload_pool(), call)
+        if timeout is not None:
+            return await _within(work, timeout, task, " (its thread keeps running)"), "local"
+    elif timeout is None:
+        return fn(*args, **kwargs), "local"
+    else:
+        # An inline sync call cannot be interrupted: it runs to its end, then a call
+        # that overran its timeout fails with TimeoutError (its result is dropped).
+        start = perf_counter()
+        value = fn(*args, **kwargs)
+        if perf_counter() - start > timeout:
+            raise TimeoutError(
+                f"task {task.name!r} timed out after {timeout:g} s (ran to completion "
+                "inline; use offload=True or async def to stop waiting for it)")
+        return value, "local"
+    if timeout is None:
+        return await work, "local"
+    return await _within(work, timeout, task, ""), "local"
+
+
+async def _within(work, timeout, task, why: str):
+    try:
+        return await asyncio.wait_for(work, timeout)
+    except TimeoutError:
+        raise TimeoutError(f"task {task.name!r} timed out after {timeout:g} s{why}") from None
+
+
+__all__ = [
+    "DISTRIBUTED", "Executor", "InProcess", "LOCAL", "SKIPPED", "begin", "call_async",
+    "call_sync", "end", "direct", "failed", "invoke", "needs_invoke", "noted", "skipped",
+]
