@@ -47,7 +47,14 @@ from contextvars import ContextVar
 from time import perf_counter
 
 from .errors import add_task_note, report_also
-from .events import TailCall, TaskFailed, TaskFinished, TaskRetrying, TaskSkipped, TaskStarted
+from .events import (
+    TaskRetrying,
+    TaskSkipped,
+    make_failed,
+    make_finished,
+    make_started,
+    make_tail_call,
+)
 from .lazy import _LAZY_TYPES, Inject
 from .store import DEFAULT_STORE, MISSING, cache_key
 
@@ -167,8 +174,8 @@ def begin(ctx, task, parent, where: str = "local"):
     emit = ctx.emit
     if emit is None or task.internal:
         return None
-    started = TaskStarted(ctx.run_id, task.name, call=ctx.next_call(), parent=parent,
-                          where=where)
+    started = make_started(ctx.run_id, perf_counter(), task.name, ctx.next_call(), parent,
+                           where)
     emit(started)
     return started
 
@@ -181,10 +188,9 @@ def end(ctx, started, value) -> int:
     emit = ctx.emit
     call = started.call
     now = perf_counter()
-    emit(TaskFinished(ctx.run_id, started.task, call=call, duration=now - started.time,
-                      time=now))
+    emit(make_finished(ctx.run_id, now, started.task, call, now - started.time))
     if type(value) in _LAZY_TYPES:
-        emit(TailCall(ctx.run_id, started.task, getattr(value.task, "name", "?"), call=call))
+        emit(make_tail_call(ctx.run_id, now, started.task, call, value.task.name))
     return call
 
 
@@ -193,8 +199,8 @@ def failed(ctx, task, exc: BaseException, started=None) -> None:
     ``TaskFailed``, then the task note (a cancellation is not the task's error)."""
     if started is not None:
         now = perf_counter()
-        ctx.emit(TaskFailed(ctx.run_id, started.task, exc, call=started.call,
-                            duration=now - started.time, time=now))
+        ctx.emit(make_failed(ctx.run_id, now, started.task, started.call, exc,
+                             now - started.time))
     if not isinstance(exc, asyncio.CancelledError):
         add_task_note(exc, task.name)
 

@@ -6,28 +6,27 @@ sync call, such a node reaches the run through ``CURRENT_RUN`` (a context
 variable the run lifecycle sets) to do per call what the engine would:
 
 - ``listened_call``: one call with its own events, when someone listens;
-- ``spans``: the calls in growing spans, until the run's ``yield_interval``
-  has passed. The node then returns ``pause(rest)``: a continuation (an
-  internal async task) that lets the event loop run once and then calls
-  ``rest()``, so a fan-out or a chain of slow sync calls yields as often as
-  the engine's own loop would, and can be cancelled in between. A node of at
-  most ``FIRST_SPAN`` calls never reads the clock.
+- ``spans``: the calls in spans sized by the run's ``Pacer`` (hotpath.py, the
+  one pacing mechanism), until the run's ``yield_interval`` has passed. The
+  node then returns ``pause(rest)``: a continuation (an internal async task)
+  that lets the event loop run once and then calls ``rest()``, so a fan-out
+  or a chain of slow sync calls yields as often as the engine's own loop
+  would, and can be cancelled in between. A node of at most ``FIRST_SPAN``
+  calls never reads the clock.
 """
 
 from __future__ import annotations
 
 from contextvars import ContextVar
-from time import perf_counter
 
 from .calls import call_sync
-from .hotpath import yield_to_loop
+from .hotpath import Pacer, yield_to_loop
 from .lazy import Task
 
 #: the RunContext of the run executing in this context (set by run_workflow), or None
 CURRENT_RUN: ContextVar = ContextVar("cascade_run", default=None)
 
-FIRST_SPAN = 16  # calls before the first clock read
-_MAX_SPAN = 4096
+FIRST_SPAN = 16  # a node of at most this many calls, with no listener, never reads the clock
 
 
 def listened_call(ctx, task: Task, fn, args: tuple):
@@ -37,17 +36,16 @@ def listened_call(ctx, task: Task, fn, args: tuple):
 
 
 def spans(ctx, n: int):
-    """(start, end) spans over ``n`` calls, doubling from ``FIRST_SPAN``; they stop
+    """(start, end) spans over ``n`` calls, as the run's ``Pacer`` sizes them; they stop
     early (the last end is below ``n``) once the run's ``yield_interval`` has passed."""
-    deadline = perf_counter() + ctx.yield_interval
-    start, size = 0, FIRST_SPAN
+    pacer = Pacer(ctx.yield_interval)
+    start = 0
     while start < n:
-        end = min(start + size, n)
+        end = min(start + pacer.batch, n)
         yield start, end
-        if end < n and perf_counter() >= deadline:
+        if end < n and pacer.due():
             return
         start = end
-        size = min(size * 2, _MAX_SPAN)
 
 
 async def _paused(rest, parent):

@@ -42,12 +42,15 @@ async def yield_to_loop() -> None:
 
 
 class Pacer:
-    """When a loop should read the clock and when it should yield.
+    """When a loop should read the clock and when it should yield: the one pacing
+    mechanism of every loop (the engines', the hot path's, folded nodes').
 
-    The loop counts ``batch`` iterations down itself (no call per iteration)
-    and calls ``batch_done``, which reads the clock, adapts ``batch`` so the
-    clock is read several times per interval, yields once ``interval``
-    seconds of work have passed, and returns the next batch size.
+    The loop counts ``batch`` iterations down itself (no call per iteration),
+    then asks: an async loop awaits ``batch_done``, which yields once
+    ``interval`` seconds of work have passed; a sync loop (a folded node, which
+    cannot await) asks ``due`` and, when it is, returns a pause for the event
+    loop. Each clock read adapts ``batch`` so the clock is read several times
+    per interval, whatever one iteration costs.
     """
 
     __slots__ = ("interval", "last", "next_yield", "batch")
@@ -58,7 +61,9 @@ class Pacer:
         self.next_yield = self.last + interval  # yield once the clock passes this
         self.batch = 8  # iterations between clock reads
 
-    async def batch_done(self) -> int:
+    def due(self) -> bool:
+        """Read the clock (adapting ``batch``): has ``interval`` passed since the last
+        yield?"""
         now = perf_counter()
         spent = now - self.last
         self.last = now
@@ -67,10 +72,14 @@ class Pacer:
             self.batch <<= 1
         elif spent > interval * 0.5 and self.batch > 1:
             self.batch >>= 1
-        if now >= self.next_yield:
+        return now >= self.next_yield
+
+    async def batch_done(self) -> int:
+        """A batch of iterations is done: yield when due; the next batch size."""
+        if self.due():
             await yield_to_loop()
             self.last = perf_counter()
-            self.next_yield = self.last + interval
+            self.next_yield = self.last + self.interval
         return self.batch
 
 

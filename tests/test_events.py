@@ -284,7 +284,10 @@ def test_listener_sees_every_event_on_fast_path(engine):
 
 
 def _count_constructions(monkeypatch):
-    """Make every event class count its instances; returns the counter list."""
+    """Make every event class count its instances, also those the call protocol builds
+    with the positional makers (events.make_*); returns the counter list."""
+    from cascade_graph import calls
+
     made = []
     for cls in EVENT_CLASSES:
         orig = cls.__init__
@@ -294,6 +297,15 @@ def _count_constructions(monkeypatch):
             __orig(self, *a, **k)
 
         monkeypatch.setattr(cls, "__init__", counting)
+    for name in ("make_started", "make_finished", "make_failed", "make_tail_call"):
+        maker = getattr(calls, name)
+
+        def counting_maker(*a, __maker=maker):
+            e = __maker(*a)
+            made.append(type(e).__name__)
+            return e
+
+        monkeypatch.setattr(calls, name, counting_maker)
     return made
 
 

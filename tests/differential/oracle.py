@@ -73,6 +73,7 @@ class Config:
     hot_path: bool = True
     via: str = "run"  # "run" (uvloop) or "arun" (asyncio.run)
     warm: bool = False  # reuse the with_cache stores of the last cold run
+    yield_interval: float | None = None  # None: run()'s default; 0: yield at every check
 
     def __str__(self) -> str:
         s = f"{self.engine} tail_cache={int(self.tail_cache)} hot_path={int(self.hot_path)}"
@@ -80,6 +81,8 @@ class Config:
             s += f" via={self.via}"
         if self.warm:
             s += " warm"
+        if self.yield_interval is not None:
+            s += f" yield_interval={self.yield_interval:g}"
         return s
 
 
@@ -87,12 +90,15 @@ RUN_CONFIGS = tuple(
     Config(e, t, h) for e in ("vm", "graph") for t in (True, False) for h in (True, False)
 )
 ARUN_CONFIGS = (Config("vm", via="arun"), Config("graph", via="arun"))
+#: loops, batches and runs of links pause for the event loop at every check
+YIELD_CONFIGS = (Config("vm", yield_interval=0), Config("graph", yield_interval=0))
 
 
 def default_configs() -> tuple[Config, ...]:
     from . import features
 
-    return RUN_CONFIGS + (ARUN_CONFIGS if "arun" in features.available() else ())
+    return (RUN_CONFIGS + YIELD_CONFIGS
+            + (ARUN_CONFIGS if "arun" in features.available() else ()))
 
 
 @dataclasses.dataclass
@@ -249,6 +255,8 @@ def run_once(built, config: Config, stores: dict, run_fn: Callable | None = None
     }
     if program.params:
         kwargs["params"] = dict(program.params)
+    if config.yield_interval is not None:
+        kwargs["yield_interval"] = config.yield_interval
     with environment(program.env), WATCHDOG.watch(program, config, RUN_TIMEOUT):
         try:
             target = built.target(stores)
@@ -365,6 +373,7 @@ def check_events(obs: Observed, ref: reference.Result, names: dict, tag: str) ->
         out.append(
             f"{tag} events: TaskStarted {dict(started)} vs TaskFinished+TaskFailed {dict(ended)}"
         )
+    out += [f"{tag} events: {p}" for p in call_number_problems(ev)]
     if obs.ok and ref.outcome.kind != "failed":
         want = collections.Counter()
         for (label, _), k in ref.calls.items():
@@ -372,6 +381,41 @@ def check_events(obs: Observed, ref: reference.Result, names: dict, tag: str) ->
         if started != want:
             out.append(f"{tag} events: TaskStarted per task {dict(started)}, expected {dict(want)}")
     return out
+
+
+def call_number_problems(events: list) -> list[str]:
+    """The call fields checked structurally: every ``call`` has one ``TaskStarted`` and
+    then one ``TaskFinished``/``TaskFailed`` of the same task, ``TailCall`` and
+    ``TaskRetrying`` follow their call's end, ``parent`` is a call that ended
+    before, durations are >= 0 and a ``TaskSkipped`` has a number of its own."""
+    out: list[str] = []
+    started: dict = {}
+    ended: set = set()
+    skips: set = set()
+    for e in events:
+        kind = type(e).__name__
+        call = getattr(e, "call", None)
+        if kind == "TaskStarted":
+            if call in started or call in skips or not call:
+                out.append(f"call {call} of {e.task} started twice or has no number")
+            started[call] = e.task
+            if e.parent is not None and e.parent not in ended:
+                out.append(f"call {call} of {e.task}: parent {e.parent} has not ended")
+        elif kind in ("TaskFinished", "TaskFailed"):
+            if started.get(call) != e.task or call in ended:
+                out.append(f"{kind} of {e.task}: call {call} not started, or ended twice")
+            if not e.duration >= 0:
+                out.append(f"{kind} of {e.task}: duration {e.duration}")
+            ended.add(call)
+        elif kind in ("TailCall", "TaskRetrying") and call not in ended:
+            out.append(f"{kind} of {e.task}: call {call} has not ended")
+        elif kind == "TaskSkipped":
+            if call in started or call in skips or not call:
+                out.append(f"TaskSkipped of {e.task}: call {call} is not its own")
+            skips.add(call)
+    if set(started) != ended:
+        out.append(f"calls started but never ended: {sorted(set(started) - ended)}")
+    return out[:5]
 
 
 def _drop_tracebacks(obs: Observed) -> None:

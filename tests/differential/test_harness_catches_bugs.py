@@ -255,6 +255,21 @@ def graph_leaves_failed_task_behind(mp) -> None:
     mp.setattr(executor, "call_async", call_async)
 
 
+def tail_calls_forget_their_parent(mp) -> None:
+    """The hot path hands back the continuation's parent off by one (the number of a
+    call that has not run yet)."""
+    from cascade_graph import hotpath
+    from cascade_vm import vm
+
+    original = hotpath.hot_loop
+
+    async def hot_loop(ctx, lazy, parent=None):
+        value, call = await original(ctx, lazy, parent)
+        return value, (call + 1 if call else call)
+
+    mp.setattr(vm, "hot_loop", hot_loop)
+
+
 # ---------------------------------------------------------------------------
 # The tests
 
@@ -295,6 +310,12 @@ def test_detects_router_handing_the_wrong_branch():
 def test_detects_a_task_left_behind():
     """A task left behind with an unretrieved exception (asyncio logs it)."""
     assert_detected(graph_leaves_failed_task_behind, strategy(force=("async", "raises")))
+
+
+def test_detects_a_wrong_parent_call():
+    """A continuation whose calls name a parent that has not ended breaks the call
+    structure of the events."""
+    assert_detected(tail_calls_forget_their_parent, strategy(force=("loops", "mutual")))
 
 
 def test_injections_are_undone():
