@@ -24,7 +24,8 @@ from typing import Any
 
 import attrs
 
-from .errors import ResourceError, add_task_note
+from .calls import noted
+from .errors import ResourceError
 from .events import ResourceSetUp, ResourceTornDown
 from .lazy import Inject
 
@@ -134,7 +135,7 @@ class RunResources:
                     f"run(..., resources={{{n!r}: value}})"
                     + (f" (known: {', '.join(known)})" if known else "")
                 )
-                add_task_note(exc, task_name)
+                noted(exc, task_name)
                 raise exc
 
     async def acquire(self, names, task_live: list) -> dict:

@@ -25,8 +25,7 @@ from typing import Any
 import attrs
 
 from .batch import BatchTask, expanded_members, members_of
-from .calls import direct
-from .errors import add_task_note
+from .calls import direct, noted
 from .lazy import (
     _LAZY_TYPES,
     _ONE_LAZY_SPEC,
@@ -269,7 +268,7 @@ def _check_map(lr) -> None:
         try:
             check(lr.args, lr.kwargs)
         except ValueError as exc:
-            add_task_note(exc, lr.task.name)
+            noted(exc, lr.task.name)
             raise
 
 
@@ -299,7 +298,7 @@ def _check_routes(route_node, params: list) -> None:
         try:
             check_key(sel, routes)
         except KeyError as exc:
-            add_task_note(exc, route_node.task.name)
+            noted(exc, route_node.task.name)
             raise
 
 
