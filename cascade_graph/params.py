@@ -12,6 +12,8 @@ reachable from its target (``find_params``).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from .errors import ParameterError
 from .lazy import ENV, PARAM, ROUTE, LazyResult, intern_shape, register_lazy_type
@@ -72,7 +74,8 @@ class Param(_ValueNode):
     __slots__ = ("name", "default", "type", "help")
     kind = PARAM
 
-    def __init__(self, name: str, default=_REQUIRED, type=str, help: str = ""):
+    def __init__(self, name: str, default: Any = _REQUIRED, type: Callable[[str], Any] = str,
+                 help: str = "") -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"Param name must be a non-empty str, got {name!r}")
         self.name = name
@@ -107,7 +110,7 @@ class Env(_ValueNode):
     __slots__ = ("name", "default")
     kind = ENV
 
-    def __init__(self, name: str, default=None):
+    def __init__(self, name: str, default: Any = None) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"Env name must be a non-empty str, got {name!r}")
         self.name = name
