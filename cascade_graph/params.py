@@ -129,8 +129,10 @@ register_lazy_type(Env)
 
 
 def find_params(target) -> list:
-    """The distinct ``Param`` nodes reachable from ``target`` (a lazy or a container)."""
+    """The distinct ``Param`` nodes reachable from ``target`` (a lazy or a container,
+    ``Router`` arguments in it included)."""
     from .lazy import _LAZY_TYPES
+    from .router import Router
 
     found: list = []
     seen: set = set()
@@ -151,4 +153,7 @@ def find_params(target) -> list:
             stack.extend(v)
         elif t is dict:
             stack.extend(v.values())
+        elif t is Router:  # not yet a route node (a container target's router)
+            stack.append(v.selector)
+            stack.extend(v.routes.values())
     return found

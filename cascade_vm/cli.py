@@ -12,7 +12,7 @@ attribute of it, the *target* (``--target``, default ``main``):
 passes the strings to ``run(params=...)`` and the engine converts them with
 each ``Param``'s ``type``.
 
-Exit codes (the contract, SPEC section 6):
+Exit codes (the contract, docs/cli.md):
 
 ====  ==========================================================================
 0     success; the result is printed (``--json``: as JSON)
@@ -226,7 +226,11 @@ def _engine_types() -> tuple[type, type]:
 
 
 def _holds_lazy(value: object, lazy_type: type) -> bool:
-    """Whether ``value`` is, or holds at any depth of builtin containers, a ``LazyResult``."""
+    """Whether ``value`` is, or holds at any depth of builtin containers, a ``LazyResult``
+    (or a ``Router``, which becomes one in a container target)."""
+    from cascade_graph import Router
+
+    lazy_type = (lazy_type, Router)
     stack = [value]
     seen: set[int] = set()  # a module-level list may contain itself
     while stack:

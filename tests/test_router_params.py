@@ -139,3 +139,30 @@ def test_cli_runs_a_good_key(capsys, engine):
     out, err = capsys.readouterr()
     assert code == 0, err
     assert out == "Hello: hi\n"
+
+
+def test_find_params_sees_a_router_in_a_container_target():
+    from cascade_graph.params import find_params
+
+    side, other = Param("side"), Param("other")
+    target = {"x": Router(side, routes={"left": pick(other)})}
+    assert {p.name for p in find_params(target)} == {"side", "other"}
+
+
+@per_engine
+def test_cli_runs_a_container_target_holding_a_router(capsys, tmp_path, engine):
+    flow = tmp_path / "container_router.py"
+    flow.write_text(
+        "from cascade_graph import Param, Router, task\n"
+        "@task\n"
+        "def up(s):\n"
+        "    return s.upper()\n"
+        "main = {'said': Router(Param('how'), routes={'up': up('hi'), 'same': 'hi'})}\n"
+    )
+    code = cli_main(["run", str(flow), "-p", "how=up", "--engine", engine, "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out == '{"said": "HI"}\n'
+    code = cli_main(["run", str(flow), "-p", "how=down", "--engine", engine])
+    out, err = capsys.readouterr()
+    assert code == 2 and "parameter 'how' is 'down'" in err
