@@ -584,7 +584,7 @@ class LazyResult(StandIn, Generic[R_co]):
 
     def with_cache(self, key: str | Callable[..., str] | None = None, store: Any = None,
                    ttl: float | None = None) -> LazyResult[R_co]:
-        """Keep the result across runs (see SPEC: stable keys, stores)."""
+        """Keep the result across runs (docs/language.md, with_cache: stable keys, stores)."""
         if key is not None and not isinstance(key, str) and not callable(key):
             raise TypeError(f"with_cache: key must be a str or a callable, got {key!r}")
         return self._with_item_or_own(cache=CacheSpec(key, store, ttl))

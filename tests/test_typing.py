@@ -113,7 +113,7 @@ def mypy_report(tmp_path_factory) -> dict[str, list[tuple[int, str, str]]]:
          "--no-error-summary", TYPED_FLOW, str(snippet)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
-    assert "No module named mypy" not in proc.stderr, "mypy is in the dev extra: pip install -e '.[dev]'"
+    assert "No module named mypy" not in proc.stderr, "mypy is in the dev extra: make test"
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     report: dict[str, list[tuple[int, str, str]]] = {"flow": [], "snippet": []}
     pattern = re.compile(r"^(.*?):(\d+): (error|note): (.*)$")
@@ -136,7 +136,8 @@ def test_revealed_types(mypy_report):
     seen = {n: text for n, kind, text in mypy_report["snippet"]
             if kind == "note" and text.startswith("Revealed type is")}
     for number, expected in reveals.items():
-        assert number in seen, f"line {number}: nothing revealed ({SNIPPET.splitlines()[number - 1]})"
+        line = SNIPPET.splitlines()[number - 1]
+        assert number in seen, f"line {number}: nothing revealed ({line})"
         # older mypy spells builtins out (builtins.int): compare without it
         got = seen[number].removeprefix("Revealed type is ").strip('"').replace("builtins.", "")
         assert got == expected, f"line {number}: {got} != {expected}"
