@@ -32,7 +32,8 @@ fuzz: $(VENV)/.installed-dev
 	FUZZ_MINUTES=$(FUZZ_MINUTES) $(PY) -m tests.differential.long
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check cascade_graph cascade_vm bench tests
+	$(VENV)/bin/ruff check cascade_graph cascade_vm bench tests examples
+	$(PY) -m mypy --strict examples/typed_flow.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info .mypy_cache

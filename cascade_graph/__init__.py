@@ -5,7 +5,7 @@ Public API: ``task``, ``Task``, ``LazyResult``, ``Router``, ``Param``, ``Env``,
 project's exceptions. Run workflows with ``cascade_vm.run`` / ``arun``.
 """
 
-from .errors import CascadeError, InternalError, ParameterError, ResourceError
+from .errors import CascadeError, InternalError, ParameterError, ResourceError, RouteKeyError
 from .events import (
     Event,
     ResourceSetUp,
@@ -51,6 +51,7 @@ __all__ = [
     "ResourceTornDown",
     "CascadeError",
     "ParameterError",
+    "RouteKeyError",
     "ResourceError",
     "InternalError",
 ]

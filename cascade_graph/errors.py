@@ -8,6 +8,7 @@ that note back (the CLI uses it to print one line naming the task).
 from __future__ import annotations
 
 _NOTE_PREFIX = "cascade: raised by task "
+TASK_NOTE_PREFIX = _NOTE_PREFIX  #: how the note naming the task begins
 
 
 class CascadeError(Exception):
@@ -16,6 +17,13 @@ class CascadeError(Exception):
 
 class ParameterError(CascadeError, ValueError):
     """A ``Param`` is missing, unknown or cannot be converted to its type."""
+
+
+class RouteKeyError(ParameterError, KeyError):
+    """A ``Param`` selects a ``Router`` key no route has: bad input, found when the
+    run starts (a ``ParameterError``) and an unknown key (a ``KeyError``)."""
+
+    __str__ = Exception.__str__  # the message as written, not quoted as KeyError's is
 
 
 class ResourceError(CascadeError, LookupError):

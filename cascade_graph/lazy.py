@@ -39,10 +39,30 @@ from __future__ import annotations
 
 import inspect
 import itertools
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import attrs
+
+# ---------------------------------------------------------------------------
+# Types for type checkers (nothing here runs per call: annotations are strings)
+
+P = ParamSpec("P")  #: a task's parameters, kept from its function
+R = TypeVar("R")  #: a task's value
+R_co = TypeVar("R_co", covariant=True)  #: a lazy call's value
+
+if TYPE_CHECKING:
+    # A lazy value stands in for the value it becomes: type checkers accept a
+    # LazyResult (a task call, a Param) or a Router wherever a task's parameter
+    # takes a plain value. Python's types cannot say "T or a lazy T" for each
+    # parameter of a signature, so a lazy argument is not checked against its
+    # parameter's type; literal arguments, arity and keywords are.
+    StandIn = Any
+else:
+    class StandIn:
+        """At run time, an empty base with no fields and no methods."""
+
+        __slots__ = ()
 
 # ---------------------------------------------------------------------------
 # Shape interning: structure -> small int, ids never reused.
@@ -140,10 +160,32 @@ def _is_async(fn: Callable) -> bool:
     return inspect.iscoroutinefunction(fn)
 
 
-class Task:
+def _check_returns(fn: Callable, name: str) -> None:
+    """``TypeError`` for a generator function: a task's call has one value."""
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        kind = "an async generator" if inspect.isasyncgenfunction(fn) else "a generator"
+        raise TypeError(
+            f"task {name!r} is {kind} function (it yields): tasks must return a value. "
+            f"Return a list instead, or, for set-up and tear-down around tasks, make it "
+            f"a @resource and inject it."
+        )
+
+
+def _check_concurrency(concurrency: object, name: str) -> int:
+    """``concurrency=`` is a positive int (not a bool): else ``TypeError`` naming the task."""
+    if type(concurrency) is not int or concurrency < 1:
+        raise TypeError(f"task {name!r}: concurrency must be a positive int or None, "
+                        f"got {type(concurrency).__name__} {concurrency!r}")
+    return concurrency
+
+
+class Task(Generic[P, R]):
     """A function usable in workflows. Calling it builds a ``LazyResult``.
 
-    A task is identified by the object, never by its name.
+    A task is identified by the object, never by its name. For type checkers
+    it is a ``Task[P, R]``: the function's parameters ``P`` and its value
+    ``R`` (a coroutine function's awaited value; for a function annotated
+    ``-> R | LazyResult[R]``, ``R``), and a call gives ``LazyResult[R]``.
     """
 
     internal = False  # internal tasks (map expansion) emit no events
@@ -154,13 +196,14 @@ class Task:
     concurrency = None  # at most this many invocations at once within a run (None: no limit)
     local = False  # always runs in the driver's process, whatever the executor
 
-    def __init__(self, fn: Callable, name: str | None = None, offload: bool = False,
+    def __init__(self, fn: Callable[P, Any], name: str | None = None, offload: bool = False,
                  concurrency: int | None = None, local: bool = False):
         if not callable(fn):
             raise TypeError(f"@task expects a function, got {type(fn).__name__} {fn!r}")
         self.fn = fn
         self.uid = _next_task_uid()  # unique per process, never reused
         self.name = name or getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
+        _check_returns(fn, self.name)
         self.is_async = _is_async(fn)
         if offload and self.is_async:
             raise TypeError(
@@ -169,10 +212,9 @@ class Task:
             )
         self.offload = bool(offload)
         if concurrency is not None:
-            if type(concurrency) is not int or concurrency < 1:
-                raise TypeError(f"task {self.name!r}: concurrency must be a positive int or "
-                                f"None, got {concurrency!r}")
-            self.concurrency = concurrency
+            self.concurrency = _check_concurrency(concurrency, self.name)
+        if type(local) is not bool:
+            raise TypeError(f"task {self.name!r}: local must be True or False, got {local!r}")
         if local:
             self.local = True
         self._flat: dict = {}  # (nargs) or (nargs, kwnames) -> shape of a flat call
@@ -194,7 +236,7 @@ class Task:
         return f"<task {self.name}>"
 
     # -- calling ---------------------------------------------------------
-    def __call__(self, *args, **kwargs) -> LazyResult:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> LazyResult[R]:
         # The two hottest ways to build a graph are inlined here: a flat call
         # (every argument a plain literal: each iteration of a tail loop) and a
         # chain link (one lazy argument). Everything else goes to _make*.
@@ -274,8 +316,14 @@ class Task:
         shape = self._flat[key] = intern_shape((self.uid, key))
         return shape
 
-    def map(self, *iterables, **kw_iterables) -> LazyResult:
-        """One call per element, zipped; the value is the list of results in order."""
+    def map(self, *iterables: Iterable[Any], **kw_iterables: Iterable[Any]) -> LazyResult[list[R]]:
+        """One call per element, zipped; the value is the list of results in order.
+
+        An iterator (a generator, ``iter(...)``, ``zip(...)``) can be read only
+        once: it is read into a list here, so every run of the map sees it whole.
+        """
+        iterables = tuple([_readable_again(it) for it in iterables])
+        kw_iterables = {k: _readable_again(it) for k, it in kw_iterables.items()}
         return MapTask.of(self, None)(*iterables, **kw_iterables)
 
     # -- signature facts, computed once ---------------------------------
@@ -318,6 +366,13 @@ class Task:
                 f"(signature: {self.name}{sig})"
             ) from None
         checked.add((nargs, kwnames))
+
+
+def _readable_again(iterable):
+    """``iterable``, or a list of its items when it is a one-shot iterator."""
+    if type(iterable) in _ARG_KIND or not isinstance(iterable, Iterator):
+        return iterable
+    return list(iterable)
 
 
 def derived_task(task: Task, table: str, key, make: Callable[[], Task], keep: int = 0) -> Task:
@@ -395,10 +450,40 @@ _collect = Task(_collect_fn, name="map.collect")
 _collect.internal = True
 
 
-def task(fn: Callable | None = None, *, name: str | None = None, offload: bool = False,
-         concurrency: int | None = None, local: bool = False):
-    """Make ``fn`` a task: ``@task`` or ``@task(name=..., offload=..., concurrency=...,
-    local=...)``."""
+class TaskDecorator(Protocol):
+    """What ``task(name=...)`` returns, for type checkers: it makes a typed ``Task``."""
+
+    @overload
+    def __call__(self, fn: Callable[P, LazyResult[R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R | LazyResult[R]]], /
+                 ) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R | LazyResult[R]], /) -> Task[P, R]: ...
+
+
+# The overloads give a task's value type R: a tail call's LazyResult[R] and a
+# coroutine's awaited value are unwrapped (the order matters: the first that
+# matches wins).
+@overload
+def task(fn: Callable[P, LazyResult[R]], /) -> Task[P, R]: ...
+@overload
+def task(fn: Callable[P, Coroutine[Any, Any, R | LazyResult[R]]], /) -> Task[P, R]: ...
+@overload
+def task(fn: Callable[P, R | LazyResult[R]], /) -> Task[P, R]: ...
+@overload
+def task(*, name: str | None = None, offload: bool = False, concurrency: int | None = None,
+         local: bool = False) -> TaskDecorator: ...
+
+
+def task(fn=None, /, *, name=None, offload=False, concurrency=None, local=False):
+    """Make ``fn`` a task: ``@task`` or ``@task(name=..., offload=False, concurrency=None,
+    local=False)``.
+
+    ``offload=True`` runs a sync function in a worker thread; ``concurrency=n``
+    (a positive int) lets at most n invocations of the task run at once within
+    a run; ``local=True`` keeps its calls in this process whatever the executor.
+    """
     if fn is None:
         return lambda f: Task(f, name=name, offload=offload, concurrency=concurrency,
                               local=local)
@@ -409,8 +494,11 @@ def task(fn: Callable | None = None, *, name: str | None = None, offload: bool =
 # LazyResult
 
 
-class LazyResult:
-    """A call not yet run. Immutable; hashes and compares by identity."""
+class LazyResult(StandIn, Generic[R_co]):
+    """A call not yet run. Immutable; hashes and compares by identity.
+
+    ``LazyResult[R]`` for type checkers: running it gives an ``R``.
+    """
 
     __slots__ = (
         "task",  # the Task (for PARAM/ENV nodes: the Param/Env itself)
@@ -448,7 +536,7 @@ class LazyResult:
     def _policy(self) -> Policy:
         return self.policy or EMPTY_POLICY
 
-    def run_if(self, cond) -> LazyResult:
+    def run_if(self, cond: object) -> LazyResult[R_co]:
         """Skip this call unless ``cond`` (a value or a lazy) is truthy."""
         if isinstance(cond, Task) or inspect.isfunction(cond) or inspect.ismethod(cond):
             name = getattr(cond, "name", None) or getattr(cond, "__qualname__", repr(cond))
@@ -461,7 +549,7 @@ class LazyResult:
         p = self._policy()
         return self._with_policy(attrs.evolve(p, conds=p.conds + (cond,)))
 
-    def after(self, *lazies) -> LazyResult:
+    def after(self, *lazies: LazyResult[Any]) -> LazyResult[R_co]:
         """Run only after ``lazies`` finished (ordering only; their values are not passed)."""
         for x in lazies:
             if type(x) not in _LAZY_TYPES:
@@ -476,8 +564,8 @@ class LazyResult:
         backoff: float = 2.0,
         max_delay: float | None = None,
         jitter: float = 0.0,
-        retry_on=(Exception,),
-    ) -> LazyResult:
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+    ) -> LazyResult[R_co]:
         """Retry the task's own invocation on ``retry_on`` errors."""
         if int(max_attempts) < 1:
             raise ValueError(f"with_retry: max_attempts must be >= 1, got {max_attempts!r}")
@@ -488,14 +576,15 @@ class LazyResult:
                       tuple(retry_on))
         return self._with_item_or_own(retry=retry)
 
-    def with_timeout(self, seconds: float) -> LazyResult:
+    def with_timeout(self, seconds: float) -> LazyResult[R_co]:
         """Fail the invocation with ``TimeoutError`` after ``seconds``."""
         if seconds is None or float(seconds) <= 0:
             raise ValueError(f"with_timeout: seconds must be > 0, got {seconds!r}")
         return self._with_item_or_own(timeout=float(seconds))
 
-    def with_cache(self, key=None, store=None, ttl: float | None = None) -> LazyResult:
-        """Keep the result across runs (see SPEC: stable keys, stores)."""
+    def with_cache(self, key: str | Callable[..., str] | None = None, store: Any = None,
+                   ttl: float | None = None) -> LazyResult[R_co]:
+        """Keep the result across runs (docs/language.md, with_cache: stable keys, stores)."""
         if key is not None and not isinstance(key, str) and not callable(key):
             raise TypeError(f"with_cache: key must be a str or a callable, got {key!r}")
         return self._with_item_or_own(cache=CacheSpec(key, store, ttl))

@@ -12,6 +12,8 @@ reachable from its target (``find_params``).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from .errors import ParameterError
 from .lazy import ENV, PARAM, ROUTE, LazyResult, intern_shape, register_lazy_type
@@ -72,7 +74,8 @@ class Param(_ValueNode):
     __slots__ = ("name", "default", "type", "help")
     kind = PARAM
 
-    def __init__(self, name: str, default=_REQUIRED, type=str, help: str = ""):
+    def __init__(self, name: str, default: Any = _REQUIRED, type: Callable[[str], Any] = str,
+                 help: str = "") -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"Param name must be a non-empty str, got {name!r}")
         self.name = name
@@ -107,7 +110,7 @@ class Env(_ValueNode):
     __slots__ = ("name", "default")
     kind = ENV
 
-    def __init__(self, name: str, default=None):
+    def __init__(self, name: str, default: Any = None) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"Env name must be a non-empty str, got {name!r}")
         self.name = name
@@ -126,8 +129,10 @@ register_lazy_type(Env)
 
 
 def find_params(target) -> list:
-    """The distinct ``Param`` nodes reachable from ``target`` (a lazy or a container)."""
+    """The distinct ``Param`` nodes reachable from ``target`` (a lazy or a container,
+    ``Router`` arguments in it included)."""
     from .lazy import _LAZY_TYPES
+    from .router import Router
 
     found: list = []
     seen: set = set()
@@ -148,4 +153,7 @@ def find_params(target) -> list:
             stack.extend(v)
         elif t is dict:
             stack.extend(v.values())
+        elif t is Router:  # not yet a route node (a container target's router)
+            stack.append(v.selector)
+            stack.extend(v.routes.values())
     return found

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 import attrs
 
@@ -41,7 +41,14 @@ class Resource:
     fn: Callable
 
 
-def resource(fn: Callable | None = None, *, name: str | None = None, scope: str = "run"):
+@overload
+def resource(fn: Callable[..., Any], /) -> Resource: ...
+@overload
+def resource(*, name: str | None = None,
+             scope: str = "run") -> Callable[[Callable[..., Any]], Resource]: ...
+
+
+def resource(fn=None, /, *, name=None, scope="run"):
     """Register a resource: ``@resource`` or ``@resource(name=..., scope="run"|"task")``."""
     if scope not in ("run", "task"):
         raise ValueError(f"@resource scope must be 'run' or 'task', got {scope!r}")
@@ -56,8 +63,12 @@ def resource(fn: Callable | None = None, *, name: str | None = None, scope: str 
     return register if fn is None else register(fn)
 
 
-def inject(what) -> Inject:
-    """Ask for a resource by name or by the object ``@resource`` returned."""
+def inject(what: Resource | str) -> Any:
+    """Ask for a resource by name or by the object ``@resource`` returned.
+
+    The marker it returns stands for the resource's value: typed ``Any``, so
+    ``def f(db: Connection = inject("db"))`` type-checks.
+    """
     if isinstance(what, Resource):
         return Inject(what.name)
     if isinstance(what, str) and what:

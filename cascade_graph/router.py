@@ -17,15 +17,18 @@ template records, per key, whether the route is such a shared node.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from .batch import members_of
 from .calls import skipped
-from .errors import InternalError
+from .errors import InternalError, RouteKeyError
 from .lazy import (
     _LAZY_TYPES,
     ROUTE,
     LazyResult,
+    StandIn,
     Task,
     _new_lazy,
     intern_shape,
@@ -58,12 +61,16 @@ class _RouteTask(Task):
 ROUTE_TASK = _RouteTask()
 
 
-class Router:
-    """``Router(selector, routes={key: lazy, ...})``: becomes the selected route's value."""
+class Router(StandIn):
+    """``Router(selector, routes={key: lazy, ...})``: becomes the selected route's value.
+
+    Type checkers accept it wherever a task's parameter takes a value (see
+    ``lazy.StandIn``).
+    """
 
     __slots__ = ("selector", "routes", "_node")
 
-    def __init__(self, selector, routes):
+    def __init__(self, selector: Any, routes: dict[Any, Any]) -> None:
         if not isinstance(routes, dict) or not routes:
             raise TypeError(
                 f"Router routes must be a non-empty dict {{key: lazy call}}, got {routes!r}"
@@ -138,6 +145,37 @@ def check_key(selector, routes: dict) -> None:
     if not hit:
         known = ", ".join(repr(k) for k in routes)
         raise KeyError(f"Router has no route {selector!r}; known routes: {known}")
+
+
+class SelectorCheck:
+    """A router whose selector is a ``Param``: its key is checked when the run starts.
+
+    The template lists it with the run's other start-time parameters
+    (``route_params``), so both engines resolve it, through ``ctx.value_of``,
+    before any task of the template runs. The keys are structure (part of the
+    route node's shape), so one check serves every run of the template.
+    """
+
+    __slots__ = ("param", "keys")
+
+    def __init__(self, param, keys: tuple):
+        self.param = param
+        self.keys = keys
+
+    def resolve(self, params: dict):
+        """The parameter's value; ``RouteKeyError`` when no route has it as key."""
+        value = self.param.resolve(params)
+        try:
+            hit = value in self.keys
+        except TypeError:
+            hit = False
+        if not hit:
+            known = ", ".join(repr(k) for k in self.keys)
+            raise RouteKeyError(
+                f"parameter {self.param.name!r} is {value!r}, which selects no route of "
+                f"its Router; known routes: {known}"
+            )
+        return value
 
 
 def select(ctx, node, selector, routes: dict, values: dict):

@@ -277,7 +277,7 @@ def _check_routes(route_node, params: list) -> None:
     sub-workflows (which run only when selected) and a literal selector with no
     route. The routes' ``Param`` nodes are appended to ``params``: they are
     parameters of the run too, resolved when it starts."""
-    from .router import check_key
+    from .router import SelectorCheck, check_key
 
     sel, routes = route_node.args
     stack = [v for v in routes.values() if type(v) in _LAZY_TYPES]
@@ -300,6 +300,8 @@ def _check_routes(route_node, params: list) -> None:
         except KeyError as exc:
             noted(exc, route_node.task.name)
             raise
+    elif sel.kind == PARAM:  # checked when the run starts, with the run's parameters
+        params.append(SelectorCheck(sel, tuple(routes)))
 
 
 def _route_obj(route_node, key) -> int:

@@ -12,7 +12,7 @@ attribute of it, the *target* (``--target``, default ``main``):
 passes the strings to ``run(params=...)`` and the engine converts them with
 each ``Param``'s ``type``.
 
-Exit codes (the contract, SPEC section 6):
+Exit codes (the contract, docs/cli.md):
 
 ====  ==========================================================================
 0     success; the result is printed (``--json``: as JSON)
@@ -99,8 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add_command(name: str, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
-        sub.add_argument("flow", metavar="FLOW.py", help="the Python file defining the workflow")
+        sub = commands.add_parser(name, help=help, description=help, add_help=False)
+        sub.add_argument(
+            "-h", "--help", action="store_true",
+            help="show this help, with the parameters of the flow's target when FLOW.py is given",
+        )
+        sub.add_argument("flow", metavar="FLOW.py", nargs="?",
+                         help="the Python file defining the workflow")
         sub.add_argument(
             "--target",
             default="main",
@@ -221,7 +226,11 @@ def _engine_types() -> tuple[type, type]:
 
 
 def _holds_lazy(value: object, lazy_type: type) -> bool:
-    """Whether ``value`` is, or holds at any depth of builtin containers, a ``LazyResult``."""
+    """Whether ``value`` is, or holds at any depth of builtin containers, a ``LazyResult``
+    (or a ``Router``, which becomes one in a container target)."""
+    from cascade_graph import Router
+
+    lazy_type = (lazy_type, Router)
     stack = [value]
     seen: set[int] = set()  # a module-level list may contain itself
     while stack:
@@ -520,6 +529,107 @@ def _engine_call(fn: typing.Callable, *args: object, **kwargs: object) -> object
         raise TaskFailure(exc) from None
 
 
+# --------------------------------------------------------------------------- help
+
+
+class ParamInfo(typing.NamedTuple):
+    """One parameter a target takes with ``-p``, as ``--help`` lists it."""
+
+    name: str
+    type: str
+    default: str  # the default's repr, or "" when required
+    help: str
+    required: bool
+
+
+def _task_param_infos(task_obj: object) -> list[ParamInfo]:
+    """The parameters ``-p`` may fill on a task target (resources and ``*args`` left out)."""
+    from cascade_graph.lazy import Inject
+
+    try:
+        signature = inspect.signature(task_obj.fn)
+    except (TypeError, ValueError):
+        return []
+    hints = _annotations(task_obj.fn)
+    infos = []
+    for param in signature.parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if type(param.default) is Inject:
+            continue
+        annotation = hints.get(param.name, param.annotation)
+        kind = "str" if annotation is param.empty else _type_name(annotation)
+        required = param.default is param.empty
+        default = "" if required else repr(param.default)
+        infos.append(ParamInfo(param.name, kind, default, "", required))
+    return infos
+
+
+def _param_info(p: object) -> ParamInfo:
+    """A workflow ``Param`` as ``--help`` lists it."""
+    kind = getattr(p.type, "__name__", None) or repr(p.type)
+    default = "" if p.required else repr(p.default)
+    return ParamInfo(p.name, kind, default, p.help or "", p.required)
+
+
+def target_parameters(target: object, module: types.ModuleType) -> list[ParamInfo]:
+    """Every parameter of ``target``: a task target's arguments, then the ``Param``s it
+    reaches (and the module's free ones, see ``_free_module_params``), by name once."""
+    from cascade_graph.params import find_params
+
+    _, task_type = _engine_types()
+    infos: list[ParamInfo] = []
+    if isinstance(target, task_type):
+        infos = _task_param_infos(target)
+        reached = []
+    else:
+        reached = find_params(target)
+    found = reached + _free_module_params(module, find_params)
+    names = {i.name for i in infos}
+    for p in found:
+        if p.name not in names:
+            names.add(p.name)
+            infos.append(_param_info(p))
+    return infos
+
+
+def format_parameters(infos: list[ParamInfo], target: str, flow: str) -> str:
+    """The parameters as a table: name, type, default (or ``required``), help."""
+    if not infos:
+        return f"the target {target!r} of {flow} takes no parameters\n"
+    rows = [("NAME", "TYPE", "DEFAULT", "HELP")]
+    rows += [(i.name, i.type, "required" if i.required else i.default, i.help) for i in infos]
+    widths = [max(len(r[c]) for r in rows) for c in range(3)]
+    lines = [f"parameters of {target!r} in {flow} (give each with -p NAME=VALUE):"]
+    for row in rows:
+        cells = [row[c].ljust(widths[c]) for c in range(3)] + [row[3]]
+        lines.append("  " + "  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def command_help(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``COMMAND [FLOW.py] --help``: the command's options, then the target's parameters."""
+    text = _subparser(parser, args.command).format_help()
+    if args.flow is not None:
+        module = load_flow(args.flow)
+        target = find_target(module, args.target, args.flow)
+        infos = target_parameters(target, module)
+        text += "\n" + format_parameters(infos, args.target, args.flow)
+    sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of ``command`` (``run``, ``dis`` or ``graph``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[command]
+    raise AssertionError(f"no command {command!r}")
+
+
+# --------------------------------------------------------------------------- commands (cont.)
+
+
 def command_run(args: argparse.Namespace) -> int:
     """``run``: run the workflow on the chosen engine and print the result."""
     target, params = _prepare(args)
@@ -670,8 +780,38 @@ def report_failure(exc: BaseException) -> None:
     name = task_of(exc)
     head = f"task {name!r} failed" if name else "the run failed"
     print(f"error: {head}: {_describe(exc)}", file=sys.stderr)
-    sys.stderr.write(user_traceback(exc))
+    if _has_user_frames(exc):
+        sys.stderr.write(user_traceback(exc))
+    else:  # the traceback would be the error line again: only the notes it would add
+        for note in _extra_notes(exc):
+            print(note, file=sys.stderr)
     sys.stderr.flush()
+
+
+def _has_user_frames(exc: BaseException) -> bool:
+    """Whether ``exc`` or an exception chained to it has a frame of the user's code."""
+    engine_dirs = _engine_dirs()
+    stack = [exc]
+    seen: set[int] = set()
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if any(_is_user_frame(f, engine_dirs) for f in traceback.extract_tb(e.__traceback__)):
+            return True
+        stack.extend(c for c in (e.__cause__, e.__context__) if c is not None)
+        stack.extend(getattr(e, "exceptions", None) or ())
+    return False
+
+
+def _extra_notes(exc: BaseException) -> list[str]:
+    """``exc``'s notes but the one naming the task (the first line names it already)."""
+    from cascade_graph.errors import TASK_NOTE_PREFIX, task_of
+
+    notes = [str(n) for n in getattr(exc, "__notes__", None) or ()]
+    name = task_of(exc)
+    return [n for n in notes if name is None or not n.startswith(TASK_NOTE_PREFIX)]
 
 
 # --------------------------------------------------------------------------- main
@@ -681,8 +821,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     saved_path = list(sys.path)
     try:
+        parser = build_parser()
         try:
-            args = build_parser().parse_args(argv)
+            args = parser.parse_args(argv)
         except SystemExit as exc:  # --help
             return exc.code if isinstance(exc.code, int) else EXIT_OK
         if args.version:
@@ -690,6 +831,11 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command is None:
             raise UsageError(f"missing command: run, dis or graph (see '{PROG} --help')")
+        if args.help:
+            return command_help(parser, args)
+        if args.flow is None:
+            raise UsageError(f"{args.command}: missing FLOW.py, the Python file defining the "
+                             f"workflow (see '{PROG} {args.command} --help')")
         return COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,4 +1,8 @@
-"""``run()``'s event loop: a fresh uvloop loop per call, set up and closed cheaply.
+"""``run()``'s event loop: a fresh loop per call, set up and closed cheaply.
+
+The loop is uvloop's where uvloop is installed (it is a dependency on every
+platform it supports, so not on Windows) and asyncio's own otherwise; both
+run every workflow the same way, uvloop only faster.
 
 What ``asyncio.Runner`` (and ``uvloop.run``) does is kept, in one pass of the
 loop instead of three: the workflow's coroutine, then, in the same task, the
@@ -20,12 +24,22 @@ import asyncio
 import signal
 import threading
 
-import uvloop
+try:
+    import uvloop
+except ImportError:  # not installed (Windows): asyncio's own loop
+    uvloop = None
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop: uvloop's when it is installed, else asyncio's."""
+    if uvloop is None:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def run_in_new_loop(coro):
-    """Run coroutine ``coro`` to completion in a new uvloop loop; return its value."""
-    loop = uvloop.new_event_loop()
+    """Run coroutine ``coro`` to completion in a new event loop; return its value."""
+    loop = new_event_loop()
     try:
         main = loop.create_task(_then_shut_down(coro))
         interrupted = _Interrupt(main, loop)

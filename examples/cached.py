@@ -109,7 +109,8 @@ if __name__ == "__main__":
                 hits[event.task] += 1
 
         result = run(main, engine=engine, on_event=on_event)
-        print(f"run {attempt}: fetch_rate ran {ran['fetch_rate']}x, {hits['fetch_rate']} cache hits;"
-              f" convert ran {ran['convert']}x, {hits['convert']} cache hits")
+        print(f"run {attempt}: fetch_rate ran {ran['fetch_rate']}x, "
+              f"{hits['fetch_rate']} cache hits; convert ran {ran['convert']}x, "
+              f"{hits['convert']} cache hits")
     print(result)
     print("cache file:", CACHE_FILE)

@@ -22,13 +22,14 @@ What it shows:
   Router selects.
 - The selector may be a lazy call (``classify(ticket)``) or a ``Param``
   (``tone``), and routes may be plain values (the greetings). An unknown
-  key fails the run naming the known keys: ``-p tone=rude`` exits 1.
+  key fails the run naming the known keys; a key chosen by a parameter is
+  checked before any task runs: ``-p tone=rude`` exits 2 (bad input).
 
 Run it:
 
     python -m cascade_vm run examples/router.py
     python -m cascade_vm run examples/router.py -p tone=formal --engine graph
-    python -m cascade_vm run examples/router.py -p tone=rude     # exit 1: no route 'rude'
+    python -m cascade_vm run examples/router.py -p tone=rude     # exit 2: no route 'rude'
     python examples/router.py [vm|graph]    # with Cascade installed: what ran, what was pruned
 """
 

@@ -1,6 +1,6 @@
 """Which language features the generator may use right now.
 
-The harness is written for the whole of SPEC.md, but the engines land
+The harness is written for the whole language (docs/language.md), but the engines land
 feature by feature. Every optional feature is *gated*: it switches on by
 itself as soon as the engines provide it, with no edit to the harness.
 

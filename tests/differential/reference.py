@@ -4,7 +4,7 @@ It shares no code with the engines (it never imports ``cascade_graph`` or
 ``cascade_vm``); it reads the AST of ``workflow.py`` and calls the pure
 functions of ``library.py``. It is meant to be obviously correct, not fast.
 
-Semantics, straight from SPEC.md:
+Semantics, straight from the language as docs/language.md states it:
 
 * A shared node (``Ref``) is evaluated once per scope (the program, or one
   continuation of a loop task): its outcome is memoised. Every ``Call``
