@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import time
+import weakref
 
 import pytest
 
@@ -89,11 +91,26 @@ def run_failing(engine, target, switches=None, **kw):
 
 
 class Calls:
-    """Counts calls by key (thread-safe enough for tests: the GIL holds)."""
+    """Counts calls by key (thread-safe enough for tests: the GIL holds).
+
+    ``ref`` is a plain int naming this counter: a cached task closes over
+    ``ref`` and calls ``Calls.of(ref).hit(...)``, since a closure over the
+    counter object itself has no stable cache key (SPEC: ``.with_cache``).
+    """
+
+    _live: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+    _refs = itertools.count()
 
     def __init__(self):
         self.counts = collections.Counter()
         self.order: list = []
+        self.ref = next(Calls._refs)
+        Calls._live[self.ref] = self
+
+    @staticmethod
+    def of(ref: int) -> Calls:
+        """The counter named ``ref``."""
+        return Calls._live[ref]
 
     def hit(self, key):
         self.counts[key] += 1
