@@ -56,7 +56,7 @@ from .events import (
     make_tail_call,
 )
 from .lazy import _LAZY_TYPES, Inject
-from .store import DEFAULT_STORE, MISSING, cache_key
+from .store import DEFAULT_STORE, MISSING, CachedCall, cache_key
 
 # ---------------------------------------------------------------------------
 # Executors: where a call runs
@@ -270,24 +270,31 @@ async def invoke(ctx, node, args: tuple, kwargs: dict, follow, parent):
     injected = {p for p, _ in node.injects if p}
     try:
         key = cache_key(task, cache, _bind(task, args, kwargs, injected))
+        cached = CachedCall(cache.store if cache.store is not None else DEFAULT_STORE,
+                            task.name, key, cache.ttl)
+        hit = await cached.lookup()  # a SQLiteStore reads in a worker thread
     except Exception as exc:
         failed(ctx, task, exc)
         raise
-    store = cache.store if cache.store is not None else DEFAULT_STORE
-    hit = store.get(key, MISSING)
     if hit is not MISSING:
         skipped(ctx, task, "cached")
         return hit, 0
-    value, call = await _attempts(ctx, node, args, kwargs, parent)
+    value, call = await _attempts(ctx, node, args, kwargs, parent, cached.check)
     if type(value) in _LAZY_TYPES:
         value = await follow(value, call)
     if value is not SKIPPED:
-        store.set(key, value, cache.ttl)
+        try:
+            await cached.save(value)
+        except Exception as exc:  # a tail call's value that cannot be stored, a locked file
+            failed(ctx, task, exc)
+            raise
     return value, call
 
 
-async def _attempts(ctx, node, args, kwargs, parent):
-    """Attempts of ``node``'s call until one returns or the retry policy gives up."""
+async def _attempts(ctx, node, args, kwargs, parent, check=None):
+    """Attempts of ``node``'s call until one returns or the retry policy gives up.
+    ``check(value)`` (a cached call's) runs on each attempt's value before it counts
+    as returned: a value the store cannot take fails that attempt."""
     task = node.task
     policy = node.policy
     retry = policy.retry if policy is not None else None
@@ -310,6 +317,8 @@ async def _attempts(ctx, node, args, kwargs, parent):
                     value, where = await _run(ctx, task, a, kw, timeout, remote)
             if remote:  # started where the executor says, known once it ran
                 started = begin(ctx, task, parent, where)
+            if check is not None:
+                check(value)
         except BaseException as exc:
             if remote and started is None:
                 started = begin(ctx, task, parent, executor.where)

@@ -30,6 +30,14 @@ class ResourceError(CascadeError, LookupError):
     """An injected resource is not registered, or its set-up or teardown failed."""
 
 
+class StoreError(CascadeError, RuntimeError):
+    """A cache store's file cannot be used: corrupt, locked, foreign, or its key file unsafe."""
+
+
+class CacheWarning(UserWarning):
+    """A cache entry was dropped: it failed its integrity check or could not be read back."""
+
+
 class InternalError(CascadeError, RuntimeError):
     """A bug in Cascade itself (never a user's error): please report it."""
 

@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, ov
 
 import attrs
 
+from .store import check_cache_policy
+
 # ---------------------------------------------------------------------------
 # Types for type checkers (nothing here runs per call: annotations are strings)
 
@@ -587,6 +589,7 @@ class LazyResult(StandIn, Generic[R_co]):
         """Keep the result across runs (docs/language.md, with_cache: stable keys, stores)."""
         if key is not None and not isinstance(key, str) and not callable(key):
             raise TypeError(f"with_cache: key must be a str or a callable, got {key!r}")
+        ttl = check_cache_policy(store, ttl)
         return self._with_item_or_own(cache=CacheSpec(key, store, ttl))
 
     def _with_item_or_own(self, **changes) -> LazyResult:

@@ -51,7 +51,7 @@ def _proc(args: list[str], env: dict) -> subprocess.CompletedProcess:
 def _cache_rows(path: Path) -> list:
     conn = sqlite3.connect(path)
     try:
-        return sorted(conn.execute("SELECT key, expires FROM cascade_cache").fetchall())
+        return sorted(conn.execute("SELECT key, expires FROM cascade_entries").fetchall())
     finally:
         conn.close()
 
