@@ -23,6 +23,7 @@ collector is restored (only if it was on) before any task runs.
 from __future__ import annotations
 
 import gc
+import threading
 from collections import OrderedDict
 
 from .calls import DISTRIBUTED
@@ -67,7 +68,15 @@ class Entry:
 
 
 class TemplateCache:
-    """A bounded LRU of ``Entry`` by template key."""
+    """A bounded LRU of ``Entry`` by template key.
+
+    Safe to share between threads (``run()`` called from several threads):
+    ``get``, ``put`` and ``clear`` hold one lock for their few dict
+    operations. Building a template on a miss happens outside the lock; when
+    two threads build the same one, the first ``put`` wins and both use its
+    entry. A lookup takes the lock once per template, never per iteration of
+    a hot loop.
+    """
 
     def __init__(self, maxsize: int = DEFAULT_MAXSIZE, maxnodes: int = DEFAULT_MAXNODES):
         if maxsize < 1 or maxnodes < 1:
@@ -76,6 +85,7 @@ class TemplateCache:
         self.maxnodes = maxnodes  # and at most this many template nodes in all
         self.nodes = 0  # template nodes held now
         self._entries: OrderedDict[int, Entry] = OrderedDict()
+        self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
@@ -83,8 +93,9 @@ class TemplateCache:
         return len(self._entries)
 
     def clear(self) -> None:
-        self._entries.clear()
-        self.nodes = 0
+        with self._lock:
+            self._entries.clear()
+            self.nodes = 0
 
     def entry_for(self, root, key: int | None = None, order=None) -> Entry:
         """The entry for the workflow under ``root``, built and stored on a miss.
@@ -100,23 +111,33 @@ class TemplateCache:
 
     def get(self, key: int) -> Entry | None:
         """The entry stored under ``key`` (now the most recently used), or None: a miss."""
-        entry = self._entries.get(key)
-        if entry is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._entries.move_to_end(key)
-        return entry
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            self._entries.move_to_end(key)
+            return entry
 
     def put(self, key: int, entry: Entry) -> Entry:
-        """Store ``entry``, evicting least recently used entries beyond the bounds."""
-        entries = self._entries
-        entries[key] = entry
-        self.nodes += len(entry.template.nodes)
-        while len(entries) > 1 and (len(entries) > self.maxsize or self.nodes > self.maxnodes):
-            _, old = entries.popitem(last=False)
-            self.nodes -= len(old.template.nodes)
-        return entry
+        """Store ``entry`` and return the stored entry (an earlier one for ``key`` wins).
+
+        Least recently used entries beyond the bounds are evicted.
+        """
+        with self._lock:
+            entries = self._entries
+            held = entries.get(key)
+            if held is not None:  # another thread built it first: use that one
+                entries.move_to_end(key)
+                return held
+            entries[key] = entry
+            self.nodes += len(entry.template.nodes)
+            while len(entries) > 1 and (len(entries) > self.maxsize
+                                        or self.nodes > self.maxnodes):
+                _, old = entries.popitem(last=False)
+                self.nodes -= len(old.template.nodes)
+            return entry
 
 
 def _new_entry(root, key: int, order: list) -> Entry:
@@ -144,7 +165,7 @@ def lookup(root, use_cache: bool) -> tuple[Entry, list | tuple]:
             order = canonical_nodes(root, True)
         entry = _new_entry(root, key, order)
         if use_cache:
-            shared.put(key, entry)
+            entry = shared.put(key, entry)
     if order is not None:
         return entry, inputs_from_order(order)
     return entry, bind_inputs(root, entry.template)
