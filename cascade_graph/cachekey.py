@@ -435,15 +435,16 @@ def _fingerprint(task, fn, lenient: bool, out: bytearray) -> None:
         except _Cyclic as exc:
             raise TypeError(
                 f"task {task.name!r}: {label} holds a {exc.args[0]}, which has no stable "
-                "key for .with_cache(); break the cycle or give key="
+                "key for .with_cache(); keep values that contain themselves out of a cached "
+                "task's closure and defaults"
             ) from None
         except Unstable as exc:
             raise TypeError(
-                f"task {task.name!r}: {label} is or holds a {exc.args[0]}, which has no stable "
-                "value for the .with_cache() key (the key must be the same in every process "
-                "and change when the value changes). Give .with_cache(key=...) a string, or a "
-                "function of the call's arguments returning one, that tells such values apart "
-                "(with key= it counts by its type only), or make it a plain value"
+                f"task {task.name!r}: {label} is or holds a value of type {exc.args[0]!r}, "
+                "which has no stable value for the .with_cache() key (the key must be the same "
+                "in every process and change when the value changes): give .with_cache(key=...) "
+                "a string, or a function of the call's arguments returning one, that tells such "
+                "values apart (then the value counts by its type only), or make it a plain value"
             ) from None
 
 

@@ -24,9 +24,10 @@ optional expiry. Two stores:
 A run reads and writes through ``CachedCall`` (the one piece calls.py
 uses): a ``SQLiteStore`` does its file I/O in a worker thread (a small
 pool shared by all stores), so the event loop never waits on the file; a
-``MemoryStore`` is read and written inline. A value is pickled for the store as soon as the invocation returns
-it (before ``TaskFinished``), so a value that cannot be stored fails that
-invocation, with a message saying so. Other objects with ``get(key,
+``MemoryStore`` is read and written inline. A value is pickled for the
+store as soon as the invocation returns it (before ``TaskFinished``), so a
+value that cannot be stored fails that invocation, with a message saying
+so. Other objects with ``get(key,
 default)`` and ``set(key, value, ttl)`` methods work as stores too (called
 inline; their own rules for what can be stored).
 """

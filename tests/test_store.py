@@ -105,9 +105,10 @@ def _overwrite_values(path, blob: bytes) -> int:
 def test_sqlite_files_created_private(engine, tmp_path, umask022):
     """The database, its WAL files and its key file are created 0600 (not 0644)."""
     db = tmp_path / "c.sqlite"
-    assert run(rate(1).with_cache(store=SQLiteStore(db)), engine=engine) == {"rate": 2}
+    store = SQLiteStore(db)  # kept open: its WAL files exist while it is
+    assert run(rate(1).with_cache(store=store), engine=engine) == {"rate": 2}
     made = [p for p in tmp_path.iterdir() if p.name.startswith("c.sqlite")]
-    assert db in made
+    assert {db.name, db.name + "-wal", db.name + "-shm"} <= {p.name for p in made}
     for p in made:
         assert _mode(p) == 0o600, (p.name, oct(_mode(p)))
     assert (tmp_path / "c.sqlite.key").exists()
