@@ -15,7 +15,11 @@ where ``fetch_rate`` would have run. ``convert`` is cached too, in the default
 - Two invoices in the same currency on the same day share one ``fetch_rate``
   call: the flow builds one lazy call per (currency, day) and uses it twice,
   and one lazy call is one node, which runs once.
-- Cached values are pickled into the file, so they must be picklable.
+- Cached values are pickled into the file, so they must be picklable. Each
+  entry is authenticated with a secret kept beside the file
+  (``...sqlite.key``, mode 0600, made on first use), and an entry that fails
+  the check is never unpickled: see docs/security.md. For your own flows,
+  keep the cache in a directory only you can write.
 - The file is ``$CASCADE_EXAMPLE_CACHE``, or ``cascade-example-cache.sqlite``
   in the temp directory. Delete it to start cold.
 
