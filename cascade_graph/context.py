@@ -52,8 +52,7 @@ class RunContext:
 
     def __init__(self, *, on_event=None, params=None, resources=None, tail_cache=True,
                  hot_path=True, yield_interval=0.005, executor=None):
-        if on_event is not None and not callable(on_event):
-            raise TypeError(f"on_event must be callable, got {on_event!r}")
+        on_event = listeners(on_event)
         if yield_interval is None or yield_interval < 0:
             raise ValueError(f"yield_interval must be >= 0 seconds, got {yield_interval!r}")
         self.run_id = next(_run_ids)
@@ -136,6 +135,61 @@ class RunContext:
                 self.tasks.discard(t)
 
 
+def listeners(on_event):
+    """The one callable delivering every event to ``on_event``, or None when nobody listens.
+
+    ``on_event`` is None, a callable, or a list/tuple of callables (the
+    listeners ``cascade_graph.observe`` offers, combinable): each listener gets
+    every event, in list order. An empty list is nobody listening, so the run
+    stays unobserved (``emit is None``) and pays nothing.
+    """
+    if on_event is None:
+        return None
+    if type(on_event) not in (list, tuple):
+        if not callable(on_event):
+            raise TypeError(f"on_event must be a callable or a list of callables, "
+                            f"got {on_event!r}")
+        return on_event
+    for i, listener in enumerate(on_event):
+        if not callable(listener):
+            raise TypeError(f"on_event[{i}] must be callable (a function taking each event), "
+                            f"got {listener!r}")
+    chosen = tuple(on_event)
+    if not chosen:
+        return None
+    if len(chosen) == 1:
+        return chosen[0]
+    return _Listeners(chosen)
+
+
+class _Listeners:
+    """Several listeners as one: each event goes to each, in order."""
+
+    __slots__ = ("members",)
+
+    def __init__(self, members: tuple):
+        self.members = members  # the listeners, in the order given
+
+    def __call__(self, event) -> None:
+        for listener in self.members:
+            listener(event)
+
+    def __iter__(self):
+        return iter(self.members)
+
+
+def show_workflow(emit, target) -> None:
+    """Hand the run's target to each listener defining ``observe_workflow(target)``.
+
+    Called once per observed run, before ``RunStarted`` (the HTML report draws
+    the workflow's graph from it); a listener without the method is untouched.
+    """
+    for listener in emit if type(emit) is _Listeners else (emit,):
+        hook = getattr(listener, "observe_workflow", None)
+        if hook is not None:
+            hook(target)
+
+
 def _identity(value):
     return value
 
@@ -160,6 +214,7 @@ async def run_workflow(execute, target, ctx: RunContext):
     the shared lifecycle."""
     emit = ctx.emit
     if emit is not None:
+        show_workflow(emit, target)
         emit(RunStarted(ctx.run_id))
     root = as_root(target)
     error = None

@@ -9,7 +9,7 @@ touches only its own dependents: no scan over edges at run time.
 Value slots of an instance: ``vals[0:n]`` hold node values, ``vals[n:]`` the
 bound inputs, so a node's arguments are fetched with one ``itemgetter``.
 
-``to_dot`` renders a workflow as Graphviz DOT (``python -m cascade_vm graph``).
+``to_dot`` (drawing.py, re-exported here) renders a workflow as Graphviz DOT.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from operator import itemgetter
 
 import attrs
 
-from .batch import BatchTask
 from .calls import needs_invoke
+from .drawing import to_dot  # noqa: F401 - re-exported: python -m cascade_vm graph
 from .lazy import CALL, ENV, PARAM, ROUTE
 from .template import Template, arg_program, gathered_program
 
@@ -151,57 +151,3 @@ def _op(node, base: int) -> Op:
     mode = INVOKE if needs_invoke(node) else BUILT
     return Op(mode, task.fn, task.is_async, None, False, gathered_program(arg_program(node, base)),
               len(node.args), gated, task.name, quiet, node)
-
-
-def to_dot(target) -> str:
-    """The workflow under ``target`` as Graphviz DOT: one box per node, edges from inputs."""
-    from .context import as_root
-    from .template import build_template
-
-    root = as_root(target)
-    lines = ["digraph cascade {", "  rankdir=LR;", '  node [shape=box, fontname="Helvetica"];']
-    if root is None:
-        lines.append(f'  value [label="{_esc(repr(target))}", shape=ellipse];')
-        lines.append("}")
-        return "\n".join(lines) + "\n"
-    t = build_template(root)
-    for node in t.nodes:
-        label = getattr(node.task, "name", "?")
-        extras = []
-        if node.kind == ROUTE:
-            label = "Router " + ", ".join(repr(r[0]) for r in node.routes)
-        elif node.kind != CALL:
-            label = repr(node.task)
-        links = getattr(node.task, "counts_as", 1)
-        if links > 1:  # a run of links (repeat.py)
-            extras.append(f"{links} links")
-        elif node.task.__class__ is BatchTask:  # a list of calls (batch.py)
-            extras.append("each item of a list")
-        elif node.n_inputs:
-            extras.append(f"{node.n_inputs} input{'s' if node.n_inputs > 1 else ''}")
-        if node.conds:
-            extras.append("run_if")
-        if node.policy is not None:
-            p = node.policy
-            if p.retry:
-                extras.append(f"retry x{p.retry.max_attempts}")
-            if p.timeout:
-                extras.append(f"timeout {p.timeout:g}s")
-            if p.cache:
-                extras.append("cached")
-        if node.injects:
-            extras.append("inject " + ",".join(r for _, r in node.injects))
-        text = label + ("\\n" + ", ".join(extras) if extras else "")
-        shape = "ellipse" if node.kind != CALL else "box"
-        lines.append(f'  n{node.index} [label="{_esc(text)}", shape={shape}];')
-    for node in t.nodes:
-        data = set(node.data_deps)
-        for d in node.deps:
-            style = "" if d in data else " [style=dashed]"
-            lines.append(f"  n{d} -> n{node.index}{style};")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def _esc(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\\\\n", "\\n")

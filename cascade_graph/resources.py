@@ -13,12 +13,16 @@ after every teardown ran, unless the run already failed.
 ``RunResources`` holds one run's state; both engines reach it through the
 run context, only from calls that declare injections (compiled into the
 template), so plain calls never touch it.
+
+A set-up or teardown that raises is logged at WARNING on the logger
+``cascade.resource`` (the error still fails the task or the run as above).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any, overload
 
@@ -30,6 +34,7 @@ from .events import ResourceSetUp, ResourceTornDown
 from .lazy import Inject
 
 _REGISTRY: dict[str, Resource] = {}
+_log = logging.getLogger("cascade.resource")
 
 
 @attrs.frozen(slots=True, eq=False)
@@ -189,6 +194,8 @@ class RunResources:
             live = await _setup(res)
         except Exception as exc:
             exc.add_note(f"cascade: raised while setting up resource {res.name!r}")
+            _log.warning("resource %r (%s scope) failed to set up: %s: %s", res.name, res.scope,
+                         type(exc).__name__, _text(exc))
             raise
         if self.emit is not None:
             self.emit(ResourceSetUp(self.run_id, res.name, res.scope))
@@ -203,6 +210,8 @@ class RunResources:
                 await _teardown(live)
             except Exception as exc:
                 exc.add_note(f"cascade: raised while tearing down resource {live.name!r}")
+                _log.warning("resource %r (%s scope) failed to tear down: %s: %s", live.name,
+                             live.scope, type(exc).__name__, _text(exc))
                 if first is None:
                     first = exc
                 else:  # every failure is reported, on the first one
@@ -216,3 +225,12 @@ class RunResources:
         """Tear down every run-scoped resource (reverse set-up order)."""
         self.values.clear()
         return await self.release(self.live)
+
+
+def _text(exc: BaseException) -> str:
+    """The first line of ``str(exc)`` (a user's ``__str__`` may raise)."""
+    try:
+        lines = str(exc).strip().splitlines()
+    except Exception:  # noqa: BLE001
+        return "(its message could not be read)"
+    return lines[0] if lines else ""

@@ -43,6 +43,8 @@ import types
 import typing
 from pathlib import Path
 
+from . import cli_observe
+
 PROG = "python -m cascade_vm"
 
 EXIT_OK = 0
@@ -135,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--json", action="store_true", help="print the result as JSON instead of with print()"
     )
+    cli_observe.add_arguments(run)
     add_command("dis", "print the VM's instructions for the workflow")
     add_command("graph", "print the workflow's graph as Graphviz DOT")
     return parser
@@ -635,7 +638,8 @@ def command_run(args: argparse.Namespace) -> int:
     target, params = _prepare(args)
     from cascade_vm import run
 
-    result = _engine_call(run, target, engine=args.engine, params=params)
+    with cli_observe.observing(args, UsageError) as on_event:
+        result = _engine_call(run, target, engine=args.engine, params=params, on_event=on_event)
     if args.json:
         try:
             text = json.dumps(result)
