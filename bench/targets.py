@@ -43,6 +43,9 @@ TARGETS: tuple[Target, ...] = (
     Target("countdown_async", "graph", ">=", 0.90, versus="vm"),
     Target("observed_countdown", "vm", ">=", 0.05, versus="baseline"),
     Target("observed_countdown", "graph", ">=", 0.05, versus="baseline"),
+    # with Trace attached, against the same countdown unobserved (this row's baseline)
+    Target("observed_countdown_trace", "vm", ">=", 0.05, versus="baseline"),
+    Target("observed_countdown_trace", "graph", ">=", 0.05, versus="baseline"),
     Target("heavy_loop", "vm", ">=", 1_000_000),
     Target("heavy_loop", "graph", ">=", 0.50, versus="vm"),
     Target("chain", "vm", ">=", 300_000),

@@ -221,6 +221,28 @@ def _observed_countdown_engine(n, engine, options):
     return Sample(seconds, value)
 
 
+def _traced_countdown_engine(n, engine, options):
+    """countdown(n) with ``Trace`` attached, writing to a temporary file; the file is
+    checked to hold one complete event per invocation."""
+    import json
+    import os
+    import tempfile
+
+    from cascade_graph.observe import Trace
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "trace.json")
+        start = time.perf_counter()
+        value = run(countdown(n), engine=engine, on_event=Trace(path), **options)
+        seconds = time.perf_counter() - start
+        with open(path, encoding="utf-8") as f:
+            events = json.load(f)["traceEvents"]
+    slices = sum(1 for e in events if e["ph"] == "X")
+    if slices != n + 1:
+        raise ValueError(f"wrong trace: {slices} complete events, expected {n + 1}")
+    return Sample(seconds, value)
+
+
 def _countdown_events(n):
     """The events of countdown(n): n + 1 invocations, each started and finished; n tail calls."""
     events = {"RunStarted": 1, "RunFinished": 1, "TaskStarted": n + 1, "TaskFinished": n + 1}
@@ -346,6 +368,18 @@ WORKLOADS: tuple[Workload, ...] = (
         size=200_000,
         baseline=lambda n: _timed(lambda: baselines.countdown(n)),
         engine=_observed_countdown_engine,  # checks the event counts itself
+        expected=lambda n: "done",
+        work=_identity,
+    ),
+    Workload(
+        name="observed_countdown_trace",
+        summary="countdown with Trace(path) attached; baseline: the same countdown on the VM "
+        "with no listener",
+        kind=Kind.THROUGHPUT,
+        unit="iterations/s",
+        size=100_000,
+        baseline=lambda n: _countdown_engine(n, "vm", {}),
+        engine=_traced_countdown_engine,  # checks the trace's slices itself
         expected=lambda n: "done",
         work=_identity,
     ),
