@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FUZZ_MINUTES ?= 10
 
-.PHONY: run test bench bench-check fuzz lint clean
+.PHONY: run test e2e bench bench-check fuzz lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest
+
+# the HTML report in headless Chromium (Debian's chromium); screenshots in build/
+e2e: $(VENV)/.installed-dev
+	$(PY) -m pytest -m e2e tests/e2e
 
 bench: $(VENV)/.installed
 	$(PY) -m bench

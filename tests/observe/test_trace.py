@@ -77,7 +77,7 @@ def test_concurrent_calls_get_lanes_of_their_own(tmp_path, engine):
 
 
 def _call_at(trace, point) -> int:
-    """The call id of the slice holding flow end ``point``."""
+    """The call id of the slice holding flow end ``point`` (a small trace: a linear scan)."""
     for s in trace["X"]:
         if (s["pid"], s["tid"]) == (point["pid"], point["tid"]) and \
                 s["ts"] - 0.002 <= point["ts"] <= s["ts"] + s["dur"] + 0.002:
@@ -102,14 +102,14 @@ def test_retries_skips_and_cache_hits_are_instants(tmp_path, engine):
     """A retry sits on the failed attempt's lane; skips and cache hits on the markers lane."""
     attempts = []
 
-    @task
+    @task(name="flaky")
     def flaky(x):
         attempts.append(x)
         if len(attempts) == 1:
             raise ConnectionError("once")
         return x
 
-    @task
+    @task(name="square")
     def square(x):
         return x * x
 
@@ -138,7 +138,7 @@ def test_resources_are_spans(tmp_path, engine):
     def pool():
         yield "pool"
 
-    @task
+    @task(name="use")
     async def use(x, p=inject("observed_pool")):  # noqa: B008
         await asyncio.sleep(0.01)
         return f"{p}{x}"
@@ -149,7 +149,8 @@ def test_resources_are_spans(tmp_path, engine):
     assert span["name"] == "observed_pool" and span["args"]["scope"] == "run"
     uses = [s for s in trace["X"] if s["name"] == "use"]
     assert span["pid"] != uses[0]["pid"]
-    assert span["ts"] <= min(s["ts"] for s in uses)
+    # from its set-up (inside the first call that needs it) to its tear-down (after the run)
+    assert span["ts"] <= min(s["ts"] + s["dur"] for s in uses)
     assert span["ts"] + span["dur"] >= max(s["ts"] + s["dur"] for s in uses)
     groups = {m["pid"]: m["args"]["name"] for m in trace["M"] if m["name"] == "process_name"}
     assert groups[span["pid"]] == "resources"
@@ -159,7 +160,7 @@ def test_resources_are_spans(tmp_path, engine):
 def test_a_failed_run_still_writes_a_valid_file(tmp_path, engine):
     """The failing call is a slice with its error; the file closes with ok false."""
 
-    @task
+    @task(name="boom")
     def boom(x):
         raise ValueError(f"no {x}")
 

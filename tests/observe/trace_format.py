@@ -10,6 +10,7 @@ phase for further checks.
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 
 #: keys every event of a phase must carry
@@ -64,16 +65,20 @@ def _check_lanes(slices: list) -> None:
 
 
 def _inside(point: dict, slices_by_lane: dict) -> bool:
-    for s in slices_by_lane.get((point["pid"], point["tid"]), ()):
-        if s["ts"] - EPSILON <= point["ts"] <= s["ts"] + s["dur"] + EPSILON:
-            return True
-    return False
+    """Whether ``point`` lies within a slice of its lane (slices sorted by start, disjoint)."""
+    starts, slices = slices_by_lane.get((point["pid"], point["tid"]), ([], []))
+    k = bisect.bisect_right(starts, point["ts"] + EPSILON) - 1
+    return k >= 0 and point["ts"] <= slices[k]["ts"] + slices[k]["dur"] + EPSILON
 
 
 def _check_flows(by_phase: dict) -> None:
-    slices_by_lane = defaultdict(list)
+    lanes = defaultdict(list)
     for s in by_phase["X"]:
-        slices_by_lane[(s["pid"], s["tid"])].append(s)
+        lanes[(s["pid"], s["tid"])].append(s)
+    slices_by_lane = {}
+    for lane, items in lanes.items():
+        items.sort(key=lambda s: s["ts"])
+        slices_by_lane[lane] = ([s["ts"] for s in items], items)
     starts = defaultdict(list)
     ends = defaultdict(list)
     for e in by_phase["s"]:
