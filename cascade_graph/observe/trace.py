@@ -25,9 +25,10 @@ since ``RunStarted``; ``pid`` is a lane group, ``tid`` a lane in it):
 
 Cheap and streaming: each event is formatted by hand (one f-string) into a
 list that is written out every few thousand entries, so memory stays flat
-whatever the run's length. State kept per run: the calls running now, and
-two bounded tables of recently ended calls (for ``TailCall`` and
-``TaskRetrying``, which follow their call's end) and of tail callers (the
+whatever the run's length. State kept per run: the calls running now, the
+call that ended last (the protocol emits a ``TailCall`` and a
+``TaskRetrying`` right after their call's end), bounded tables of failed
+and remote calls (``TaskRetrying`` may come later) and of tail callers (the
 parents of calls still to start). An arrow whose parent fell out of that
 table (after 65,536 newer tail calls) is left out, never drawn half.
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import OrderedDict
 from heapq import heappop, heappush
 
 from ..events import (
@@ -59,6 +61,12 @@ _US = 1e6  # microseconds per second
 _FLUSH_EVERY = 4096  # formatted events held before they are written
 _RECENT = 1024  # ended calls remembered for a following TailCall / TaskRetrying
 _TAIL_CALLERS = 65536  # tail callers remembered for the calls of their continuations
+#: the two ends of a tail call's arrow: id, source pid, tid, ts, id, target pid, tid, ts
+_ARROW = ('{"ph":"s","name":"tail call","cat":"tail","id":%d,"pid":%d,"tid":%d,"ts":%.3f},\n'
+          '{"ph":"f","bp":"e","name":"tail call","cat":"tail","id":%d,"pid":%d,"tid":%d,"ts":%.3f}')
+#: one call: name (JSON), pid, tid, ts, dur, colour, call, further arguments
+_SLICE = ('{"ph":"X","name":%s,"cat":"task","pid":%d,"tid":%d,"ts":%.3f,"dur":%.3f%s,'
+          '"args":{"call":%d%s}}')
 _MARKERS = 0  # tid of a group's lane for skips and cache hits; call lanes start at 1
 
 
@@ -108,7 +116,8 @@ class Trace:
 class _TraceRun:
     """The state of one run being written."""
 
-    __slots__ = ("file", "out", "t0", "names", "groups", "lanes", "running", "recent",
+    __slots__ = ("file", "out", "t0", "names", "groups", "lanes", "running", "recent", "last",
+                 "local_free",
                  "tailers", "resources", "run_id", "wall", "marker_groups")
 
     def __init__(self, path: str, start: RunStarted):
@@ -120,7 +129,8 @@ class _TraceRun:
         self.groups: dict = {}  # where ("local", a worker, "resources") -> pid
         self.lanes: dict = {}  # pid -> Lanes
         self.running: dict = {}  # call -> (ts, pid, tid, name, parent, where)
-        self.recent: dict = {}  # call -> (pid, tid, ts, dur) of recently ended calls
+        self.last = None  # (call, pid, tid, ts, dur) of the call that ended last
+        self.recent = OrderedDict()  # call -> the same, for failed calls and workers' calls
         self.tailers: dict = {}  # call -> (pid, tid, ts) where its tail-call arrows leave
         self.resources: dict = {}  # (resource, scope) -> stack of (ts, tid)
         self.marker_groups: set = set()  # pids whose marker lane was used
@@ -128,6 +138,7 @@ class _TraceRun:
                     '{"ph":"M","name":"process_name","pid":0,"tid":0,'
                     f'"args":{{"name":"cascade run {start.run_id}"}}}}']
         self._group("local")
+        self.local_free = self.lanes[1].free  # the driver's free lanes (pid 1), a heap
 
     # -- plumbing ---------------------------------------------------------
 
@@ -151,31 +162,36 @@ class _TraceRun:
         out = self.out
         out.append(text)
         if len(out) >= _FLUSH_EVERY:
-            self.file.write(",\n".join(out))
-            out.clear()
-            out.append("")  # the next entry starts with a separator
+            self._flush()
+
+    def _flush(self) -> None:
+        out = self.out
+        self.file.write(",\n".join(out))
+        out.clear()
+        out.append("")  # the next entry starts with a separator
 
     # -- calls ------------------------------------------------------------
 
     def started(self, e: TaskStarted) -> None:
         where = e.where
-        pid = self.groups.get(where) or self._group(where)
-        lanes = self.lanes[pid]
-        tid = (heappop(lanes.free) if lanes.free else lanes.take()) + 1
+        if where == "local":
+            pid = 1
+            free = self.local_free
+        else:
+            pid = self.groups.get(where) or self._group(where)
+            free = self.lanes[pid].free
+        tid = (heappop(free) if free else self.lanes[pid].take()) + 1
         ts = (e.time - self.t0) * _US
-        self.running[e.call] = (ts, pid, tid, e.task, e.parent, where)
+        call = e.call
         parent = e.parent
+        self.running[call] = (ts, pid, tid, e.task, parent, where)
         if parent is not None:
             source = self.tailers.get(parent)
-            if source is not None:
-                self._arrow(source, e.call, pid, tid, ts)
-
-    def _arrow(self, source, call: int, pid: int, tid: int, ts: float) -> None:
-        spid, stid, sts = source
-        self._write(f'{{"ph":"s","name":"tail call","cat":"tail","id":{call},'
-                    f'"pid":{spid},"tid":{stid},"ts":{sts:.3f}}}')
-        self._write(f'{{"ph":"f","bp":"e","name":"tail call","cat":"tail","id":{call},'
-                    f'"pid":{pid},"tid":{tid},"ts":{ts:.3f}}}')
+            if source is not None:  # both ends of the arrow, written together
+                out = self.out
+                out.append(_ARROW % (call, *source, call, pid, tid, ts))
+                if len(out) >= _FLUSH_EVERY:
+                    self._flush()
 
     def ended(self, e) -> None:
         call = e.call
@@ -187,35 +203,51 @@ class _TraceRun:
         if dur < 0.0:
             dur = 0.0
         heappush(self.lanes[pid].free, tid - 1)
-        recent = self.recent
-        recent[call] = (pid, tid, ts, dur)
-        if len(recent) > _RECENT:
-            del recent[next(iter(recent))]
+        self.last = (call, pid, tid, ts, dur)
         extra = "" if parent is None else f',"parent":{parent}'
+        colour = ""
+        if where != "local" or type(e) is TaskFailed:
+            extra, colour = self._extra(e, where, extra)
+        jname = self.names.get(name) or self._name(name)
+        out = self.out
+        out.append(_SLICE % (jname, pid, tid, ts, dur, colour, call, extra))
+        if len(out) >= _FLUSH_EVERY:
+            self._flush()
+
+    def _extra(self, e, where, extra: str) -> tuple[str, str]:
+        """The arguments of a slice that ran on a worker or failed, and its colour."""
+        recent = self.recent  # ended calls a TaskRetrying may still name
+        recent[e.call] = self.last
+        if len(recent) > _RECENT:
+            recent.popitem(last=False)
         if where != "local":
             extra += f',"where":{_json(where)}'
-        colour = ""
-        if type(e) is TaskFailed:
-            extra += f',"error":{_json(error_line(e.error))}'
-            colour = ',"cname":"terrible"'
-        jname = self.names.get(name) or self._name(name)
-        self._write(f'{{"ph":"X","name":{jname},"cat":"task","pid":{pid},'
-                    f'"tid":{tid},"ts":{ts:.3f},"dur":{dur:.3f}{colour},"args":{{"call":{call},'
-                    f'"duration":{e.duration!r}{extra}}}}}')
+        if type(e) is not TaskFailed:
+            return extra, ""
+        return extra + f',"error":{_json(error_line(e.error))}', ',"cname":"terrible"'
+
+    def _ended_call(self, call: int):
+        """(call, pid, tid, ts, dur) of an ended call, or None when forgotten."""
+        last = self.last
+        if last is not None and last[0] == call:
+            return last
+        return self.recent.get(call)
 
     def tail_call(self, e: TailCall) -> None:
-        ended = self.recent.get(e.call)
-        if ended is None:
-            return
-        pid, tid, ts, dur = ended
+        ended = self.last
+        if ended is None or ended[0] != e.call:
+            ended = self.recent.get(e.call)
+            if ended is None:
+                return
+        call, pid, tid, ts, dur = ended
         tailers = self.tailers
-        tailers[e.call] = (pid, tid, ts + dur / 2)
-        if len(tailers) > _TAIL_CALLERS:
-            del tailers[next(iter(tailers))]
+        tailers[call] = (pid, tid, ts + dur / 2)
+        if len(tailers) > _TAIL_CALLERS:  # keep the newer half (calls are numbered in order)
+            self.tailers = dict(sorted(tailers.items())[_TAIL_CALLERS // 2:])
 
     def retrying(self, e: TaskRetrying) -> None:
-        ended = self.recent.get(e.call)
-        pid, tid = (ended[0], ended[1]) if ended is not None else (self._marker_lane("local"))
+        ended = self._ended_call(e.call)
+        pid, tid = (ended[1], ended[2]) if ended is not None else self._marker_lane("local")
         self._write(f'{{"ph":"i","s":"t","name":{_json("retry " + str(e.task))},"cat":"retry",'
                     f'"pid":{pid},"tid":{tid},"ts":{self._ts(e.time):.3f},'
                     f'"args":{{"call":{e.call},"attempt":{e.attempt},"delay":{e.delay!r},'
