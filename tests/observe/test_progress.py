@@ -97,7 +97,6 @@ def test_progress_when_stderr_is_not_a_terminal(capsys):
 def test_progress_object_stays_silent_off_a_terminal():
     """``Progress()`` without ``force`` shows nothing when its file is not a terminal."""
     from cascade_graph.observe import Progress
-
     from tests.observe.test_trace import countdown
 
     sink = io.StringIO()
