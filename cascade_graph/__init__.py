@@ -5,8 +5,7 @@ Public API: ``task``, ``Task``, ``LazyResult``, ``Router``, ``Param``, ``Env``,
 project's exceptions. Run workflows with ``cascade_vm.run`` / ``arun``.
 """
 
-import logging as _logging
-
+from . import logs as _logs  # noqa: F401 - the "cascade" logger gets its NullHandler
 from .errors import CascadeError, InternalError, ParameterError, ResourceError, RouteKeyError
 from .events import (
     Event,
@@ -27,9 +26,6 @@ from .params import Env, Param
 from .resources import inject, resource
 from .router import Router
 from .store import MemoryStore, SQLiteStore
-
-# Cascade logs under "cascade.*" (observe/log.py); the application decides what is shown.
-_logging.getLogger("cascade").addHandler(_logging.NullHandler())
 
 __all__ = [
     "task",

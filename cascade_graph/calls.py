@@ -56,6 +56,7 @@ from .events import (
     make_tail_call,
 )
 from .lazy import _LAZY_TYPES, Inject
+from .logs import warn_failed, warn_retry
 from .store import DEFAULT_STORE, MISSING, CachedCall, cache_key
 
 # ---------------------------------------------------------------------------
@@ -203,6 +204,7 @@ def failed(ctx, task, exc: BaseException, started=None) -> None:
                              now - started.time))
     if not isinstance(exc, asyncio.CancelledError):
         add_task_note(exc, task.name)
+        warn_failed(task.name, 0 if started is None else started.call, exc)
 
 
 def noted(exc: BaseException, name: str) -> None:
@@ -349,6 +351,8 @@ async def _pause_before_retry(ctx, task, retry, exc, number: int, started) -> No
         delay += random.uniform(0, retry.jitter)
     if ctx.emit is not None and started is not None:
         ctx.emit(TaskRetrying(ctx.run_id, task.name, exc, number, delay, call=started.call))
+    warn_retry(task.name, 0 if started is None else started.call, number, retry.max_attempts,
+               delay)
     if delay > 0:
         await asyncio.sleep(delay)
 

@@ -15,14 +15,13 @@ run context, only from calls that declare injections (compiled into the
 template), so plain calls never touch it.
 
 A set-up or teardown that raises is logged at WARNING on the logger
-``cascade.resource`` (the error still fails the task or the run as above).
+``cascade.resource`` (logs.py; the error still fails the task or the run as above).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 from collections.abc import Callable
 from typing import Any, overload
 
@@ -32,9 +31,9 @@ from .calls import noted
 from .errors import ResourceError
 from .events import ResourceSetUp, ResourceTornDown
 from .lazy import Inject
+from .logs import warn_resource
 
 _REGISTRY: dict[str, Resource] = {}
-_log = logging.getLogger("cascade.resource")
 
 
 @attrs.frozen(slots=True, eq=False)
@@ -194,8 +193,7 @@ class RunResources:
             live = await _setup(res)
         except Exception as exc:
             exc.add_note(f"cascade: raised while setting up resource {res.name!r}")
-            _log.warning("resource %r (%s scope) failed to set up: %s: %s", res.name, res.scope,
-                         type(exc).__name__, _text(exc))
+            warn_resource(res.name, res.scope, "set up", exc)
             raise
         if self.emit is not None:
             self.emit(ResourceSetUp(self.run_id, res.name, res.scope))
@@ -210,8 +208,7 @@ class RunResources:
                 await _teardown(live)
             except Exception as exc:
                 exc.add_note(f"cascade: raised while tearing down resource {live.name!r}")
-                _log.warning("resource %r (%s scope) failed to tear down: %s: %s", live.name,
-                             live.scope, type(exc).__name__, _text(exc))
+                warn_resource(live.name, live.scope, "tear down", exc)
                 if first is None:
                     first = exc
                 else:  # every failure is reported, on the first one
@@ -226,11 +223,3 @@ class RunResources:
         self.values.clear()
         return await self.release(self.live)
 
-
-def _text(exc: BaseException) -> str:
-    """The first line of ``str(exc)`` (a user's ``__str__`` may raise)."""
-    try:
-        lines = str(exc).strip().splitlines()
-    except Exception:  # noqa: BLE001
-        return "(its message could not be read)"
-    return lines[0] if lines else ""

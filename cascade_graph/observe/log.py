@@ -12,9 +12,9 @@ logging, as the CLI's ``-v``/``-q`` do):
 - ``cascade.resource``: DEBUG per set-up and teardown.
 
 Failures, retries and resource errors are logged at WARNING by the engine
-itself, on its failure paths (``cascade.task``, ``cascade.resource``), with
-or without this listener: they are rare, so logging them costs an
-unobserved run nothing, and this listener does not repeat them.
+itself, on its failure paths (``cascade_graph/logs.py``), with or without
+this listener: they are rare, so logging them costs an unobserved run
+nothing, and this listener does not repeat them.
 
 The listener checks the loggers' levels when the run starts: a run whose
 loggers would drop every line costs one dictionary lookup per event.
@@ -35,11 +35,7 @@ from ..events import (
     TaskSkipped,
     TaskStarted,
 )
-from .record import error_line
-
-run_log = logging.getLogger("cascade.run")
-task_log = logging.getLogger("cascade.task")
-resource_log = logging.getLogger("cascade.resource")
+from ..logs import error_line, resource_log, run_log, task_log
 
 
 class Log:

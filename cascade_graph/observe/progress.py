@@ -39,7 +39,7 @@ from ..events import (
     TaskSkipped,
     TaskStarted,
 )
-from .record import error_line
+from ..logs import error_line
 
 INSTALL_HINT = "Progress needs the 'ui' extra (rich): pip install 'cascade[ui]'"
 _TOP_TASKS = 6  # rows of the per-task table

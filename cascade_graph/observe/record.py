@@ -44,6 +44,7 @@ from ..events import (
     TaskSkipped,
     TaskStarted,
 )
+from ..logs import error_line
 from .lanes import Lanes
 
 BAR_LIMIT = 3000  # calls drawn one by one in the timeline
@@ -264,17 +265,6 @@ class RunRecord:
             "tail_edges": [[a, b, n] for (a, b), n in self.tail_edges.items()],
             "failure": failure_of(self.error),
         }
-
-
-def error_line(error) -> str:
-    """``'ValueError: first line of the message'`` (the type alone if ``str()`` fails)."""
-    if error is None:
-        return ""
-    try:
-        lines = str(error).strip().splitlines()
-    except Exception:  # noqa: BLE001 - a user's __str__ may raise; the type still says a lot
-        lines = []
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def failure_of(error) -> dict | None:

@@ -9,8 +9,9 @@ What goes in it (timestamps ``ts`` and durations ``dur`` in microseconds
 since ``RunStarted``; ``pid`` is a lane group, ``tid`` a lane in it):
 
 - one complete event (``ph: "X"``) per invocation, from its ``TaskStarted``
-  to its ``TaskFinished``/``TaskFailed``, ``args`` holding its ``call`` id,
-  ``parent``, ``where`` and ``duration`` (and the error of a failed one);
+  to its ``TaskFinished``/``TaskFailed`` (so ``dur`` is the event's
+  ``duration``), ``args`` holding its ``call`` id, ``parent`` and ``where``
+  (and the error of a failed one);
 - lanes: the driver's calls are process 1, each worker (``TaskStarted.where``
   under a distributed executor) a process of its own, the resources one
   more; within a group a call takes the lowest lane free when it starts
@@ -54,8 +55,8 @@ from ..events import (
     TaskSkipped,
     TaskStarted,
 )
+from ..logs import error_line
 from .lanes import Lanes
-from .record import error_line
 
 _US = 1e6  # microseconds per second
 _FLUSH_EVERY = 4096  # formatted events held before they are written
