@@ -254,44 +254,56 @@ def by_task(shape: Shape) -> tuple[Shape, dict]:
 
 
 def layers(shape: Shape, sweeps: int = 4) -> list[list[int]]:
-    """Node ids by layer, sources first: a node sits one layer after its latest producer.
+    """Node ids by layer, producers first: each node sits as close to its consumers
+    as it can (one layer before its earliest consumer; the results in the last layer).
 
     Cycles cannot occur in a workflow, but a task-level shape (``by_task``)
-    may have them; edges closing a cycle are ignored for layering. Within a
-    layer, nodes are ordered by the mean position of their neighbours in the
-    layer before, then after (``sweeps`` passes).
+    may have them; edges closing a cycle are ignored. Within a layer, nodes
+    are ordered by the mean position of their neighbours in the layer after,
+    then before (``sweeps`` passes).
     """
     n = len(shape.nodes)
     succ: list[list[int]] = [[] for _ in range(n)]
     pred: list[list[int]] = [[] for _ in range(n)]
-    indeg = [0] * n
     for e in shape.edges:
-        succ[e.src].append(e.dst)
-        pred[e.dst].append(e.src)
-        indeg[e.dst] += 1
-    depth = [0] * n
-    ready = [i for i in range(n) if indeg[i] == 0]
-    done = 0
+        if e.src != e.dst:
+            succ[e.src].append(e.dst)
+            pred[e.dst].append(e.src)
+    order = _topological(n, succ, pred)
+    rank = {node: k for k, node in enumerate(order)}
+    height = [0] * n  # longest path to a result, along edges that go forwards in ``order``
+    for node in reversed(order):
+        later = [height[s] + 1 for s in succ[node] if rank[s] > rank[node]]
+        height[node] = max(later, default=0)
+    top = max(height, default=0)
+    rows: list[list[int]] = [[] for _ in range(top + 1)]
+    for node in order:
+        rows[top - height[node]].append(node)
+    _order_rows(rows, pred, succ, sweeps)
+    return rows
+
+
+def _topological(n: int, succ, pred) -> list[int]:
+    """Nodes with producers before consumers (Kahn); a cycle is broken at the waiting
+    node with the fewest unplaced producers."""
+    waiting = [len(p) for p in pred]  # producers not placed yet (an edge each)
+    ready = [i for i in range(n) if waiting[i] == 0]
+    ready.reverse()
     placed = [False] * n
-    while done < n:
-        if not ready:  # a cycle: place the unplaced node with the fewest waiting inputs
-            ready = [min((i for i in range(n) if not placed[i]), key=lambda i: indeg[i])]
+    order: list[int] = []
+    while len(order) < n:
+        if not ready:
+            ready = [min((i for i in range(n) if not placed[i]), key=lambda i: waiting[i])]
         node = ready.pop()
         if placed[node]:
             continue
         placed[node] = True
-        done += 1
+        order.append(node)
         for s in succ[node]:
-            if not placed[s]:
-                depth[s] = max(depth[s], depth[node] + 1)
-                indeg[s] -= 1
-                if indeg[s] == 0:
-                    ready.append(s)
-    rows: list[list[int]] = [[] for _ in range(max(depth, default=0) + 1)]
-    for i in range(n):
-        rows[depth[i]].append(i)
-    _order_rows(rows, pred, succ, sweeps)
-    return rows
+            waiting[s] -= 1
+            if waiting[s] == 0 and not placed[s]:
+                ready.append(s)
+    return order
 
 
 def _order_rows(rows, pred, succ, sweeps: int) -> None:
@@ -301,7 +313,7 @@ def _order_rows(rows, pred, succ, sweeps: int) -> None:
         for k, node in enumerate(row):
             position[node] = k
     for sweep in range(sweeps):
-        down = sweep % 2 == 0
+        down = sweep % 2 == 1
         sequence = rows[1:] if down else rows[-2::-1]
         for row in sequence:
             def centre(node, down=down):

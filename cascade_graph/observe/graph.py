@@ -30,7 +30,7 @@ PALETTE = ("#4f7cff", "#14b8a6", "#f59e0b", "#ec4899", "#8b5cf6", "#22c55e", "#e
            "#06b6d4", "#a3a635", "#e11d48", "#6366f1", "#0ea5e9")
 
 _CHAR = 7.2  # px per character of a label at 12px
-_ROW = 64  # px between rows
+_ROW = 56  # px between rows
 _GAP = 84  # px between columns
 _PAD = 24
 
@@ -78,7 +78,7 @@ def graph_svg(shape: Shape | None, tail_edges: list, task_colours: dict, calls: 
     rows = layers(forward)
     place = _place(shape, rows)
     width = max((x + w for x, _, w in place.values()), default=0) + _PAD
-    height = max((y for _, y, _ in place.values()), default=0) + _ROW / 2 + _PAD + 28
+    height = max((y for _, y, _ in place.values()), default=0) + _ROW / 2 + _PAD + 40
     parts = [f'<svg class="graph" xmlns="http://www.w3.org/2000/svg" viewBox="0 -28 {width:.0f} '
              f'{height:.0f}" width="{width:.0f}" height="{height:.0f}" role="img" '
              'aria-label="workflow graph">',
@@ -86,7 +86,11 @@ def graph_svg(shape: Shape | None, tail_edges: list, task_colours: dict, calls: 
              'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
              'fill="context-stroke"/></marker></defs>']
     parts += [_edge(e, place) for e in shape.edges]
-    parts += [_node(n, place[n.id], task_colours, calls, counts) for n in shape.nodes]
+    boxes: dict = {}  # task name -> how many boxes show it: a call count badge only on a lone one
+    for n in shape.nodes:
+        boxes[n.task] = boxes.get(n.task, 0) + 1
+    lone = {name: c for name, c in calls.items() if boxes.get(name) == 1}
+    parts += [_node(n, place[n.id], task_colours, lone, counts) for n in shape.nodes]
     parts.append("</svg>")
     return "".join(parts)
 
