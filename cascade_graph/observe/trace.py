@@ -68,6 +68,9 @@ _ARROW = ('{"ph":"s","name":"tail call","cat":"tail","id":%d,"pid":%d,"tid":%d,"
 #: one call: name (JSON), pid, tid, ts, dur, colour, call, further arguments
 _SLICE = ('{"ph":"X","name":%s,"cat":"task","pid":%d,"tid":%d,"ts":%.3f,"dur":%.3f%s,'
           '"args":{"call":%d%s}}')
+#: a call made by a tail call: name (JSON), pid, tid, ts, dur, call, parent
+_CHILD_SLICE = ('{"ph":"X","name":%s,"cat":"task","pid":%d,"tid":%d,"ts":%.3f,"dur":%.3f,'
+                '"args":{"call":%d,"parent":%d}}')
 _MARKERS = 0  # tid of a group's lane for skips and cache hits; call lanes start at 1
 
 
@@ -205,13 +208,17 @@ class _TraceRun:
             dur = 0.0
         heappush(self.lanes[pid].free, tid - 1)
         self.last = (call, pid, tid, ts, dur)
-        extra = "" if parent is None else f',"parent":{parent}'
-        colour = ""
-        if where != "local" or type(e) is TaskFailed:
-            extra, colour = self._extra(e, where, extra)
         jname = self.names.get(name) or self._name(name)
         out = self.out
-        out.append(_SLICE % (jname, pid, tid, ts, dur, colour, call, extra))
+        if where == "local" and type(e) is TaskFinished:  # the common case: one format
+            if parent is None:
+                out.append(_SLICE % (jname, pid, tid, ts, dur, "", call, ""))
+            else:
+                out.append(_CHILD_SLICE % (jname, pid, tid, ts, dur, call, parent))
+        else:
+            extra = "" if parent is None else f',"parent":{parent}'
+            extra, colour = self._extra(e, where, extra)
+            out.append(_SLICE % (jname, pid, tid, ts, dur, colour, call, extra))
         if len(out) >= _FLUSH_EVERY:
             self._flush()
 

@@ -192,3 +192,22 @@ def test_a_long_loop_streams_a_valid_trace(tmp_path, engine):
     _, trace, _ = traced(tmp_path, engine, countdown(20_000))
     assert len([s for s in trace["X"] if s["cat"] == "task"]) == 20_001
     assert len(trace["s"]) == 20_000
+
+
+def test_each_worker_is_a_lane_group(tmp_path):
+    """Calls whose TaskStarted names a worker go to that worker's process, lanes per worker."""
+    path = tmp_path / "t.json"
+    tracer = Trace(path)
+    tracer(ev.RunStarted(1, time=100.0, wall=0.0))
+    for call, where in ((1, "tcp://worker-a:1"), (2, "tcp://worker-b:1"), (3, "tcp://worker-a:1")):
+        tracer(ev.TaskStarted(1, "work", call=call, where=where, time=100.0 + call / 1000))
+    for call in (1, 2, 3):
+        tracer(ev.TaskFinished(1, "work", call=call, time=100.01, duration=0.01))
+    tracer(ev.RunFinished(1, True, None, time=100.02))
+    trace = check_trace(json.loads(path.read_text()))
+    groups = {m["pid"]: m["args"]["name"] for m in trace["M"] if m["name"] == "process_name"}
+    lanes = {s["args"]["call"]: (groups[s["pid"]], s["tid"]) for s in trace["X"]}
+    assert lanes[1] == ("worker tcp://worker-a:1", 1)
+    assert lanes[3] == ("worker tcp://worker-a:1", 2)  # overlaps call 1 on the same worker
+    assert lanes[2] == ("worker tcp://worker-b:1", 1)
+    assert all(s["args"]["where"].startswith("tcp://") for s in trace["X"])
