@@ -87,8 +87,8 @@ def test_report_renders_in_chromium(tmp_path, engine, args, code, shot):
     assert console_messages(shown.stderr) == []
 
 
-def test_a_page_asking_the_network_would_be_refused(tmp_path):
-    """The check above can fail: a page whose script throws shows on the console."""
+def test_the_console_check_sees_a_script_error(tmp_path):
+    """The console check above can fail: a page whose script throws is seen."""
     page = tmp_path / "broken.html"
     page.write_text("<!doctype html><script>undefinedFunction()</script>")
     dom = browse(page, "--dump-dom")
