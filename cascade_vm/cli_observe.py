@@ -12,11 +12,13 @@ unobserved run pays nothing).
 - ``--trace FILE.json`` / ``--report FILE.html``: ``Trace`` / ``Report``.
   The report is written also when the run fails (then with the traceback).
   A folder that does not exist is bad usage (exit 2) before anything runs.
-- ``-v`` / ``-v -v`` / ``-q``: the ``cascade`` loggers' level (INFO, DEBUG,
-  ERROR; WARNING by default: failures, retries and resource errors), with
-  one handler writing ``LEVEL logger: message`` lines to stderr. With
-  ``-v`` the ``Log`` listener is attached too (a line per run; with
-  ``-v -v`` a line per task call). Nothing goes to stdout but the result.
+- ``-v`` / ``-v -v``: the ``cascade`` loggers at INFO (failures, retries and
+  resource errors at WARNING, and a line per run) or DEBUG (also a line per
+  task call), written as ``LEVEL logger: message`` lines to stderr; the
+  ``Log`` listener is attached for them. Without ``-v`` (and with ``-q``)
+  only errors: a run's stderr is then exactly what SPEC section 6 says (on
+  exit 1, one line naming the task and the error, then the traceback), and
+  an unobserved run stays unobserved. Nothing goes to stdout but the result.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import logging
 import sys
 from pathlib import Path
 
-_LEVELS = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}  # 2 or more: DEBUG
+_LEVELS = {-1: logging.ERROR, 0: logging.ERROR, 1: logging.INFO}  # 2 or more: DEBUG
 
 
 class _Stderr(logging.StreamHandler):
@@ -55,9 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="write a self-contained HTML report of the run (also when it fails)")
     loud = group.add_mutually_exclusive_group()
     loud.add_argument("-v", "--verbose", action="count", default=0,
-                      help="log to stderr: -v a line per run, -v -v a line per task call")
+                      help="log to stderr: -v failures, retries, resource errors and a line "
+                      "per run; -v -v also a line per task call")
     loud.add_argument("-q", "--quiet", action="store_true",
-                      help="log errors only (no warnings about failures, retries, resources)")
+                      help="errors only (the default)")
 
 
 def _output(path: str | None, flag: str, usage_error: type) -> str | None:

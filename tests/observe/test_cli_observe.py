@@ -78,27 +78,32 @@ def test_very_verbose_logs_one_line_per_call(capsys, engine):
 
 
 @per_engine
-def test_default_level_warns_about_failures_and_retries(capsys, engine):
-    """Without -v: failures and retries at WARNING, no INFO or DEBUG lines."""
-    code, out, err = run_main(capsys, "run", FLOW, "--engine", engine)
+def test_verbose_warns_about_failures_and_retries(capsys, engine):
+    """-v: failures and retries at WARNING (with their call numbers), the run at INFO."""
+    code, out, err = run_main(capsys, "run", FLOW, "--engine", engine, "-v")
     assert code == 0 and out == "[47, None]\n"
-    assert err.splitlines() == [
-        "WARNING cascade.task: task 'flaky' failed: ConnectionError: first attempt fails",
-        "WARNING cascade.task: task 'flaky' will be retried in 0 s (attempt 2 of 2)",
-    ]
+    warnings = [line for line in err.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 2
+    assert re.fullmatch(r"WARNING cascade\.task: task 'flaky' \(call \d+\) failed: "
+                        r"ConnectionError: first attempt fails", warnings[0])
+    assert re.fullmatch(r"WARNING cascade\.task: task 'flaky' \(call \d+\) will be retried "
+                        r"in 0 s \(attempt 2 of 2\)", warnings[1])
+    assert "DEBUG" not in err and "INFO cascade.run" in err
 
 
 @per_engine
-def test_quiet_keeps_errors_only(capsys, engine):
-    """-q: no warnings; the failure itself is still reported (exit 1)."""
-    code, out, err = run_main(capsys, "run", FLOW, "--engine", engine, "-q")
+@pytest.mark.parametrize("flags", [(), ("-q",)])
+def test_default_and_quiet_print_errors_only(capsys, engine, flags):
+    """Without -v (or with -q): a run's stderr is empty; a failure is the exit-1 report alone."""
+    code, out, err = run_main(capsys, "run", FLOW, "--engine", engine, *flags)
     assert code == 0 and out == "[47, None]\n" and err == ""
-    code, out, err = run_main(capsys, "run", FLOW, "--engine", engine, "-q", "-p", "fail=true")
-    assert code == 1 and "WARNING" not in err and err.startswith("error: task 'finish' failed")
+    code, out, err = run_main(capsys, "run", FLOW, "--engine", engine, "-p", "fail=true", *flags)
+    assert code == 1 and err.startswith("error: task 'finish' failed")
+    assert "WARNING" not in err
 
 
 def test_resource_errors_are_warnings(capsys, tmp_path):
-    """A teardown that raises is logged at WARNING on cascade.resource."""
+    """-v: a teardown that raises is logged at WARNING on cascade.resource."""
     flow = tmp_path / "broken_teardown.py"
     flow.write_text(
         "from cascade_graph import inject, resource, task\n"
@@ -107,7 +112,7 @@ def test_resource_errors_are_warnings(capsys, tmp_path):
         "@task\ndef use(r=inject('observed_broken')):\n    return r\n"
         "main = use()\n"
     )
-    code, out, err = run_main(capsys, "run", flow)
+    code, out, err = run_main(capsys, "run", flow, "-v")
     assert code == 1 and out == ""
     assert ("WARNING cascade.resource: resource 'observed_broken' (run scope) failed to tear "
             "down: OSError: disk gone") in err
