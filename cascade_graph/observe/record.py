@@ -232,10 +232,9 @@ class RunRecord:
         self.end = e.time - self.t0
         self.ok = e.ok
         self.error = e.error
-        for stats_call, info in list(self.running.items()):  # never ended: drawn to the end
-            start, (gi, _), lane, stats = info
+        for start, _, _, stats in self.running.values():  # never ended: busy up to the end
             self.activity.add(stats.index, start, max(self.end, start))
-            del self.running[stats_call]
+        self.running.clear()
         for (name, scope), stack in self.resources.items():
             for start in stack:
                 self._span(name, scope, start, self.end)
