@@ -24,6 +24,9 @@ from __future__ import annotations
 import attrs
 
 from .lazy import _LAZY_TYPES, CALL, ROUTE, MapTask
+from .router import Router
+
+_SEARCHED = (list, tuple, dict, set, Router)  # argument types searched for lazies
 
 #: edge kinds, and how DOT draws them
 EDGE_STYLES = {
@@ -66,8 +69,6 @@ class Shape:
 
 def _lazies_in(value) -> list:
     """The lazies inside an argument, searched as the engines search (exact containers)."""
-    from .router import Router
-
     found = []
     stack = [value]
     while stack:
@@ -151,10 +152,12 @@ def _inputs(lr) -> list:
         return out
     if lr.kind != CALL:
         return out
-    for arg in lr.args:
-        out += [(x, "data", "") for x in _lazies_in(arg)]
-    for arg in lr.kwargs.values():
-        out += [(x, "data", "") for x in _lazies_in(arg)]
+    for arg in (*lr.args, *lr.kwargs.values()) if lr.kwargs else lr.args:
+        kind = type(arg)
+        if kind in _LAZY_TYPES:
+            out.append((arg, "data", ""))
+        elif kind in _SEARCHED:
+            out += [(x, "data", "") for x in _lazies_in(arg)]
     policy = lr.policy
     if policy is not None:
         for cond in policy.conds:
@@ -188,7 +191,17 @@ def shape_of(target) -> Shape:
                 seen_edges.add(key)
                 edges.append(DrawEdge(j, i, kind, label))
         i += 1
-    nodes = tuple(DrawNode(k, *_describe(lr)) for k, lr in enumerate(order))
+    described: dict = {}  # id(task) -> what a plain call of it looks like (most nodes)
+    nodes = []
+    for k, lr in enumerate(order):
+        plain = type(lr) is not _Literal and lr.kind == CALL and lr.policy is None
+        about = described.get(id(lr.task)) if plain else None
+        if about is None:
+            about = _describe(lr)
+            if plain:
+                described[id(lr.task)] = about
+        nodes.append(DrawNode(k, *about))
+    nodes = tuple(nodes)
     return Shape(nodes, tuple(edges))
 
 

@@ -103,7 +103,7 @@ class Activity:
             row = self.busy[task] = [0.0] * BUCKETS
         first = int(start / width)
         last = int(end / width)
-        if first == last:
+        if first == last:  # most calls: within one slice
             row[first] += end - start
             return
         row[first] += (first + 1) * width - start
@@ -171,29 +171,35 @@ class RunRecord:
         group = self.groups.get(e.where)
         if group is None:
             group = self.groups[e.where] = (len(self.groups), Lanes())
-        stats = self.stats(e.task)
+        stats = self.tasks.get(e.task) or self.stats(e.task)
         stats.calls += 1
-        self.running[e.call] = (e.time - self.t0, group, group[1].take(), stats)
+        free = group[1].free
+        lane = heapq.heappop(free) if free else group[1].take()
+        self.running[e.call] = (e.time - self.t0, group, lane, stats)
 
     def ended(self, e) -> None:
         info = self.running.pop(e.call, None)
         if info is None:
             return
         start, (gi, lanes), lane, stats = info
-        end = max(e.time - self.t0, start)
-        lanes.give_back(lane)
+        end = e.time - self.t0
+        if end < start:
+            end = start
+        heapq.heappush(lanes.free, lane)
         stats.durations.append(e.duration)
         failed = type(e) is TaskFailed
         if failed:
             stats.failures += 1
             self._mark("failed", [round(end, 6), stats.index, error_line(e.error)])
         self.activity.add(stats.index, start, end)
-        bar = (gi, lane, round(start, 7), round(end - start, 7), stats.index, e.call, int(failed))
-        item = (end - start, next(self.seq), bar)
-        if len(self.bars) < BAR_LIMIT:
-            heapq.heappush(self.bars, item)
-        elif item[0] > self.bars[0][0]:
-            heapq.heapreplace(self.bars, item)
+        took = end - start
+        bars = self.bars
+        if len(bars) < BAR_LIMIT:  # (rounded for the page in summary())
+            heapq.heappush(bars, (took, next(self.seq),
+                                  (gi, lane, start, took, stats.index, e.call, int(failed))))
+        elif took > bars[0][0]:
+            heapq.heapreplace(bars, (took, next(self.seq),
+                                     (gi, lane, start, took, stats.index, e.call, int(failed))))
         self.ended_calls += 1
 
     def tail_call(self, e: TailCall) -> None:
@@ -252,7 +258,9 @@ class RunRecord:
     def summary(self) -> dict:
         """The record as JSON-ready data."""
         rows = [s.row() for s in self.tasks.values()]
-        bars = [b for _, _, b in sorted(self.bars, key=lambda item: item[2][2])]
+        bars = [[g, lane, round(start, 7), round(took, 7), task, call, failed]
+                for _, _, (g, lane, start, took, task, call, failed)
+                in sorted(self.bars, key=lambda item: item[2][2])]
         return {
             "run_id": self.run_id, "wall": self.wall, "elapsed": self.end, "ok": self.ok,
             "tasks": rows, "lanes": self.lanes(), "bars": bars,
