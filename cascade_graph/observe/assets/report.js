@@ -82,9 +82,9 @@
         var v = t[c[0]];
         html("td", v ? c[1] : "zero", num(v), tr);
       });
-      html("td", "", dur(t.total), tr);
-      html("td", "", dur(t.mean), tr);
-      html("td", "", dur(t.p95), tr);
+      ["total", "mean", "p95"].forEach(function (key) {  /* no call: no time to show */
+        html("td", t.calls ? "" : "zero", t.calls ? dur(t[key]) : "\u2013", tr);
+      });
       var share = html("td", "share", null, tr);
       var bar = html("span", "sharebar", null, share);
       var fill = html("i", null, null, bar);
