@@ -46,7 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from time import perf_counter
 
-from .errors import add_task_note, report_also
+from .errors import add_task_note, worse_error
 from .events import (
     TaskRetrying,
     TaskSkipped,
@@ -327,7 +327,7 @@ async def _attempts(ctx, node, args, kwargs, parent, check=None):
             if task_live:
                 err = await ctx.resources.release(task_live)
                 if err is not None:
-                    report_also(exc, err)
+                    exc = worse_error(exc, err)
             if (retry is not None and number < retry.max_attempts
                     and isinstance(exc, retry.retry_on) and isinstance(exc, Exception)):
                 failed(ctx, task, exc, started)
@@ -335,7 +335,7 @@ async def _attempts(ctx, node, args, kwargs, parent, check=None):
                 number += 1
                 continue
             failed(ctx, task, exc, started)
-            raise
+            raise exc
         if task_live:
             err = await ctx.resources.release(task_live)
             if err is not None:
@@ -369,16 +369,9 @@ async def _inject(ctx, node, args, kwargs, task_live: list):
 
 
 def _resolve_injects(value, values: dict):
-    """``value`` with every ``inject()`` marker, at any depth of builtin containers, resolved."""
-    t = type(value)
-    if t is Inject:
-        return values[value.name]
-    if t is list or t is tuple or t is set:
-        items = [_resolve_injects(v, values) for v in value]
-        return items if t is list else t(items)
-    if t is dict:
-        return {k: _resolve_injects(v, values) for k, v in value.items()}
-    return value
+    """``value``, or the resource it asks for when it is an ``inject()`` marker (only
+    top-level arguments are injected: a marker inside a container is passed as it is)."""
+    return values[value.name] if type(value) is Inject else value
 
 
 def _bind(task, args, kwargs, injected: set) -> dict:

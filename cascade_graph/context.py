@@ -10,6 +10,16 @@ and await every one of them: no task outlives its run).
 normalise the target, emit ``RunStarted``, execute, cancel stragglers,
 tear resources down, emit ``RunFinished``. ``SKIPPED`` is the value of a node
 that did not run (a false ``run_if``, a skipped upstream).
+
+Clean-up survives everything. asyncio re-raises a ``KeyboardInterrupt`` or
+``SystemExit`` that leaves a task's coroutine straight out of the event loop,
+past every ``finally`` of the run; so every task the run starts is wrapped
+(``_guarded``) and such an exception ends its task as an ``Interruption``
+carrying it, an ordinary failure of the run. The lifecycle unwraps it and
+raises the original exception, after the clean-up. A cancellation that
+arrives while the run is cleaning up (``wait_for`` expiring during a slow
+teardown) interrupts only what was being awaited: the stragglers are still
+awaited, every teardown still runs, then ``CancelledError`` leaves the run.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ import asyncio
 import itertools
 
 from .calls import DISTRIBUTED, LOCAL, SKIPPED
-from .errors import report_also
+from .errors import worse_error
 from .events import RunFinished, RunStarted
 from .folded import CURRENT_RUN
 from .lazy import _LAZY_TYPES, Task, _contains_special
@@ -38,7 +48,7 @@ class RunContext:
         "tail_cache",  # use the shared template cache
         "hot_path",  # use the single-call tail loop
         "yield_interval",  # seconds of work before a loop yields to the event loop
-        "tasks",  # set of asyncio tasks started for this run (removed when done)
+        "tasks",  # asyncio tasks started for this run -> their coroutines (removed when done)
         "param_values",  # cache: Param/Env node -> resolved value, per run
         "route_runs",  # route object id -> the task evaluating it (routes of several routers)
         "failed",  # the first exception a task of the run raised, or None
@@ -63,7 +73,7 @@ class RunContext:
         self.tail_cache = bool(tail_cache)
         self.hot_path = bool(hot_path)
         self.yield_interval = float(yield_interval)
-        self.tasks: set = set()
+        self.tasks: dict = {}  # asyncio task -> the coroutine it runs (see _guarded)
         self.param_values: dict = {}
         self.route_runs: dict = {}
         self.failed = None
@@ -104,8 +114,8 @@ class RunContext:
 
     def spawn(self, coro) -> asyncio.Task:
         """Start ``coro`` as a task of this run (tracked until done)."""
-        t = asyncio.get_running_loop().create_task(coro)
-        self.tasks.add(t)
+        t = asyncio.get_running_loop().create_task(_guarded(coro))
+        self.tasks[t] = coro
         t.add_done_callback(self._task_done)
         return t
 
@@ -113,8 +123,10 @@ class RunContext:
         # The first failure of any task interrupts the engine wherever it is
         # (a long sync loop, a direct await): it is cancelled, and the
         # lifecycle turns that cancellation back into the failure.
-        self.tasks.discard(t)
+        coro = self.tasks.pop(t, None)
         if t.cancelled():
+            if coro is not None:  # cancelled before its first step: never started
+                coro.close()
             return
         exc = t.exception()  # retrieved here, so a later failure never goes unreported
         if exc is None or self.failed is not None:
@@ -124,15 +136,50 @@ class RunContext:
         if main is not None and not self.finishing and not main.done():
             main.cancel()
 
-    async def cancel_all(self) -> None:
-        """Cancel every task of the run still going and wait for each to end."""
+    async def cancel_all(self) -> asyncio.CancelledError | None:
+        """Cancel every task of the run still going and wait for each to end.
+
+        Never raises: a cancellation of the caller while it waits is returned
+        (after the waiting: each one only cancels the stragglers again)."""
+        cancelled = None
         while self.tasks:
             pending = list(self.tasks)
             for t in pending:
                 t.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            try:
+                await asyncio.gather(*pending, return_exceptions=True)
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+                continue
             for t in pending:
-                self.tasks.discard(t)
+                self.tasks.pop(t, None)
+        return cancelled
+
+
+class Interruption(BaseException):
+    """A ``KeyboardInterrupt`` or ``SystemExit`` raised inside one of the run's
+    asyncio tasks, carried out of that task as its failure (``exc``): the run
+    lifecycle raises ``exc`` itself after cleaning up. Never seen by users."""
+
+    def __init__(self, exc: BaseException):
+        super().__init__(exc)
+        self.exc = exc
+
+
+async def _guarded(coro):
+    """Await ``coro``; a ``KeyboardInterrupt``/``SystemExit`` from it ends the task as an
+    ``Interruption`` (asyncio would re-raise it out of the event loop, skipping every
+    clean-up of the run). A task cancelled before its first step never started
+    ``coro``: ``RunContext._task_done`` closes it (no "never awaited" warning)."""
+    try:
+        return await coro
+    except (KeyboardInterrupt, SystemExit) as exc:
+        raise Interruption(exc) from None
+
+
+def _carried(error):
+    """The exception an ``Interruption`` carries; any other error unchanged."""
+    return error.exc if type(error) is Interruption else error
 
 
 def listeners(on_event):
@@ -239,29 +286,41 @@ async def run_workflow(execute, target, ctx: RunContext):
         error = exc
     finally:
         CURRENT_RUN.reset(current)
-        ctx.finishing = True
-        if distributed is not None:
-            executor.cancel_all()
-        if ctx.tasks:
-            await ctx.cancel_all()
-        if distributed is not None:
-            DISTRIBUTED.reset(distributed)
-            try:
-                await executor.close()
-            except BaseException as exc:  # reported like a teardown error
-                if error is None:
-                    error = exc
-                else:
-                    report_also(error, exc)
-        res = ctx._resources
-        teardown_error = await res.close() if res is not None and res.live else None
-        if teardown_error is not None:
-            if error is None:
-                error = teardown_error
-            else:  # the run's own error wins; the teardown failure is reported on it
-                report_also(error, teardown_error)
-        if emit is not None:
+    error = await _clean_up(ctx, _carried(error), distributed)
+    if emit is not None:
+        try:
             emit(RunFinished(ctx.run_id, error is None, error))
+        except Exception as exc:  # the listener's own failure: it fails a good run
+            error = worse_error(error, exc)
     if error is not None:
         raise error
     return value
+
+
+async def _clean_up(ctx: RunContext, error, distributed):
+    """Cancel and await the run's stragglers, close a distributed executor, tear the
+    resources down; never raises.
+
+    Returns the error the run ends with: ``error``, or what the clean-up raised
+    (a teardown's failure, a cancellation that arrived meanwhile) with the rest
+    reported on it (``worse_error``)."""
+    ctx.finishing = True
+    executor = ctx.executor
+    if distributed is not None:
+        executor.cancel_all()
+    if ctx.tasks:
+        cancelled = await ctx.cancel_all()
+        if cancelled is not None:
+            error = worse_error(error, cancelled)
+    if distributed is not None:
+        DISTRIBUTED.reset(distributed)
+        try:
+            await executor.close()
+        except BaseException as exc:  # noqa: BLE001 - reported like a teardown error
+            error = worse_error(error, exc)
+    res = ctx._resources
+    if res is not None and res.live:
+        teardown_error = await res.close()
+        if teardown_error is not None:
+            error = worse_error(error, teardown_error)
+    return error

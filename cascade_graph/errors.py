@@ -42,6 +42,18 @@ class InternalError(CascadeError, RuntimeError):
     """A bug in Cascade itself (never a user's error): please report it."""
 
 
+def describe(exc: BaseException) -> str:
+    """``'ValueError: message'`` for notes and one-line reports, never raising: an
+    exception whose ``__str__`` raises is shown as ``'ValueError: <unprintable ValueError>'``
+    (formatting an error must never replace it with another one)."""
+    name = type(exc).__name__
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ is the user's; keep their error
+        text = f"<unprintable {name}>"
+    return f"{name}: {text}" if text else name
+
+
 def add_task_note(exc: BaseException, task_name: str) -> None:
     """Name ``task_name`` on ``exc`` once (the innermost task that raised it wins)."""
     notes = getattr(exc, "__notes__", None)
@@ -53,10 +65,27 @@ def add_task_note(exc: BaseException, task_name: str) -> None:
 
 
 def report_also(error: BaseException, other: BaseException) -> None:
-    """Note ``other`` (and its notes) on ``error``, which is the one raised."""
-    error.add_note(f"cascade: while cleaning up, also: {type(other).__name__}: {other}")
-    for note in getattr(other, "__notes__", ()):
+    """Note ``other`` (and its notes) on ``error``, which is the one raised.
+    Never raises, whatever ``other``'s ``__str__`` does."""
+    error.add_note(f"cascade: while cleaning up, also: {describe(other)}")
+    for note in getattr(other, "__notes__", None) or ():
         error.add_note(f"  {note}")
+
+
+def worse_error(error, other):
+    """Which of ``error`` (a run's or a call's, or None) and ``other`` (raised later,
+    while cleaning up) is raised; the other one is reported on it. The first
+    error wins, except that an ``Exception`` gives way to a later
+    ``BaseException`` that is not one (``KeyboardInterrupt``, ``SystemExit``,
+    ``CancelledError``), as an exception raised in a ``finally`` block would."""
+    if error is None or error is other:
+        return other
+    if isinstance(error, Exception) and not isinstance(other, Exception):
+        error, other = other, error
+        if error.__context__ is None:
+            error.__context__ = other
+    report_also(error, other)
+    return error
 
 
 def task_of(exc: BaseException) -> str | None:

@@ -28,7 +28,7 @@ from typing import Any, overload
 import attrs
 
 from .calls import noted
-from .errors import ResourceError
+from .errors import ResourceError, describe
 from .events import ResourceSetUp, ResourceTornDown
 from .lazy import Inject
 from .logs import warn_resource
@@ -78,6 +78,45 @@ def inject(what: Resource | str) -> Any:
     if isinstance(what, str) and what:
         return Inject(what)
     raise TypeError(f"inject() takes a resource or its name, got {what!r}")
+
+
+def injection_order(task, nargs: int, kwnames: tuple, named) -> tuple:
+    """``(parameter or None, resource)`` for every injection of a call of ``task`` with
+    ``nargs`` positional arguments and keywords ``kwnames``, in set-up order.
+
+    ``named`` lists ``(argument index, resource)`` for the ``inject()`` arguments
+    (indexes count positional arguments, then keywords); ``task.injects`` gives
+    the ``inject()`` parameter defaults the call leaves to their default. The
+    order is the order of the parameters they fill, as Python binds the call:
+    the first parameter's resource is set up first (and torn down last); several
+    filling ``*args`` or ``**kwargs`` go in argument order.
+    """
+    given = set(kwnames)  # parameters the call fills: a default is not used there
+    sig = task.signature
+    rank: dict = {}
+    var_pos = var_kw = None
+    if sig is not None:
+        for i, p in enumerate(sig.parameters.values()):
+            rank[p.name] = i
+            if p.kind is p.VAR_POSITIONAL:
+                var_pos = i
+            elif p.kind is p.VAR_KEYWORD:
+                var_kw = i
+            elif i < nargs and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                given.add(p.name)
+    unknown = len(rank)  # no signature, or a name it does not have: after the rest
+    keyed = []
+    for at, r in named:
+        if at < nargs:
+            place = at if var_pos is None or at < var_pos else var_pos
+        else:
+            place = rank.get(kwnames[at - nargs], unknown if var_kw is None else var_kw)
+        keyed.append(((place if sig is not None else -1, at), (None, r)))
+    for p, r in task.injects:
+        if p not in given:
+            keyed.append(((rank.get(p, unknown), -1), (p, r)))
+    keyed.sort(key=lambda item: item[0])
+    return tuple(item for _, item in keyed)
 
 
 def registered(name: str) -> Resource | None:
@@ -154,7 +193,8 @@ class RunResources:
                 raise exc
 
     async def acquire(self, names, task_live: list) -> dict:
-        """Values for ``names``; task-scoped ones are appended to ``task_live``."""
+        """Values for ``names``, set up in that order; task-scoped ones are appended to
+        ``task_live`` (the caller tears them down, also when this raises)."""
         out = {}
         for name in names:
             if name in self.overrides:
@@ -168,7 +208,8 @@ class RunResources:
                 self.check([(name, "?")])
             if res.scope == "task":
                 live = await self._make(res)
-                task_live.append(live)
+                task_live.append(live)  # registered for teardown before anyone hears of it
+                self._announce(live)
                 out[name] = live.value
                 continue
             lock = self.locks.get(name)
@@ -185,41 +226,64 @@ class RunResources:
                         raise
                     self.live.append(live)
                     self.values[name] = live.value
+                    self._announce(live)
             out[name] = self.values[name]
         return out
 
     async def _make(self, res: Resource) -> _Live:
         try:
-            live = await _setup(res)
+            return await _setup(res)
         except Exception as exc:
             exc.add_note(f"cascade: raised while setting up resource {res.name!r}")
             warn_resource(res.name, res.scope, "set up", exc)
             raise
+
+    def _announce(self, live: _Live) -> None:
+        """Emit ``ResourceSetUp`` (after ``live`` is registered for teardown: a listener
+        that raises fails the call, and the resource is still torn down)."""
         if self.emit is not None:
-            self.emit(ResourceSetUp(self.run_id, res.name, res.scope))
-        return live
+            self.emit(ResourceSetUp(self.run_id, live.name, live.scope))
 
     async def release(self, lives: list) -> BaseException | None:
-        """Tear ``lives`` down in reverse order; all of them run; returns the first error."""
-        first = None
+        """Tear ``lives`` down in reverse order and return the error to raise, or None.
+
+        Never raises, and never skips a teardown: a teardown that raises anything
+        (a ``BaseException`` too), a cancellation while one awaits (it interrupts
+        that teardown only), a listener that raises on ``ResourceTornDown``: the
+        others still run. The error returned is the first ``KeyboardInterrupt``/
+        ``SystemExit``/``CancelledError`` if any, else the first failure; every
+        other failure is noted on it.
+        """
+        errors: list = []
         while lives:
             live = lives.pop()
             try:
                 await _teardown(live)
-            except Exception as exc:
-                exc.add_note(f"cascade: raised while tearing down resource {live.name!r}")
-                warn_resource(live.name, live.scope, "tear down", exc)
-                if first is None:
-                    first = exc
-                else:  # every failure is reported, on the first one
-                    first.add_note(f"cascade: tearing down resource {live.name!r} also failed: "
-                                   f"{type(exc).__name__}: {exc}")
+            except BaseException as exc:  # noqa: BLE001 - collected, raised after the rest
+                if isinstance(exc, Exception):
+                    exc.add_note(f"cascade: raised while tearing down resource {live.name!r}")
+                    warn_resource(live.name, live.scope, "tear down", exc)
+                errors.append((f"tearing down resource {live.name!r}", exc))
             if self.emit is not None:
-                self.emit(ResourceTornDown(self.run_id, live.name, live.scope))
-        return first
+                try:
+                    self.emit(ResourceTornDown(self.run_id, live.name, live.scope))
+                except BaseException as exc:  # noqa: BLE001 - the listener's: same as above
+                    errors.append((f"the on_event listener (ResourceTornDown of {live.name!r})",
+                                   exc))
+        return _first_error(errors)
 
     async def close(self) -> BaseException | None:
-        """Tear down every run-scoped resource (reverse set-up order)."""
+        """Tear down every run-scoped resource (reverse set-up order); never raises."""
         self.values.clear()
         return await self.release(self.live)
 
+
+def _first_error(errors: list) -> BaseException | None:
+    """The error a list of (what failed, exception) amounts to (see ``release``)."""
+    if not errors:
+        return None
+    first = next((e for _, e in errors if not isinstance(e, Exception)), errors[0][1])
+    for what, exc in errors:
+        if exc is not first:  # every failure is reported, on the one raised
+            first.add_note(f"cascade: {what} also failed: {describe(exc)}")
+    return first

@@ -12,15 +12,29 @@ in its own ``run_until_complete``; measured on the 2-core dev machine,
 ``uvloop.run`` of an empty coroutine took about 380-430 us and this about
 170-240 us, which is most of the fixed cost of ``run()`` on a small workflow.
 
-Ctrl-C is handled as ``Runner`` handles it: while the loop runs in the main
-thread (and nobody installed their own SIGINT handler), the first SIGINT
-cancels the workflow, so its lifecycle tears resources down, and ``run()``
-raises ``KeyboardInterrupt``; a second SIGINT raises at once.
+Ctrl-C: while the loop runs in the main thread (and nobody installed their
+own SIGINT handler), the first SIGINT interrupts the workflow and ``run()``
+raises ``KeyboardInterrupt`` once the run's lifecycle has cleaned up
+(stragglers cancelled, resources torn down, ``RunFinished``). Where the
+signal lands decides how:
+
+- in user code (an inline sync task, a sync resource's set-up or teardown,
+  a listener: the interrupted frame is none of the engine's, asyncio's or
+  uvloop's), ``KeyboardInterrupt`` is raised right there, as plain Python
+  would, so a long sync task stops at once instead of running to its end;
+  it then leaves the task like any exception the task raises;
+- anywhere else (the loop waiting, the engine's own code), the workflow's
+  task is cancelled, as ``asyncio.Runner`` does, and the loop is woken.
+
+A second SIGINT raises ``KeyboardInterrupt`` at once, wherever it lands.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import os
+import selectors
 import signal
 import threading
 
@@ -35,6 +49,8 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     if uvloop is None:
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
+
+import cascade_graph
 
 
 def run_in_new_loop(coro):
@@ -76,8 +92,26 @@ async def _shut_down(loop) -> None:
     await loop.shutdown_default_executor()
 
 
+def _package_dir(module) -> str:
+    return os.path.dirname(os.path.abspath(module.__file__)) + os.sep
+
+
+#: Frames in these places are the engine's or the event loop's, never a task's code.
+_NOT_USER_CODE = (
+    *(_package_dir(m) for m in (asyncio, uvloop, concurrent.futures, cascade_graph)),
+    os.path.dirname(os.path.abspath(__file__)) + os.sep,  # cascade_vm
+    os.path.abspath(selectors.__file__),
+    "uvloop/",  # compiled frames name their file relative to the package
+)
+
+
+def in_user_code(frame) -> bool:
+    """Whether the interrupted ``frame`` runs user code (not the engine's nor the loop's)."""
+    return frame is not None and not frame.f_code.co_filename.startswith(_NOT_USER_CODE)
+
+
 class _Interrupt:
-    """The SIGINT handler of one run: cancel the workflow, then give up."""
+    """The SIGINT handler of one run: interrupt the workflow, then give up."""
 
     def __init__(self, main: asyncio.Task, loop):
         self.main = main
@@ -97,7 +131,7 @@ class _Interrupt:
 
     def _on_sigint(self, signum, frame) -> None:
         self.count += 1
-        if self.count == 1 and not self.main.done():
+        if self.count == 1 and not self.main.done() and not in_user_code(frame):
             self.main.cancel()
             self.loop.call_soon_threadsafe(lambda: None)  # wake the loop
             return
