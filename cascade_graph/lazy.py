@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, ov
 
 import attrs
 
+from . import policy_checks as checks
 from .store import check_cache_policy
 
 # ---------------------------------------------------------------------------
@@ -114,7 +115,12 @@ class Retry:
 
     def pause(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based), before jitter."""
-        wait = self.delay * self.backoff ** (attempt - 1)
+        if not self.delay:
+            return 0.0
+        try:
+            wait = self.delay * self.backoff ** (attempt - 1)
+        except OverflowError:  # a long retry with a large backoff: capped below, if at all
+            wait = float("inf")
         if self.max_delay is not None:
             wait = min(wait, self.max_delay)
         return wait
@@ -238,7 +244,8 @@ class Task(Generic[P, R]):
         return f"<task {self.name}>"
 
     # -- calling ---------------------------------------------------------
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> LazyResult[R]:
+    # `self, /`: positional-only, so a keyword argument may be named 'self'
+    def __call__(self, /, *args: P.args, **kwargs: P.kwargs) -> LazyResult[R]:
         # The two hottest ways to build a graph are inlined here: a flat call
         # (every argument a plain literal: each iteration of a tail loop) and a
         # chain link (one lazy argument). Everything else goes to _make*.
@@ -318,7 +325,8 @@ class Task(Generic[P, R]):
         shape = self._flat[key] = intern_shape((self.uid, key))
         return shape
 
-    def map(self, *iterables: Iterable[Any], **kw_iterables: Iterable[Any]) -> LazyResult[list[R]]:
+    def map(self, /, *iterables: Iterable[Any],
+            **kw_iterables: Iterable[Any]) -> LazyResult[list[R]]:
         """One call per element, zipped; the value is the list of results in order.
 
         An iterator (a generator, ``iter(...)``, ``zip(...)``) can be read only
@@ -421,7 +429,7 @@ class MapTask(Task):
             raise ValueError(f"{self.task.name}.map needs iterables of one length, got "
                              + ", ".join(f"{k}: {n}" for k, n in lengths))
 
-    def _expand(self, *iterables, **kw_iterables):
+    def _expand(self, /, *iterables, **kw_iterables):
         cols = [list(it) for it in iterables]
         kw_cols = {k: list(v) for k, v in kw_iterables.items()}
         lengths = {len(c) for c in cols} | {len(c) for c in kw_cols.values()}
@@ -569,20 +577,18 @@ class LazyResult(StandIn, Generic[R_co]):
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
     ) -> LazyResult[R_co]:
         """Retry the task's own invocation on ``retry_on`` errors."""
-        if int(max_attempts) < 1:
-            raise ValueError(f"with_retry: max_attempts must be >= 1, got {max_attempts!r}")
-        if isinstance(retry_on, type):
-            retry_on = (retry_on,)
-        retry = Retry(int(max_attempts), float(delay), float(backoff),
-                      None if max_delay is None else float(max_delay), float(jitter),
-                      tuple(retry_on))
+        w = "with_retry"
+        retry = Retry(checks.whole(max_attempts, w, "max_attempts", 1),
+                      checks.seconds(delay, w, "delay"), checks.seconds(backoff, w, "backoff"),
+                      None if max_delay is None else checks.seconds(max_delay, w, "max_delay"),
+                      checks.seconds(jitter, w, "jitter"),
+                      checks.exception_classes(retry_on, w, "retry_on"))
         return self._with_item_or_own(retry=retry)
 
     def with_timeout(self, seconds: float) -> LazyResult[R_co]:
         """Fail the invocation with ``TimeoutError`` after ``seconds``."""
-        if seconds is None or float(seconds) <= 0:
-            raise ValueError(f"with_timeout: seconds must be > 0, got {seconds!r}")
-        return self._with_item_or_own(timeout=float(seconds))
+        seconds = checks.seconds(seconds, "with_timeout", "seconds", positive=True)
+        return self._with_item_or_own(timeout=seconds)
 
     def with_cache(self, key: str | Callable[..., str] | None = None, store: Any = None,
                    ttl: float | None = None) -> LazyResult[R_co]:
@@ -628,16 +634,17 @@ def register_arg_hook(cls: type, to_node) -> None:
 
 
 def _contains_special(value) -> bool:
-    """True when a container holds a lazy or an injection at any depth (iterative)."""
+    """True when a container holds a lazy at any depth (iterative). An ``inject()``
+    marker inside a container is a plain value: only top-level ones are injected."""
     stack = [value]
     seen = set()
     kinds = _ARG_KIND
     while stack:
         v = stack.pop()
         t = type(v)
-        if t not in kinds:
+        if t not in kinds or t is Inject:
             continue
-        if t in _LAZY_TYPES or t is Inject or t in _ARG_HOOKS:
+        if t in _LAZY_TYPES or t in _ARG_HOOKS:
             return True
         if id(v) in seen:
             continue
@@ -722,7 +729,7 @@ class _Scan:
                     children.append(v)
                 built.append(("L", i))
                 found = True
-            elif t in kinds:
+            elif t in kinds and t is not Inject:
                 del lits[mark:]  # nested: the general walk (children found stay valid)
                 return None
             else:
@@ -772,6 +779,9 @@ class _Scan:
                 else:
                     on_path.add(id(v))
                     stack.append((v, items_of(v), [], len(lits)))
+            elif type(v) is Inject:  # nested: a plain value, passed through untouched
+                lits.append(v)
+                built.append(None)
             else:
                 built.append(self.spec(v))
 

@@ -7,16 +7,24 @@ instantiates a template it resolves every value node first, so a missing
 required parameter is reported before any task of that template runs.
 There is no global registry: the parameters of a run are the ``Param`` nodes
 reachable from its target (``find_params``).
+
+Each value node's shape is a fresh id (one object is one structure), not an
+entry of the shape table: interning ``("value", node)`` would keep every
+``Param`` and its default alive in that table long after its last run.
+A value is never lazy: a ``type`` converter that returns a lazy call (or a
+lazy value given for a parameter) is a ``ParameterError``, on both engines.
 """
 
 from __future__ import annotations
 
 import os
+import reprlib
 from collections.abc import Callable
 from typing import Any
 
-from .errors import ParameterError
-from .lazy import ENV, PARAM, ROUTE, LazyResult, intern_shape, register_lazy_type
+from .errors import ParameterError, describe
+from .lazy import _LAZY_TYPES, ENV, PARAM, ROUTE, LazyResult, _next_shape, register_lazy_type
+from .policy_checks import shown
 
 _REQUIRED = object()
 _TRUE = {"true", "1", "yes", "y", "on"}
@@ -36,9 +44,21 @@ def convert(value, to_type, what: str):
         raise ParameterError(f"{what}: expected a bool (true/false/1/0/yes/no), got {value!r}")
     try:
         return to_type(value)
-    except (TypeError, ValueError) as exc:
-        tname = getattr(to_type, "__name__", repr(to_type))
-        raise ParameterError(f"{what}: cannot convert {value!r} to {tname}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - whatever the converter raises: a bad value
+        tname = getattr(to_type, "__name__", None) or shown(to_type)
+        raise ParameterError(
+            f"{what}: cannot convert {shown(value)} to {tname}: {describe(exc)}"
+        ) from exc
+
+
+def _not_lazy(value, what: str):
+    """``value``, checked not to be a lazy call (a parameter's value is data)."""
+    if type(value) in _LAZY_TYPES:
+        raise ParameterError(
+            f"{what}: a type converter must return a value, not a lazy call (got {value!r}); "
+            "give type= a plain function, not a task, and params= plain values"
+        )
+    return value
 
 
 class _ValueNode(LazyResult):
@@ -55,7 +75,7 @@ class _ValueNode(LazyResult):
         self.uses = 0
         self.copied = False
         self.policy = None
-        self.shape = intern_shape(("value", self))
+        self.shape = _next_shape()  # never reused; not interned (see module docstring)
 
     def __hash__(self):
         return id(self)
@@ -77,7 +97,10 @@ class Param(_ValueNode):
     def __init__(self, name: str, default: Any = _REQUIRED, type: Callable[[str], Any] = str,
                  help: str = "") -> None:
         if not isinstance(name, str) or not name:
-            raise TypeError(f"Param name must be a non-empty str, got {name!r}")
+            raise TypeError(f"Param name must be a non-empty str, got {shown(name)}")
+        if type is not None and not callable(type):
+            raise TypeError(f"Param {name!r}: type must be callable (int, float, bool, a "
+                            f"function of one str...), got {shown(type)}")
         self.name = name
         self.default = default
         self.type = type
@@ -88,20 +111,22 @@ class Param(_ValueNode):
     def required(self) -> bool:
         return self.default is _REQUIRED
 
-    def __repr__(self):
-        d = "" if self.required else f", default={self.default!r}"
+    def __repr__(self):  # short whatever the default (it shows in listings and messages)
+        d = "" if self.required else f", default={_SHORT.repr(self.default)}"
         return f"Param({self.name!r}{d})"
 
     def resolve(self, params: dict):
         """This parameter's value for a run given ``params`` (name -> value)."""
         if self.name in params:
-            return convert(params[self.name], self.type, f"parameter {self.name!r}")
+            what = f"parameter {self.name!r}"
+            return _not_lazy(convert(params[self.name], self.type, what), what)
         if self.required:
             raise ParameterError(
                 f"missing required parameter {self.name!r}: pass it with "
                 f"run(..., params={{{self.name!r}: ...}}) or -p {self.name}=VALUE"
             )
-        return convert(self.default, self.type, f"parameter {self.name!r} (default)")
+        what = f"parameter {self.name!r} (default)"
+        return _not_lazy(convert(self.default, self.type, what), what)
 
 
 class Env(_ValueNode):
@@ -121,8 +146,11 @@ class Env(_ValueNode):
         return f"Env({self.name!r})"
 
     def resolve(self, params: dict):
-        return os.environ.get(self.name, self.default)
+        return _not_lazy(os.environ.get(self.name, self.default), f"Env {self.name!r}")
 
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
 
 register_lazy_type(Param)
 register_lazy_type(Env)

@@ -40,6 +40,7 @@ from .lazy import (
     intern_shape,
 )
 from .repeat import RepeatTask
+from .resources import injection_order
 
 
 @attrs.define(slots=True, eq=False)
@@ -349,7 +350,7 @@ def _resolve_specs(specs: tuple, local: list) -> tuple:
     Returns ``(resolved, refs, n_literals, injected)``: the specs with child
     references rewritten from local to canonical indices (``local``), every
     referenced node index in argument order, how many literal slots they
-    hold, and the resource names injected anywhere in them (right to left).
+    hold, and (argument index, resource name) of each injection, in argument order.
     Containers one level deep (a fan-in's list) take a direct loop.
     """
     refs: list = []
@@ -368,7 +369,7 @@ def _resolve_specs(specs: tuple, local: list) -> tuple:
             out.append(("L", c))
             continue
         if tag == "I":
-            injected.append(spec[1])
+            injected.append((len(out), spec[1]))
             out.append(spec)
             continue
         mark, lits_before = len(refs), n_lit
@@ -388,9 +389,10 @@ def _resolve_specs(specs: tuple, local: list) -> tuple:
             continue
         del refs[mark:]  # nested containers: start this one again with the general walk
         n_lit = lits_before
+        first_injected = len(injected)
         resolved, n_lit = _resolve_nested(spec, local, refs, injected, n_lit)
+        injected[first_injected:] = [(len(out), name) for name in injected[first_injected:]]
         out.append(resolved)
-    injected.reverse()
     return tuple(out), refs, n_lit, injected
 
 
@@ -688,10 +690,7 @@ class _Builder:
         task.check_call(len(args), kwnames)
         if task.internal and lr.policy is None:
             _check_map(lr)
-        given = set(kwnames)
-        injects = tuple((p, r) for p, r in task.injects if p not in given)
-        if named:
-            injects = injects + tuple((None, r) for r in named)
+        injects = injection_order(task, len(args), kwnames, named)
         self.resource_names.extend((r, task.name) for _, r in injects)
         return injects
 
