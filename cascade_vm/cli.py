@@ -35,6 +35,7 @@ import importlib.util
 import inspect
 import io
 import json
+import math
 import os
 import re
 import sys
@@ -527,7 +528,7 @@ def _engine_call(fn: typing.Callable, *args: object, **kwargs: object) -> object
     try:
         return fn(*args, **kwargs)
     except ParameterError as exc:
-        raise UsageError(_first_line(str(exc)) or type(exc).__name__) from None
+        raise UsageError(_describe(exc).partition(": ")[2] or type(exc).__name__) from None
     except Exception as exc:  # noqa: BLE001 - every other error is the run's failure: exit 1
         raise TaskFailure(exc) from None
 
@@ -640,17 +641,100 @@ def command_run(args: argparse.Namespace) -> int:
 
     with cli_observe.observing(args, UsageError) as on_event:
         result = _engine_call(run, target, engine=args.engine, params=params, on_event=on_event)
-    if args.json:
-        try:
-            text = json.dumps(result)
-        except (TypeError, ValueError) as exc:
-            raise UsageError(
-                f"the result cannot be written as JSON ({_describe(exc)}); run without --json"
-            ) from None
-        print(text)
-    else:
-        print(result)
+    print(to_json(result) if args.json else _printable(result))
     return EXIT_OK
+
+
+def _printable(result: object) -> str:
+    """``str(result)``; a ``__str__`` that raises is bad output: ``UsageError``."""
+    try:
+        return str(result)
+    except Exception as exc:  # noqa: BLE001 - the result's own __str__ failed
+        raise UsageError(
+            f"the result (a {type(result).__name__}) cannot be printed: its __str__ raised "
+            f"{_describe(exc)}"
+        ) from None
+
+
+#: Deepest nesting ``--json`` writes: JSON readers stop far below Python's own
+#: limits (Python's ``json`` module at about 1,000 levels), so deeper is an error.
+MAX_JSON_DEPTH = 500
+
+
+def to_json(result: object) -> str:
+    """The result as JSON text that any JSON reader reads back exactly, else ``UsageError``.
+
+    Refused: NaN and infinities (not JSON), dict keys that become the same
+    JSON key (``{1: ..., "1": ...}``), nesting deeper than ``MAX_JSON_DEPTH``,
+    and whatever ``json.dumps`` rejects (a set, an object, a cycle).
+    """
+    problem = _json_problem(result)
+    if problem is None:
+        try:
+            return json.dumps(result, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            problem = _describe(exc)
+    raise UsageError(f"the result cannot be written as JSON: {problem}; run without --json")
+
+
+def _json_key(key: object) -> str | None:
+    """The JSON object key ``json.dumps`` writes for ``key`` (None: it rejects the key)."""
+    if isinstance(key, str):
+        return key
+    if key is True or key is False or key is None:
+        return json.dumps(key)
+    if isinstance(key, int):
+        return int.__repr__(key)
+    if isinstance(key, float):
+        return float.__repr__(key)
+    return None
+
+
+def _json_problem(value: object) -> str | None:
+    """What keeps ``value`` from being exact JSON (one phrase naming where), or None.
+
+    Iterative: a result nested deeper than the interpreter's stack is reported,
+    not a ``RecursionError``. Each container is checked once (a cycle is left to
+    ``json.dumps``, which names it).
+    """
+    stack: list = [(value, 1, ("result",))]
+    seen: set[int] = set()
+    while stack:
+        item, depth, where = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{_where_in(where)} is {_shown(item)}, which JSON cannot hold"
+            continue
+        if not isinstance(item, (list, tuple, dict)) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if depth > MAX_JSON_DEPTH:
+            return (f"it is nested more than {MAX_JSON_DEPTH} levels deep, more than JSON "
+                    "readers accept")
+        if isinstance(item, dict):
+            keys: dict[str, object] = {}
+            for key, sub in item.items():
+                text = _json_key(key)
+                if text is not None and text in keys:
+                    return (f"{_where_in(where)} has keys {_shown(keys[text])} and {_shown(key)}, "
+                            f"which are both the JSON key {json.dumps(text)}")
+                if text is not None:
+                    keys[text] = key
+                if isinstance(key, float) and not math.isfinite(key):
+                    return f"{_where_in(where)} has the key {_shown(key)}, which JSON cannot hold"
+                stack.append((sub, depth + 1, (where, key)))
+        else:
+            stack.extend((sub, depth + 1, (where, i)) for i, sub in enumerate(item))
+    return None
+
+
+def _where_in(where: tuple) -> str:
+    """``result[0]['a']`` from the nested ``(parent, key)`` pairs ``_json_problem`` keeps."""
+    keys = []
+    while len(where) == 2:
+        where, key = where
+        keys.append(key)
+    return "result" + "".join(f"[{_shown(k)}]" for k in reversed(keys))
 
 
 def command_dis(args: argparse.Namespace) -> int:
@@ -763,9 +847,22 @@ def _first_line(text: str) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    """``'ZeroDivisionError: division by zero'`` on one line (the type alone if no message)."""
-    message = _first_line(str(exc))
+    """``'ZeroDivisionError: division by zero'`` on one line (the type alone if no message;
+    ``<unprintable T>`` when the exception's own ``__str__`` raises)."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the error
+        text = f"<unprintable {type(exc).__name__}>"
+    message = _first_line(text)
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, or ``<unprintable T>`` when that raises."""
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the error
+        return f"<unprintable {type(value).__name__}>"
 
 
 def report_failure(exc: BaseException) -> None:
@@ -821,6 +918,18 @@ def _extra_notes(exc: BaseException) -> list[str]:
 # --------------------------------------------------------------------------- main
 
 
+def _exit_status(exc: SystemExit) -> int:
+    """The status of ``sys.exit(code)`` as Python gives it: None is 0, an int is itself,
+    anything else is printed on stderr and is 1. The run has cleaned up by then."""
+    code = exc.code
+    if code is None:
+        return EXIT_OK
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code
+    print(_shown(code) if not isinstance(code, str) else code, file=sys.stderr)
+    return EXIT_TASK_FAILED
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     saved_path = list(sys.path)
@@ -850,6 +959,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except SystemExit as exc:  # a task (or the flow) called sys.exit: as in a script
+        return _exit_status(exc)
     except BrokenPipeError:
         # The reader of our stdout went away (`... | head`): stop quietly, as Unix tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)
