@@ -102,6 +102,7 @@ _NOT_USER_CODE = (
     os.path.dirname(os.path.abspath(__file__)) + os.sep,  # cascade_vm
     os.path.abspath(selectors.__file__),
     "uvloop/",  # compiled frames name their file relative to the package
+    "<cascade ",  # code the VM generates (jit.py: "<cascade block 0x...>")
 )
 
 
