@@ -72,15 +72,24 @@ def report_also(error: BaseException, other: BaseException) -> None:
         error.add_note(f"  {note}")
 
 
+def _weight(exc: BaseException) -> int:
+    if isinstance(exc, Exception):
+        return 0
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        return 2
+    return 1  # a cancellation, or another BaseException
+
+
 def worse_error(error, other):
     """Which of ``error`` (a run's or a call's, or None) and ``other`` (raised later,
     while cleaning up) is raised; the other one is reported on it. The first
-    error wins, except that an ``Exception`` gives way to a later
-    ``BaseException`` that is not one (``KeyboardInterrupt``, ``SystemExit``,
-    ``CancelledError``), as an exception raised in a ``finally`` block would."""
+    error wins, except that a later ``BaseException`` that is not an
+    ``Exception`` wins over it (a ``CancelledError`` over an error, a
+    ``KeyboardInterrupt``/``SystemExit`` over both), as an exception raised in a
+    ``finally`` block would."""
     if error is None or error is other:
         return other
-    if isinstance(error, Exception) and not isinstance(other, Exception):
+    if _weight(other) > _weight(error):
         error, other = other, error
         if error.__context__ is None:
             error.__context__ = other

@@ -41,6 +41,7 @@ from cascade_graph import (
     TaskFailed,
     TaskStarted,
     inject,
+    resource,
     task,
 )
 from cascade_vm import arun, run
@@ -282,32 +283,31 @@ def test_task_scoped_teardown_raising_base_exception(engine):
     assert res.downs() == [bad, outer]
 
 
+def _slow_teardown(res: ResourceLog, short: str, scope: str = "run") -> str:
+    """Register an async resource whose teardown awaits 30 s (logged when it ends)."""
+    full = res.name(short)
+    log = res.log
+
+    async def factory():
+        log.append(("up", full))
+        yield "slow"
+        try:
+            await asyncio.sleep(30)
+        finally:
+            log.append(("down", full))
+
+    resource(factory, name=full, scope=scope)
+    return full
+
+
 @pytest.mark.parametrize("slow", ["first", "middle", "last"])
 def test_cancelled_during_a_slow_async_teardown(engine, slow):
     """wait_for(arun(...)) expiring while an async teardown awaits: that teardown is
     cancelled cleanly (its finally runs), every other teardown runs, RunFinished is
     last, nothing is left pending and the caller sees TimeoutError."""
     res = ResourceLog("slow-teardown")
-    names = {}
-    log = res.log
-    for short in ("first", "middle", "last"):
-        if short == slow:
-            full = res.name(short)
-
-            async def factory(full=full):
-                log.append(("up", full))
-                yield "slow"
-                try:
-                    await asyncio.sleep(30)
-                finally:
-                    log.append(("down", full))
-
-            from cascade_graph import resource
-
-            resource(factory, name=full)
-            names[short] = full
-        else:
-            names[short] = res.agen(short)
+    names = {short: _slow_teardown(res, short) if short == slow else res.agen(short)
+             for short in ("first", "middle", "last")}
     events = Events()
 
     @task(name="use")
@@ -331,6 +331,51 @@ def test_cancelled_during_a_slow_async_teardown(engine, slow):
     assert finished.ok is False and isinstance(finished.error, asyncio.CancelledError)
     for name in names.values():
         assert events.count(ResourceTornDown, name) == 1
+
+
+def test_cancelled_during_teardown_of_a_failed_run(engine):
+    """The run failed, then the caller's timeout expires during a slow teardown: the
+    cancellation leaves (the caller sees TimeoutError), the failure noted on it."""
+    res = ResourceLog("slow-teardown-failed")
+    slow = _slow_teardown(res, "slow")
+    other = res.agen("other")
+    events = Events()
+
+    @task(name="fails")
+    def fails(a=inject(other), b=inject(slow)):
+        raise ValueError("the run's failure")
+
+    async def main():
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(arun(fails(), engine=engine, on_event=events), 0.2)
+
+    with no_leftovers():
+        uvloop.run(main())
+    res.check_run_scope_reverse([other, slow])
+    finished = events.check_framing()
+    assert isinstance(finished.error, asyncio.CancelledError)
+    assert isinstance(finished.error.__context__, ValueError)
+    assert any("the run's failure" in n for n in finished.error.__notes__)
+
+
+def test_cancelled_during_a_task_scoped_teardown_is_not_retried(engine):
+    res = ResourceLog("slow-teardown-retry")
+    slow = _slow_teardown(res, "slow", scope="task")
+    attempts = []
+
+    @task(name="flaky")
+    def flaky(s=inject(slow)):
+        attempts.append(1)
+        raise ConnectionError("down")
+
+    async def main():
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(arun(flaky().with_retry(5), engine=engine), 0.2)
+
+    with no_leftovers():
+        uvloop.run(main())
+    assert attempts == [1]
+    res.check_balanced([slow])
 
 
 def test_cancelled_while_stragglers_finish_still_tears_down(engine):
