@@ -19,8 +19,8 @@ raises ``KeyboardInterrupt`` once the run's lifecycle has cleaned up
 signal lands decides how:
 
 - in user code (an inline sync task, a sync resource's set-up or teardown,
-  a listener: the interrupted frame is none of the engine's, asyncio's or
-  uvloop's), ``KeyboardInterrupt`` is raised right there, as plain Python
+  a listener: the interrupted frame is none of the engine's nor the event
+  loop's), ``KeyboardInterrupt`` is raised right there, as plain Python
   would, so a long sync task stops at once instead of running to its end;
   it then leaves the task like any exception the task raises;
 - anywhere else (the loop waiting, the engine's own code), the workflow's
@@ -38,6 +38,8 @@ import selectors
 import signal
 import threading
 
+import cascade_graph
+
 try:
     import uvloop
 except ImportError:  # not installed (Windows): asyncio's own loop
@@ -49,8 +51,6 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     if uvloop is None:
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
-
-import cascade_graph
 
 
 def run_in_new_loop(coro):
@@ -98,7 +98,8 @@ def _package_dir(module) -> str:
 
 #: Frames in these places are the engine's or the event loop's, never a task's code.
 _NOT_USER_CODE = (
-    *(_package_dir(m) for m in (asyncio, uvloop, concurrent.futures, cascade_graph)),
+    *(_package_dir(m) for m in (asyncio, uvloop, concurrent.futures, cascade_graph)
+      if m is not None),
     os.path.dirname(os.path.abspath(__file__)) + os.sep,  # cascade_vm
     os.path.abspath(selectors.__file__),
     "uvloop/",  # compiled frames name their file relative to the package
