@@ -46,9 +46,11 @@ def convert(value, to_type, what: str):
         return to_type(value)
     except Exception as exc:  # noqa: BLE001 - whatever the converter raises: a bad value
         tname = getattr(to_type, "__name__", None) or shown(to_type)
-        raise ParameterError(
-            f"{what}: cannot convert {shown(value)} to {tname}: {describe(exc)}"
-        ) from exc
+        # a ValueError (int("abc")) speaks for itself; anything else is named
+        why = describe(exc)
+        if type(exc) in (ValueError, TypeError):
+            why = why.partition(": ")[2] or why
+        raise ParameterError(f"{what}: cannot convert {shown(value)} to {tname}: {why}") from exc
 
 
 def _not_lazy(value, what: str):
