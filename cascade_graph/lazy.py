@@ -37,8 +37,11 @@ only fields that change after creation, and only by this module.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import itertools
+import pickle
+import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
@@ -968,6 +971,146 @@ def _make(task_obj, args, kwargs, policy: Policy, original: LazyResult | None = 
         shape = intern_shape((task_obj.uid, spec_key(spec), shapes))
     return _node(task_obj, args, kwargs, tuple(scan.lits), shape, spec, children, tree,
                  None if policy is EMPTY_POLICY else policy)
+
+
+# ---------------------------------------------------------------------------
+# Pickling (SPEC section 8): a task by reference, a lazy by its call.
+#
+# A task pickles as (module, qualified name) and unpickles to the object found
+# there, so the receiving process holds the same task. A LazyResult pickles as
+# its task, arguments and policy and is rebuilt by calling the task again: its
+# structure (shape, spec, tree) is recomputed where it lands, never sent. The
+# lazies below it (in arguments, containers, Routers, conditions, ``after``)
+# are pickled first, deepest first, as a list before the node's own call, so
+# each node's call finds its children already in pickle's memo: the pickler
+# never nests deeper than one node whatever the depth of the graph, and a
+# node shared by several parents is rebuilt once.
+
+_PICKLE_FIRST: weakref.WeakSet = weakref.WeakSet()  # nodes a parent pickles before itself
+
+
+def _task_ref(t: Task) -> tuple[str, str]:
+    """Where ``t`` lives: (module, qualified name), checked to lead back to ``t``."""
+    module = getattr(t, "__module__", None)
+    qualname = getattr(t, "__qualname__", None)
+    found = None
+    if module and qualname and "<locals>" not in qualname:
+        try:
+            found = _lookup(module, qualname)
+        except (ImportError, AttributeError):
+            found = None
+    if found is not t:
+        raise pickle.PicklingError(
+            f"task {t.name!r} cannot be pickled: it is not the object named "
+            f"{module}.{qualname}. Tasks pickle by reference (to run on another process "
+            f"or machine): define {t.name!r} with @task at the top level of an importable "
+            f"module, not inside a function or under another name."
+        )
+    return module, qualname
+
+
+def _lookup(module: str, qualname: str):
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def task_from_ref(module: str, qualname: str) -> Task:
+    """The task named ``module.qualname`` in this process (a pickled task's way back)."""
+    try:
+        found = _lookup(module, qualname)
+    except (ImportError, AttributeError) as exc:
+        raise pickle.UnpicklingError(
+            f"task {module}.{qualname} is not importable in this process ({exc}): the "
+            f"module defining it must be importable where the task runs (install it there, "
+            f"or run the flow file with the CLI, which uploads it)"
+        ) from None
+    if not isinstance(found, Task):
+        raise pickle.UnpicklingError(
+            f"{module}.{qualname} is a {type(found).__name__}, not the task that was "
+            f"pickled: the module differs between the processes"
+        )
+    return found
+
+
+def _reduce_task(self: Task):
+    return task_from_ref, _task_ref(self)
+
+
+def _reduce_map_task(self: MapTask):
+    return MapTask.of, (self.task, self.item_policy)
+
+
+def _lazies_below(root) -> list:
+    """The distinct lazies the arguments and policies of ``root`` reach (through
+    exact builtin containers and Routers), deepest first: an iterative post-order."""
+    order: list = []
+    seen = {id(root)}
+    stack = [(root, False)]
+    while stack:
+        v, done = stack.pop()
+        if done:
+            order.append(v)
+            continue
+        parts = []
+        if type(v) in _LAZY_TYPES:
+            if v is not root:
+                if id(v) in seen:
+                    continue
+                seen.add(id(v))
+                stack.append((v, True))
+            parts = _pickled_parts(v)
+        elif type(v) in _CONTAINERS:
+            if id(v) in seen:
+                continue
+            seen.add(id(v))
+            parts = list(v.values()) if type(v) is dict else list(v)
+        elif type(v) in _ARG_HOOKS:  # a Router: its selector and routes
+            parts = [v.selector, v.routes]
+        stack.extend((p, False) for p in reversed(parts))
+    return order
+
+
+def _pickled_parts(lr) -> list:
+    """What a lazy's pickle holds that may hold lazies: arguments and policy."""
+    if lr.kind != CALL:
+        return list(lr.args)  # a route node's selector and routes; Param/Env: nothing
+    parts = list(lr.args)
+    parts.extend(lr.kwargs.values())
+    if lr.policy is not None:
+        parts.extend(lr.policy.conds)
+        parts.extend(lr.policy.after)
+    return parts
+
+
+def pickled_first(lr) -> list:
+    """The lazies to pickle before ``lr`` (see above): none when a parent listed ``lr``,
+    since its children come before it in that list."""
+    if lr in _PICKLE_FIRST:
+        _PICKLE_FIRST.discard(lr)
+        return []
+    first = _lazies_below(lr)
+    _PICKLE_FIRST.update(first)
+    return first
+
+
+def _reduce_lazy(self: LazyResult):
+    return lazy_from_call, (pickled_first(self), self.task, self.args, self.kwargs, self.policy)
+
+
+def lazy_from_call(first, task_obj: Task, args: tuple, kwargs: dict, policy) -> LazyResult:
+    """A pickled lazy rebuilt: its task called again, its policy applied again
+    (``first``: the lazies below it, already rebuilt by the unpickler)."""
+    if policy is None:
+        return task_obj(*args, **kwargs)
+    return _make(task_obj, args, kwargs, policy)
+
+
+Task.__reduce__ = _reduce_task
+MapTask.__reduce__ = _reduce_map_task
+LazyResult.__reduce__ = _reduce_lazy
+_collect.__qualname__ = "_collect"  # pickled by reference, like any task
 
 
 from .batch import BATCH_MIN, batch_in, batch_of  # noqa: E402  (batch.py builds on this module)

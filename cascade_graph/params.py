@@ -117,6 +117,9 @@ class Param(_ValueNode):
         d = "" if self.required else f", default={_SHORT.repr(self.default)}"
         return f"Param({self.name!r}{d})"
 
+    def __reduce__(self):  # pickled by its declaration (a new node where it lands)
+        return _param_from, (self.name, self.required, self.default, self.type, self.help)
+
     def resolve(self, params: dict):
         """This parameter's value for a run given ``params`` (name -> value)."""
         if self.name in params:
@@ -147,12 +150,23 @@ class Env(_ValueNode):
     def __repr__(self):
         return f"Env({self.name!r})"
 
+    def __reduce__(self):
+        return Env, (self.name, self.default)
+
     def resolve(self, params: dict):
         return _not_lazy(os.environ.get(self.name, self.default), f"Env {self.name!r}")
 
 
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxother = 60
+
+
+def _param_from(name, required, default, to_type, help_text) -> Param:
+    """A pickled ``Param`` rebuilt (``required``: it had no default)."""
+    if required:
+        return Param(name, type=to_type, help=help_text)
+    return Param(name, default, type=to_type, help=help_text)
+
 
 register_lazy_type(Param)
 register_lazy_type(Env)

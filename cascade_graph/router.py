@@ -32,6 +32,7 @@ from .lazy import (
     Task,
     _new_lazy,
     intern_shape,
+    pickled_first,
     register_arg_hook,
     register_lazy_type,
 )
@@ -83,6 +84,9 @@ class Router(StandIn):
     def __repr__(self):
         return f"Router({self.selector!r}, routes={list(self.routes)!r})"
 
+    def __reduce__(self):  # its route node is made again where it lands
+        return Router, (self.selector, self.routes)
+
     def node(self) -> LazyResult:
         """The route node standing for this router in a consumer's arguments (made once)."""
         if self._node is None:
@@ -96,9 +100,18 @@ class RouteNode(LazyResult):
     __slots__ = ()
     kind = ROUTE
 
+    def __reduce__(self):
+        sel, routes = self.args
+        return _route_node_from, (pickled_first(self), sel, routes)
+
 
 register_lazy_type(RouteNode)
 register_arg_hook(Router, Router.node)
+
+
+def _route_node_from(first, selector, routes) -> LazyResult:
+    """A pickled route node rebuilt (``first``: the lazies below it, rebuilt already)."""
+    return Router(selector, routes).node()
 
 
 def _route_node(router: Router) -> LazyResult:
