@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the result as JSON instead of with print()"
     )
     cli_observe.add_arguments(run)
+    _add_cluster_options(run)
     add_command("dis", "print the VM's instructions for the workflow")
     add_command("graph", "print the workflow's graph as Graphviz DOT")
     return parser
@@ -504,6 +505,66 @@ def resolve(
     return workflow, run_params
 
 
+# --------------------------------------------------------------------------- a cluster
+
+
+def _add_cluster_options(run: argparse.ArgumentParser) -> None:
+    """``--workers N`` / ``--scheduler ADDRESS``: task calls on a Dask cluster (SPEC 8)."""
+    where = run.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=int, metavar="N",
+        help="run sync tasks on a temporary local Dask cluster of N worker processes "
+        "(needs the 'dask' extra)",
+    )
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS",
+        help="run sync tasks on the Dask cluster of this scheduler, e.g. tcp://host:8786 "
+        "(needs the 'dask' extra); the flow file is sent to its workers",
+    )
+
+
+def _cluster_executor(args: argparse.Namespace) -> dict[str, object]:
+    """``{"executor": DaskExecutor(...)}`` for ``--workers``/``--scheduler``, else ``{}``.
+
+    The flow's module and the modules it imported from its own folder are sent
+    to the workers under the names they have here, so tasks pickle by reference
+    on workers that never saw the file (started by hand, anywhere).
+    """
+    if args.workers is None and args.scheduler is None:
+        return {}
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers needs a number of worker processes >= 1, got {args.workers}")
+    from cascade_graph.executors import DaskExecutor, require_distributed
+
+    try:
+        require_distributed()
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+    if args.workers is not None:
+        executor = DaskExecutor(n_workers=args.workers)
+    else:
+        executor = DaskExecutor(address=args.scheduler)
+    for path, name in _flow_files(Path(args.flow).expanduser().resolve()):
+        executor.upload(path, name)
+    return {"executor": executor}
+
+
+def _flow_files(path: Path) -> list[tuple[str, str]]:
+    """(file, module name) of the loaded flow at ``path`` and of the single-file modules
+    it imported from its folder, those first (the flow imports them when it loads)."""
+    flow = sys.modules[_module_name_for(path)]
+    folder = path.parent
+    found = []
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if module is flow or not file or not file.endswith(".py") or "." in name:
+            continue
+        if Path(file).resolve().parent == folder and Path(file).stem == name:
+            found.append((file, name))
+    found.append((str(path), flow.__name__))
+    return found
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -639,8 +700,10 @@ def command_run(args: argparse.Namespace) -> int:
     target, params = _prepare(args)
     from cascade_vm import run
 
+    placement = _cluster_executor(args)
     with cli_observe.observing(args, UsageError) as on_event:
-        result = _engine_call(run, target, engine=args.engine, params=params, on_event=on_event)
+        result = _engine_call(run, target, engine=args.engine, params=params, on_event=on_event,
+                              **placement)
     print(to_json(result) if args.json else _printable(result))
     return EXIT_OK
 
