@@ -179,3 +179,27 @@ def counter_resource():
 @task
 def uses_resource(x, res=inject("counter_resource")):  # noqa: B008 - the way to inject
     return (x, res["pid"])
+
+
+@task
+def flaky_file(path, fails):
+    """Fails its first ``fails`` calls; the count lives in the file ``path``, so it
+    holds across worker processes."""
+    with open(path, "a+") as f:
+        f.seek(0)
+        seen = len(f.read())
+        f.write("x")
+    if seen < fails:
+        raise ConnectionError(f"flaky attempt {seen + 1}")
+    return seen
+
+
+@task
+def pid_of(x=None):
+    return os.getpid()
+
+
+@task
+def env_here(name):
+    """The environment variable ``name`` as this process sees it."""
+    return os.environ.get(name)
