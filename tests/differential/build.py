@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
+import types
 from typing import Any
 
 import cascade_graph
 from cascade_graph import task
 
-from . import library
+from . import library, workflow
 from .workflow import (
     After,
     Cache,
@@ -68,11 +70,57 @@ def _make_library_tasks() -> dict[str, Any]:
                 continue
         else:
             out[name] = task(spec.fn)
+        # tasks pickle by reference (to run on a Dask worker): this one lives at LIB.<name>
+        out[name].__module__ = __name__
+        out[name].__qualname__ = f"LIB.{name}"
     return out
 
 
 #: name -> Task, made once per process.
 LIB_TASKS: dict[str, Any] = _make_library_tasks()
+LIB = types.SimpleNamespace(**LIB_TASKS)
+
+
+# -- pickling, for the Dask configurations (on_dask.py) -------------------------
+# A loop task is made per program, so it cannot be found by name in another
+# process: it pickles as (program, label), and each process makes the program's
+# tasks once (``_BUILT``), so the driver gets back its own task objects. A cache
+# store pickles as its token: the store of that token in the driver's run.
+
+_BUILT: dict[str, Built] = {}  # program JSON -> the Built whose tasks this process uses
+_STORES: dict = {}  # the stores of the run in progress (token -> store)
+
+
+class _LoopTaskObj(cascade_graph.Task):
+    """A loop task that pickles as (program, label)."""
+
+    def __reduce__(self):
+        return _loop_task, (self.program_json, self.label)
+
+
+def _loop_task(program_json: str, label: str):
+    built = _BUILT.get(program_json)
+    if built is None:
+        built = Built(workflow.from_json(json.loads(program_json)))
+    return built.tasks[label]
+
+
+class _TokenStore(MemoryStore or object):
+    """A MemoryStore that pickles as its token (the driver's store of that token)."""
+
+    def __init__(self, token):
+        super().__init__()
+        self.token = token
+
+    def __reduce__(self):
+        return _store_of, (self.token,)
+
+
+def _store_of(token):
+    store = _STORES.get(token)
+    if store is None:
+        store = _STORES[token] = _TokenStore(token)
+    return store
 
 
 # -- resources ---------------------------------------------------------------
@@ -147,8 +195,12 @@ class Built:
         self.tasks: dict[str, Any] = dict(LIB_TASKS)
         self.loops = {lt.label: lt for lt in program.loops}
         self.stores: dict[str, Any] = {}
+        self.json = workflow.dumps(program)
         for lt in program.loops:
             self.tasks[lt.label] = self._make_loop_task(lt)
+        _BUILT[self.json] = self
+        while len(_BUILT) > 64:  # bounded: the runs of one program come one after another
+            del _BUILT[next(iter(_BUILT))]
 
     # -- loop tasks --
 
@@ -179,7 +231,9 @@ class Built:
         fn = ns[label]
         fn.__module__ = __name__
         fn.__qualname__ = f"loop.{label}"
-        return task(name=lt.task_name)(fn)
+        t = _LoopTaskObj(fn, name=lt.task_name)
+        t.program_json, t.label = self.json, label
+        return t
 
     # -- expressions --
 
@@ -190,7 +244,8 @@ class Built:
         ``MemoryStore`` per token when missing; pass the same dict again for
         a warm run).
         """
-        self.stores = stores if stores is not None else {}
+        global _STORES
+        self.stores = _STORES = stores if stores is not None else {}
         return self.build(self.program.target, {}, {}, dict(self.program.shared))
 
     def build(self, e: Any, env: dict, memo: dict, defs: dict) -> Any:
@@ -262,6 +317,6 @@ class Built:
             elif isinstance(p, Cache):
                 store = self.stores.get(p.token)
                 if store is None:
-                    store = self.stores[p.token] = MemoryStore()
+                    store = self.stores[p.token] = _TokenStore(p.token)
                 lazy = lazy.with_cache(store=store)
         return lazy

@@ -12,7 +12,9 @@ any example failed.
 Environment: ``FUZZ_MINUTES`` (float), ``FUZZ_BATCH`` (examples per batch,
 default 100), ``FUZZ_SEED`` (first seed, for a reproducible session),
 ``CASCADE_FUZZ_DISABLE`` / ``CASCADE_FUZZ_ONLY`` (see features.py),
-``FUZZ_RUN_TIMEOUT`` (seconds per engine run before it counts as a hang).
+``FUZZ_RUN_TIMEOUT`` (seconds per engine run before it counts as a hang),
+``FUZZ_DASK`` (``1``, the default when the ``dask`` extra is installed: every
+example also runs on a Dask cluster, both engines; ``0``: not).
 """
 
 from __future__ import annotations
@@ -81,6 +83,9 @@ def main() -> int:
     if not features.engines_present():
         print("the engines (cascade_graph, cascade_vm) are not importable", file=sys.stderr)
         return 2
+    from . import on_dask
+
+    os.environ.setdefault("FUZZ_DASK", "1" if on_dask.available() else "0")
     minutes = float(os.environ.get("FUZZ_MINUTES", "10"))
     batch = int(os.environ.get("FUZZ_BATCH", "100"))
     session_seed = int(os.environ.get("FUZZ_SEED", random.SystemRandom().getrandbits(32)))
@@ -89,7 +94,8 @@ def main() -> int:
     deadline = stats.start + minutes * 60
     print(
         f"fuzzing for {minutes:g} min (FUZZ_SEED={session_seed} repeats this session); "
-        f"features: {', '.join(sorted(features.available()))}",
+        f"features: {', '.join(sorted(features.available()))}; "
+        f"on Dask too: {'yes' if os.environ['FUZZ_DASK'] == '1' else 'no'}",
         flush=True,
     )
     last = time.monotonic()

@@ -71,7 +71,7 @@ class Config:
     engine: str  # "vm" or "graph"
     tail_cache: bool = True
     hot_path: bool = True
-    via: str = "run"  # "run" (uvloop) or "arun" (asyncio.run)
+    via: str = "run"  # "run" (uvloop), "arun" (asyncio.run) or "dask" (run on a cluster)
     warm: bool = False  # reuse the with_cache stores of the last cold run
     yield_interval: float | None = None  # None: run()'s default; 0: yield at every check
 
@@ -95,10 +95,22 @@ YIELD_CONFIGS = (Config("vm", yield_interval=0), Config("graph", yield_interval=
 
 
 def default_configs() -> tuple[Config, ...]:
+    """The configurations of every check; with ``FUZZ_DASK=1`` (``make fuzz`` sets it
+    when the ``dask`` extra is installed) also the Dask ones (on_dask.py)."""
     from . import features
 
-    return (RUN_CONFIGS + YIELD_CONFIGS
-            + (ARUN_CONFIGS if "arun" in features.available() else ()))
+    configs = (RUN_CONFIGS + YIELD_CONFIGS
+               + (ARUN_CONFIGS if "arun" in features.available() else ()))
+    if os.environ.get("FUZZ_DASK") == "1":
+        configs += dask_configs()
+    return configs
+
+
+def dask_configs() -> tuple[Config, ...]:
+    """Both engines on a Dask cluster, or none without the ``dask`` extra."""
+    from . import on_dask
+
+    return on_dask.DASK_CONFIGS if on_dask.available() else ()
 
 
 @dataclasses.dataclass
@@ -257,6 +269,12 @@ def run_once(built, config: Config, stores: dict, run_fn: Callable | None = None
         kwargs["params"] = dict(program.params)
     if config.yield_interval is not None:
         kwargs["yield_interval"] = config.yield_interval
+    on_dask = None
+    if config.via == "dask":
+        from . import on_dask
+
+        on_dask.begin()
+        kwargs["executor"] = on_dask.executor()
     with environment(program.env), WATCHDOG.watch(program, config, RUN_TIMEOUT):
         try:
             target = built.target(stores)
@@ -273,6 +291,8 @@ def run_once(built, config: Config, stores: dict, run_fn: Callable | None = None
             except Exception as exc:  # noqa: BLE001
                 obs.exc = exc
     obs.seconds = time.perf_counter() - t0
+    if on_dask is not None:
+        on_dask.end(state)  # the calls made on the cluster
     obs.calls = collections.Counter(state.calls)
     obs.resources = collections.Counter(state.resources)
     return obs

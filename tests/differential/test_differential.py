@@ -13,6 +13,8 @@ Optional language features (Router, run_if, map, retry, params, resources,
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.strategies import programs
@@ -70,7 +72,13 @@ def test_corpus_case(path, request):
         ref = reference.evaluate(program)
         got = str(ref.outcome) if ref.outcome.kind != "value" else library.canon(ref.outcome.value)
         assert got == doc["expect"], f"the reference no longer means what the case says: {got}"
-    oracle.check(program)
+    oracle.check(program, configs=oracle.default_configs() + dask_configs())
+
+
+def dask_configs() -> tuple:
+    """The corpus is replayed on Dask too (both engines), unless FUZZ_DASK already adds
+    those configurations to every check (or the ``dask`` extra is missing)."""
+    return () if os.environ.get("FUZZ_DASK") == "1" else oracle.dask_configs()
 
 
 def oracle_features(program) -> set[str]:
