@@ -15,7 +15,7 @@ import uvloop
 from bench.measure import sample_columns
 from bench.report import Row, render_table, render_verdicts, to_json, write_json
 from bench.targets import evaluate_all
-from bench.workloads import BY_NAME, WORKLOADS
+from bench.workloads import BY_NAME, WORKLOADS, close_clusters
 
 ENGINES = ("vm", "graph")
 
@@ -78,6 +78,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    finally:
+        close_clusters()  # the distributed workloads' cluster, if one started
+
+
+def _main(argv: list[str] | None) -> int:
     args = parse_args(argv)
     selected = [w for w in WORKLOADS if args.only is None or w.name in args.only]
     engines = [args.engine] if args.engine else list(ENGINES)

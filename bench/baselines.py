@@ -24,6 +24,11 @@ def link(x):
     return x + 1
 
 
+def echo(x):
+    """A no-op call (the distributed workloads' raw baseline)."""
+    return x
+
+
 def double(i):
     """One fan-out item."""
     return i * 2

@@ -58,6 +58,13 @@ TARGETS: tuple[Target, ...] = (
     Target("async_io", "graph", "<=", 25),
     Target("memory", "vm", "<", 5),
     Target("memory", "graph", "<", 5),
+) + tuple(
+    # with the dask extra: 2 workers >= 1.7x in-process on CPU-bound calls; no-op calls
+    # within 1.3x of raw client.submit + gather (distributed_tail is reported only)
+    Target(name, engine, ">=", bound, versus="baseline")
+    for name, bound in (("distributed_fanout", 1.7), ("distributed_noop", 1 / 1.3))
+    if name in BY_NAME
+    for engine in ("vm", "graph")
 )
 
 

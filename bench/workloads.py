@@ -408,4 +408,173 @@ WORKLOADS: tuple[Workload, ...] = (
     ),
 )
 
+# --- distributed execution (SPEC sections 7 and 8; only with the dask extra) ------------
+#
+# One LocalCluster of two worker processes (one thread each) serves the three
+# workloads; it starts at the first of them and ``close_clusters()`` (called at the
+# end of ``python -m bench``) closes it. Timed regions:
+# - distributed_fanout: one ``run()`` with ``DaskExecutor(address=...)`` (its client
+#   connects inside the timed region); baseline: the same workflow run in-process.
+# - distributed_noop: one ``await arun()`` on a client connected beforehand; baseline:
+#   ``client.submit`` of the same function for each item, then ``client.gather``.
+# - distributed_tail: one ``await arun()`` of a tail loop whose step runs on the
+#   cluster; baseline: the same number of raw submit-and-wait round trips.
+
+BURN_SECONDS = 0.25  # CPU time of one distributed_fanout call
+_CLUSTER: list = []  # the cluster, once started
+
+
+def close_clusters() -> None:
+    """Close the distributed workloads' cluster, if one was started."""
+    while _CLUSTER:
+        _CLUSTER.pop().close()
+
+
+def _cluster_address() -> str:
+    if not _CLUSTER:
+        import logging
+
+        from distributed import LocalCluster
+
+        _CLUSTER.append(LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=":0", silence_logs=logging.ERROR))
+    return _CLUSTER[0].scheduler_address
+
+
+@task
+def burn(seconds):
+    """CPU-bound work for ``seconds`` of this process's CPU time (holds the GIL)."""
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+    return 1
+
+
+@task
+def noop(i):  # baselines.echo as a task (defined here: tasks pickle by reference)
+    return i
+
+
+@task
+def hop(n):
+    return n if n <= 0 else hop(n - 1)
+
+
+def _burn_fanout(n):
+    return total([burn(BURN_SECONDS) for _ in range(n)])
+
+
+def _distributed_fanout_engine(n, engine, options):
+    from cascade_graph.executors import DaskExecutor
+
+    executor = DaskExecutor(address=_cluster_address())
+    return _engine_run(lambda: _burn_fanout(n), engine, {**options, "executor": executor})
+
+
+def _on_client(timed):
+    """Run ``timed(client)`` (a coroutine returning a Sample) on a fresh event loop with an
+    asynchronous client of the cluster, connected before and closed after the timing."""
+    from distributed import Client
+
+    address = _cluster_address()
+
+    async def main():
+        async with Client(address, asynchronous=True) as client:
+            return await timed(client)
+
+    return uvloop.run(main())
+
+
+def _distributed_noop_engine(n, engine, options):
+    from cascade_graph.executors import DaskExecutor
+
+    async def timed(client):
+        start = time.perf_counter()
+        values = await arun([noop(i) for i in range(n)], engine=engine,
+                            executor=DaskExecutor(client=client), **options)
+        return Sample(time.perf_counter() - start, sum(values))
+
+    return _on_client(timed)
+
+
+def _distributed_noop_baseline(n):
+    async def timed(client):
+        start = time.perf_counter()
+        futures = [client.submit(baselines.echo, i, pure=False) for i in range(n)]
+        values = await client.gather(futures)
+        return Sample(time.perf_counter() - start, sum(values))
+
+    return _on_client(timed)
+
+
+def _distributed_tail_engine(n, engine, options):
+    from cascade_graph.executors import DaskExecutor
+
+    async def timed(client):
+        start = time.perf_counter()
+        value = await arun(hop(n), engine=engine, executor=DaskExecutor(client=client),
+                           **options)
+        return Sample(time.perf_counter() - start, value)
+
+    return _on_client(timed)
+
+
+def _distributed_tail_baseline(n):
+    async def timed(client):
+        start = time.perf_counter()
+        for i in range(n, -1, -1):
+            value = await client.submit(baselines.echo, i, pure=False)
+        return Sample(time.perf_counter() - start, value)
+
+    return _on_client(timed)
+
+
+def _has_distributed() -> bool:
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+DISTRIBUTED_WORKLOADS: tuple[Workload, ...] = (
+    Workload(
+        name="distributed_fanout",
+        summary=f"CPU-bound calls of {BURN_SECONDS} s on a 2-worker Dask cluster; "
+                "baseline: the same workflow in-process",
+        kind=Kind.THROUGHPUT,
+        unit="calls/s",
+        size=8,
+        baseline=lambda n: _engine_run(lambda: _burn_fanout(n), "vm", {}),
+        engine=_distributed_fanout_engine,
+        expected=_identity,
+        work=_identity,
+    ),
+    Workload(
+        name="distributed_noop",
+        summary="no-op calls on the cluster; baseline: raw client.submit + client.gather",
+        kind=Kind.THROUGHPUT,
+        unit="calls/s",
+        size=2_000,
+        baseline=_distributed_noop_baseline,
+        engine=_distributed_noop_engine,
+        expected=lambda n: n * (n - 1) // 2,
+        work=_identity,
+    ),
+    Workload(
+        name="distributed_tail",
+        summary="a tail loop whose step runs on the cluster; baseline: raw submit round trips",
+        kind=Kind.THROUGHPUT,
+        unit="steps/s",
+        size=200,
+        baseline=_distributed_tail_baseline,
+        engine=_distributed_tail_engine,
+        expected=lambda n: 0,
+        work=lambda n: n + 1,
+    ),
+)
+
+if _has_distributed():
+    WORKLOADS += DISTRIBUTED_WORKLOADS
+
 BY_NAME: dict[str, Workload] = {workload.name: workload for workload in WORKLOADS}
