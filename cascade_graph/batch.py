@@ -97,6 +97,11 @@ class BatchTask(Task):
         self.member.check_call(self.nargs, ())
 
     def _run(self, members: tuple):
+        ctx = CURRENT_RUN.get()
+        if ctx is not None and ctx.executor.runs_remotely(self.member):
+            # the items run on the run's executor: as nodes, gathered like the container
+            # the batch stands for (the items are used, so they are not batched again)
+            return self.gather(list(members) if self.ctype is list else self.ctype(members))
         return self._go([], members)
 
     def _go(self, out: list, members: tuple):

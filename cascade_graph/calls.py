@@ -100,6 +100,11 @@ class Executor:
     def cancel_all(self) -> None:
         """Cancel every outstanding remote call of the run."""
 
+    def where_failed(self, exc: BaseException) -> str:
+        """``TaskStarted.where`` of a remote call that raised ``exc`` (its worker when
+        the executor knows it)."""
+        return self.where
+
 
 class InProcess(Executor):
     """The default executor: every call in this process (inline, awaited, or in a thread)."""
@@ -149,13 +154,13 @@ DISTRIBUTED: ContextVar = ContextVar("cascade_distributed", default=False)
 def direct(task) -> bool:
     """May an engine call ``task``'s function itself (inline, or awaited when it is
     ``async def``) with no protocol step but ``begin``/``end``? Not when it is
-    offloaded, injects a resource or has a concurrency limit, nor, in a
-    distributed run, when it is a sync task not marked ``local=True`` (the
-    executor may place it remotely): those calls (and calls with retry,
+    offloaded, injects a resource or has a concurrency limit, nor in a
+    distributed run (the executor may place the call remotely, and a call made
+    here gets its arguments fetched first): those calls (and calls with retry,
     timeout or cache) go through ``invoke``."""
     if task.offload or task.concurrency or task.injects:
         return False
-    return not DISTRIBUTED.get() or task.is_async or task.local
+    return not DISTRIBUTED.get()
 
 
 def needs_invoke(node) -> bool:
@@ -169,14 +174,16 @@ def needs_invoke(node) -> bool:
 # The steps of one call
 
 
-def begin(ctx, task, parent, where: str = "local"):
+def begin(ctx, task, parent, where: str = "local", since: float | None = None):
     """Start one invocation of ``task``: its ``TaskStarted`` (the token ``end`` and
-    ``failed`` take), or None when nobody listens or the task is internal."""
+    ``failed`` take), or None when nobody listens or the task is internal.
+    ``since``: when the invocation began, for one reported once it ran (a remote
+    call's place is known only then); its ``time``, hence the call's duration."""
     emit = ctx.emit
     if emit is None or task.internal:
         return None
-    started = make_started(ctx.run_id, perf_counter(), task.name, ctx.next_call(), parent,
-                           where)
+    started = make_started(ctx.run_id, perf_counter() if since is None else since,
+                           task.name, ctx.next_call(), parent, where)
     emit(started)
     return started
 
@@ -267,11 +274,17 @@ async def invoke(ctx, node, args: tuple, kwargs: dict, follow, parent):
     task = node.task
     policy = node.policy
     cache = policy.cache if policy is not None else None
+    executor = ctx.executor
+    if executor is not LOCAL and not executor.runs_remotely(task):
+        args, kwargs = await _fetched(ctx, task, args, kwargs)  # a call made here
     if cache is None:
         return await _attempts(ctx, node, args, kwargs, parent)
     injected = {p for p, _ in node.injects if p}
     try:
-        key = cache_key(task, cache, _bind(task, args, kwargs, injected))
+        bound = _bind(task, args, kwargs, injected)
+        if executor is not LOCAL:  # the key is made of the values
+            bound = await executor.fetch(bound)
+        key = cache_key(task, cache, bound)
         cached = CachedCall(cache.store if cache.store is not None else DEFAULT_STORE,
                             task.name, key, cache.ttl)
         hit = await cached.lookup()  # a SQLiteStore reads in a worker thread
@@ -286,17 +299,32 @@ async def invoke(ctx, node, args: tuple, kwargs: dict, follow, parent):
         value = await follow(value, call)
     if value is not SKIPPED:
         try:
-            await cached.save(value)
+            await cached.save(await executor.fetch(value) if executor is not LOCAL else value)
         except Exception as exc:  # a tail call's value that cannot be stored, a locked file
             failed(ctx, task, exc)
             raise
     return value, call
 
 
+async def _fetched(ctx, task, args, kwargs):
+    """The arguments of a call made in this process in a distributed run, with every
+    remote value in them fetched (a gathering internal task, one whose value is
+    its arguments, takes them as they are: they stay remote)."""
+    if task.internal and task.gathers:
+        return args, kwargs
+    executor = ctx.executor
+    try:
+        return await executor.fetch(args), await executor.fetch(kwargs)
+    except Exception as exc:
+        failed(ctx, task, exc)
+        raise
+
+
 async def _attempts(ctx, node, args, kwargs, parent, check=None):
     """Attempts of ``node``'s call until one returns or the retry policy gives up.
     ``check(value)`` (a cached call's) runs on each attempt's value before it counts
-    as returned: a value the store cannot take fails that attempt."""
+    as returned: a value the store cannot take fails that attempt (a remote value
+    is fetched for it)."""
     task = node.task
     policy = node.policy
     retry = policy.retry if policy is not None else None
@@ -306,6 +334,7 @@ async def _attempts(ctx, node, args, kwargs, parent, check=None):
     number = 1
     while True:
         started = None if remote else begin(ctx, task, parent)
+        since = perf_counter() if remote else None
         task_live: list = []
         try:
             a, kw = args, kwargs
@@ -318,12 +347,12 @@ async def _attempts(ctx, node, args, kwargs, parent, check=None):
                 async with limit:
                     value, where = await _run(ctx, task, a, kw, timeout, remote)
             if remote:  # started where the executor says, known once it ran
-                started = begin(ctx, task, parent, where)
+                started = begin(ctx, task, parent, where, since)
             if check is not None:
-                check(value)
+                check(await executor.fetch(value) if remote else value)
         except BaseException as exc:
             if remote and started is None:
-                started = begin(ctx, task, parent, executor.where)
+                started = begin(ctx, task, parent, executor.where_failed(exc), since)
             if task_live:
                 err = await ctx.resources.release(task_live)
                 if err is not None:

@@ -245,6 +245,8 @@ def _identity(value):
 TARGET = Task(_identity, name="<target>")
 TARGET.internal = True
 TARGET.container_target = True
+TARGET.gathers = True
+TARGET.__qualname__ = "TARGET"  # pickled by reference, like any task
 
 
 def as_root(target):
@@ -275,6 +277,8 @@ async def run_workflow(execute, target, ctx: RunContext):
             await executor.start()
         if root is not None:
             value = await execute(ctx, root)
+            if distributed is not None:  # the result comes to the driver
+                value = await executor.fetch(value)
             if value is SKIPPED:
                 value = None
     except asyncio.CancelledError as exc:

@@ -34,7 +34,7 @@ import asyncio
 from collections import deque
 
 from .cache import lookup, without_gc
-from .calls import call_async, call_sync, failed, invoke, noted
+from .calls import LOCAL, call_async, call_sync, failed, invoke, noted
 from .calls import skipped as skip
 from .context import SKIPPED, TARGET
 from .hotpath import Pacer, hot_loop
@@ -72,6 +72,7 @@ class GraphRun:
         self.result = _PENDING
         self.loop = asyncio.get_running_loop()
         self.quiet_run = ctx.emit is None  # no listener: events need no building
+        self.remote = ctx.executor is not LOCAL  # values may be held remotely (fetch them)
 
     # -- starting evaluations -------------------------------------------
     def start(self, lazy, parent, slot, parent_call=None, found=None) -> None:
@@ -203,6 +204,8 @@ class GraphRun:
             self.complete(inst, i, value)
             return
         if op.gated or inst.skipped:
+            if self.remote and self._fetch_conditions(inst, i, op):
+                return  # the node runs again once its conditions' values are here
             reason = self._skip_reason(inst, op)
             if reason is not None:
                 skip(self.ctx, op.node.task, reason)
@@ -243,17 +246,53 @@ class GraphRun:
 
     def _route(self, inst, i, op, args) -> None:
         """A router node: its selected route's value, or the route as a continuation."""
+        if self.remote and self.ctx.executor.is_remote(args[0]):
+            self._spawn(self._route_fetched(inst, op, args), inst, i)
+            return
+        value = self._select(inst, op, args)
+        if type(value) is SharedRoute:
+            self._spawn(_shielded(evaluate_once(self.ctx, value, self.follow)), inst, i)
+            return
+        self.complete(inst, i, value)
+
+    def _select(self, inst, op, args):
         node = op.node
-        ctx = self.ctx
         try:
-            value = select(ctx, node, args[0], args[1], {d: inst.vals[d] for d in node.deps})
+            return select(self.ctx, node, args[0], args[1],
+                          {d: inst.vals[d] for d in node.deps})
         except Exception as exc:
             noted(exc, op.name)
             raise
+
+    async def _route_fetched(self, inst, op, args):
+        """A router whose selector is held remotely: fetched, then selected."""
+        args = (await self.ctx.executor.fetch(args[0]), *args[1:])
+        value = self._select(inst, op, args)
         if type(value) is SharedRoute:
-            self._spawn(_shielded(evaluate_once(ctx, value, self.follow)), inst, i)
-            return
-        self.complete(inst, i, value)
+            return await _shielded(evaluate_once(self.ctx, value, self.follow))
+        return value, 0
+
+    def _fetch_conditions(self, inst, i, op) -> bool:
+        """In a distributed run, when a condition of node ``i`` is a remote value: fetch
+        the conditions' values into the instance, then run node ``i`` again (True)."""
+        executor = self.ctx.executor
+        vals = inst.vals
+        deps = [c[1] for c in op.node.conds
+                if type(c) is tuple and executor.is_remote(vals[c[1]])]
+        if not deps:
+            return False
+
+        async def fetch():
+            got = await executor.fetch([vals[d] for d in deps])
+            for d, v in zip(deps, got):
+                vals[d] = v
+            self.ready.append((inst, i))
+            w = self.wake
+            if w is not None and not w.done():
+                w.set_result(None)
+
+        self.ctx.spawn(fetch())
+        return True
 
     # -- the scheduler loop ------------------------------------------------
     async def run(self, root):

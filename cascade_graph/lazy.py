@@ -202,6 +202,7 @@ class Task(Generic[P, R]):
     internal = False  # internal tasks (map expansion) emit no events
     reports_skips = False  # ...except TaskSkipped when this is True
     container_target = False  # the run's container target: skipped lazies in it become None
+    gathers = False  # internal: its value is its arguments (remote values pass through it)
     counts_as = 1  # user calls a node of this task stands for (a run of links: repeat.py)
     folded = False  # a node of this task stands for other calls (batch.py, repeat.py)
     concurrency = None  # at most this many invocations at once within a run (None: no limit)
@@ -461,6 +462,7 @@ def _collect_fn(items):
 
 _collect = Task(_collect_fn, name="map.collect")
 _collect.internal = True
+_collect.gathers = True
 
 
 class TaskDecorator(Protocol):
@@ -989,7 +991,7 @@ def _make(task_obj, args, kwargs, policy: Policy, original: LazyResult | None = 
 _PICKLE_FIRST: weakref.WeakSet = weakref.WeakSet()  # nodes a parent pickles before itself
 
 
-def _task_ref(t: Task) -> tuple[str, str]:
+def task_ref(t: Task) -> tuple[str, str]:
     """Where ``t`` lives: (module, qualified name), checked to lead back to ``t``."""
     module = getattr(t, "__module__", None)
     qualname = getattr(t, "__qualname__", None)
@@ -1035,7 +1037,7 @@ def task_from_ref(module: str, qualname: str) -> Task:
 
 
 def _reduce_task(self: Task):
-    return task_from_ref, _task_ref(self)
+    return task_from_ref, task_ref(self)
 
 
 def _reduce_map_task(self: MapTask):

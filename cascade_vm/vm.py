@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 
 from cascade_graph.cache import lookup, without_gc
-from cascade_graph.calls import call_async, call_sync, failed, invoke, noted
+from cascade_graph.calls import LOCAL, call_async, call_sync, failed, invoke, noted
 from cascade_graph.calls import skipped as skip
 from cascade_graph.context import SKIPPED, as_root
 from cascade_graph.hotpath import Pacer, hot_loop
@@ -126,8 +126,11 @@ class VM:
         """The value of a ROUTE instruction: a value, or the selected route's lazy call."""
         ctx = self.ctx
         values = {d: R[r] for d, r in zip(node.deps, regs[2:])}
+        selector = R[regs[0]]
+        if ctx.executor.is_remote(selector):  # a selector held remotely comes here first
+            selector = R[regs[0]] = await ctx.executor.fetch(selector)
         try:
-            v = select(ctx, node, R[regs[0]], R[regs[1]], values)
+            v = select(ctx, node, selector, R[regs[1]], values)
         except Exception as exc:
             noted(exc, node.task.name)
             raise
@@ -262,6 +265,8 @@ class VM:
                 R[a] = _build(op, x, R, regs, flag, skipped)
                 continue
             elif op == GUARD:
+                if ctx.executor is not LOCAL:  # conditions held remotely come here first
+                    await _fetch_conditions(ctx.executor, R, regs, x)
                 reason = _guard(R, regs, x, skipped)
                 if reason is not None:
                     R[a] = skip(ctx, x.task, reason)
@@ -340,6 +345,16 @@ def _split(R, regs, npos, kwnames):
     if not kwnames:
         return vals, {}
     return vals[:npos], dict(zip(kwnames, vals[npos:]))
+
+
+async def _fetch_conditions(executor, R, regs, node) -> None:
+    """Replace the remote values of ``node``'s conditions in ``R`` by their values."""
+    deps = node.deps
+    for c in node.conds:
+        if type(c) is tuple:
+            r = regs[deps.index(c[1])]
+            if executor.is_remote(R[r]):
+                R[r] = await executor.fetch(R[r])
 
 
 def _guard(R, regs, node, skipped):
