@@ -52,7 +52,7 @@ import weakref
 
 from .calls import Executor
 from .folded import CURRENT_RUN
-from .lazy import _LAZY_TYPES
+from .lazy import _LAZY_TYPES, Task, task_from_ref, task_ref
 
 _CONTAINERS = (list, tuple, dict, set)
 _WHERE_ATTR = "_cascade_worker"  # set on a task's exception by the worker-side wrapper
@@ -74,8 +74,14 @@ def require_distributed():
 
 
 def remote_call(task, args: tuple, kwargs: dict):
-    """One invocation of ``task``'s function on a worker. A failure records the
-    worker's address on the exception (read and removed by the driver)."""
+    """One invocation of ``task`` on a worker. The task travels as its name, a
+    ``(module, qualified name)`` pair (what it pickles to anyway), so the scheduler,
+    which unpickles the call but never runs it, needs no import of the task's module;
+    a task pickling its own way (its class defines ``__reduce__``) travels as itself.
+    A failure records the worker's address on the exception (read by
+    ``DaskExecutor.where_failed``)."""
+    if type(task) is tuple:
+        task = task_from_ref(*task)
     try:
         return task.fn(*args, **kwargs)
     except Exception as exc:
@@ -140,6 +146,7 @@ class DaskExecutor(Executor):
         self._made: weakref.WeakSet = weakref.WeakSet()  # every future of the run
         self._cancelling: list = []  # cancellation requests to see through at close
         self._locator = None
+        self._refs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # task -> name
 
     def __repr__(self) -> str:
         if self.address is not None:
@@ -163,7 +170,7 @@ class DaskExecutor(Executor):
         try:
             await self._open(distributed)
             for path, module in self.uploads:
-                await _upload(self.client, path, module)
+                await _upload(self.client, path, module, _scheduler_here(self.client))
         except BaseException:
             await self.close()
             raise
@@ -230,7 +237,10 @@ class DaskExecutor(Executor):
         client = self.client
         if client is None:
             raise RuntimeError(f"{self!r} is not started: run(..., executor=...) starts it")
-        fut = client.submit(remote_call, task, args, kwargs, pure=False,
+        ref = self._refs.get(task)
+        if ref is None:  # a task that cannot be found by its name: a clear error now
+            ref = self._refs[task] = _sent_as(task)
+        fut = client.submit(remote_call, ref, args, kwargs, pure=False,
                             key=f"{task.name}-{uuid.uuid4().hex}")
         self._made.add(fut)
         self._pending.add(fut)
@@ -280,7 +290,7 @@ class DaskExecutor(Executor):
         self._count([value])
         return value
 
-    def failed_where(self, exc: BaseException) -> str:
+    def where_failed(self, exc: BaseException) -> str:
         """Where the call that raised ``exc`` ran: its worker when known."""
         return getattr(exc, _WHERE_ATTR, None) or self.where
 
@@ -323,6 +333,14 @@ class DaskExecutor(Executor):
 
 # ---------------------------------------------------------------------------
 # Pieces
+
+
+def _sent_as(task):
+    """What ``remote_call`` gets for ``task``: its name, or itself when its class
+    pickles it its own way."""
+    if type(task).__reduce__ is not Task.__reduce__:
+        return task
+    return task_ref(task)
 
 
 def _is_future(value) -> bool:
@@ -421,15 +439,34 @@ class _Locator:
                     a.set_result(where)
 
 
-async def _upload(client, path: str, module: str) -> None:
-    """Send ``path`` to the workers as module ``module`` (a copy of that name)."""
+async def _upload(client, path: str, module: str, scheduler_here: bool) -> None:
+    """Send ``path`` to the workers and the scheduler, importable there as module
+    ``module`` (a copy of that name, imported on arrival; workers that join later get
+    it too). The scheduler unpickles the arguments of calls, which may be instances of
+    the module's classes. A scheduler living in this process (a local cluster) is
+    skipped: importing the copy there would replace the driver's module, and its tasks,
+    in ``sys.modules``."""
+    from distributed.diagnostics.plugin import SchedulerUploadFile, UploadFile
+
     folder = tempfile.mkdtemp(prefix="cascade-upload-")
     try:
         copy = os.path.join(folder, module + ".py")
         shutil.copyfile(path, copy)
-        await client.upload_file(copy)
+        plugins = [UploadFile(copy)]
+        if not scheduler_here:
+            plugins.append(SchedulerUploadFile(copy))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    for plugin in plugins:
+        await client.register_plugin(plugin, name=f"cascade-upload-{module}")
+
+
+def _scheduler_here(client) -> bool:
+    """Does the client's scheduler run in this process?"""
+    from distributed.scheduler import Scheduler
+
+    address = client.scheduler.address
+    return any(s.address == address for s in list(Scheduler._instances))
 
 
 __all__ = ["DaskExecutor", "require_distributed"]

@@ -203,3 +203,18 @@ def pid_of(x=None):
 def env_here(name):
     """The environment variable ``name`` as this process sees it."""
     return os.environ.get(name)
+
+
+@task
+def upto(n):
+    return list(range(n))
+
+
+@task
+def slow_mark(seconds, path):
+    """Sleep, then leave a file: a call cancelled in time leaves none... until its thread
+    ends (a worker cannot stop a running function; Dask drops its result)."""
+    time.sleep(seconds)
+    with open(path, "w") as f:
+        f.write("finished")
+    return seconds
