@@ -413,10 +413,10 @@ WORKLOADS: tuple[Workload, ...] = (
 # One LocalCluster of two worker processes (one thread each) serves the three
 # workloads; it starts at the first of them and ``close_clusters()`` (called at the
 # end of ``python -m bench``) closes it. Timed regions:
-# - distributed_fanout: one ``run()`` with ``DaskExecutor(address=...)`` (its client
-#   connects inside the timed region); baseline: the same workflow run in-process.
-# - distributed_noop: one ``await arun()`` on a client connected beforehand; baseline:
-#   ``client.submit`` of the same function for each item, then ``client.gather``.
+# - distributed_fanout: one ``await arun()`` with ``DaskExecutor(client=...)``, a client
+#   connected beforehand (as in the two below); baseline: the same workflow in-process.
+# - distributed_noop: one ``await arun()`` likewise; baseline: ``client.submit`` of the
+#   same function for each item, then ``client.gather``, on such a client.
 # - distributed_tail: one ``await arun()`` of a tail loop whose step runs on the
 #   cluster; baseline: the same number of raw submit-and-wait round trips.
 
@@ -472,8 +472,13 @@ def _burn_fanout(n):
 def _distributed_fanout_engine(n, engine, options):
     from cascade_graph.executors import DaskExecutor
 
-    executor = DaskExecutor(address=_cluster_address())
-    return _engine_run(lambda: _burn_fanout(n), engine, {**options, "executor": executor})
+    async def timed(client):
+        start = time.perf_counter()
+        value = await arun(_burn_fanout(n), engine=engine, executor=DaskExecutor(client=client),
+                           **options)
+        return Sample(time.perf_counter() - start, value)
+
+    return _on_client(timed)
 
 
 def _on_client(timed):
