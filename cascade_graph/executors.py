@@ -44,6 +44,7 @@ hands the calls of plain sync tasks to a Dask ``distributed`` cluster:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import tempfile
@@ -188,7 +189,8 @@ class DaskExecutor(Executor):
         elif self.address is not None:
             address = self.address
         else:
-            options = {"processes": True, "threads_per_worker": 1, "dashboard_address": ":0"}
+            options = {"processes": True, "threads_per_worker": 1, "dashboard_address": ":0",
+                       "silence_logs": logging.CRITICAL}  # the run reports failures itself
             options.update(self.cluster_kwargs)
             if self.n_workers is not None:
                 options["n_workers"] = self.n_workers
