@@ -173,6 +173,14 @@ def test_cache_keeps_the_final_value_in_the_driver(engine, executor):
 
 
 @per_engine
+def test_concurrency_holds_across_workers(engine, executor):
+    """concurrency=1: one call at a time, although two workers are free."""
+    spans = sorted(run([rf.one_at_a_time(i) for i in range(3)], engine=engine,
+                       executor=executor))
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+
+
+@per_engine
 def test_env_is_read_in_the_driver(engine, executor, monkeypatch):
     monkeypatch.setenv("CASCADE_TEST_HOME", "driver-side")
     assert run(rf.param_call(1), engine=engine, params={"needed": "2"},

@@ -218,3 +218,11 @@ def slow_mark(seconds, path):
     with open(path, "w") as f:
         f.write("finished")
     return seconds
+
+
+@task(concurrency=1)
+def one_at_a_time(i):
+    """Its span of wall-clock time, on whichever worker ran it."""
+    start = time.time()
+    time.sleep(0.2)
+    return (start, time.time())
