@@ -1,9 +1,10 @@
-"""Fixtures of the distributed tests: one real Dask cluster for the session.
+"""Fixtures of the distributed tests: one real Dask cluster for this package.
 
 ``cluster`` is a ``distributed.LocalCluster`` of two worker *processes* (one
 thread each), so every call crosses a process boundary and pickling is real.
-It starts at the first test that needs it and is closed at the end of the
-session. Its scheduler retries a call whose worker died once
+It starts at the first test that needs it and is closed when this package's
+tests are done (its threads must not run on under the rest of the suite: the
+memory tests elsewhere trace every thread of the process). Its scheduler retries a call whose worker died once
 (``allowed_failures=1``), so the worker-loss tests stay short. ``client`` is
 a synchronous client of it, for the tests' own looks at the cluster (which
 worker is busy, how many keys the scheduler still holds).
@@ -27,7 +28,7 @@ from cascade_graph.executors import DaskExecutor  # noqa: E402
 WORKERS = 2
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster():
     cluster = distributed.LocalCluster(
         n_workers=WORKERS, threads_per_worker=1, processes=True, dashboard_address=":0",
@@ -39,7 +40,7 @@ def cluster():
         cluster.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def client(cluster):
     with distributed.Client(cluster) as client:
         yield client
