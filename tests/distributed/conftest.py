@@ -4,10 +4,11 @@
 thread each), so every call crosses a process boundary and pickling is real.
 It starts at the first test that needs it and is closed when this package's
 tests are done (its threads must not run on under the rest of the suite: the
-memory tests elsewhere trace every thread of the process). Its scheduler retries a call whose worker died once
-(``allowed_failures=1``), so the worker-loss tests stay short. ``client`` is
-a synchronous client of it, for the tests' own looks at the cluster (which
-worker is busy, how many keys the scheduler still holds).
+memory tests elsewhere trace every thread of the process). Its scheduler
+retries a call whose worker died once (``allowed_failures=1``), so the
+worker-loss tests stay short. ``client`` is a synchronous client of it, for
+the tests' own looks at the cluster (which worker is busy, how many keys the
+scheduler still holds).
 
 Every test here is skipped, with the reason, only when ``distributed`` cannot
 be imported; ``make test`` installs the ``dev`` extra, which includes the
