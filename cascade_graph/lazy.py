@@ -314,15 +314,47 @@ class Task(Generic[P, R]):
         kinds = _ARG_KIND
         for a in args:
             if type(a) in kinds:
-                return _make(self, args, kwargs, EMPTY_POLICY)
+                if len(args) == 1 and type(a) in _LAZY_TYPES:
+                    return self._keyword_link(a, args, kwargs)
+                return _make_keywords(self, args, kwargs)
         for a in kwargs.values():
             if type(a) in kinds:
-                return _make(self, args, kwargs, EMPTY_POLICY)
+                return _make_keywords(self, args, kwargs)
         key = (len(args), tuple(kwargs))
         shape = self._flat.get(key)
         if shape is None:
             shape = self._flat_shape(key)
         return _node(self, args, kwargs, args + tuple(kwargs.values()), shape, None, (), True)
+
+    def _keyword_link(self, a, args: tuple, kwargs: dict) -> LazyResult:
+        """``step(x, scale=2)``: one lazy positional argument and keyword literals, its
+        shape interned per task by (keyword names, the child's shape), as for a chain link."""
+        kinds = _ARG_KIND
+        for v in kwargs.values():
+            if type(v) in kinds:
+                return _make_keywords(self, args, kwargs)
+        kwnames = tuple(kwargs)
+        a.uses += 1
+        one = self._one
+        key = (kwnames, a.shape)
+        found = one.get(key)  # (shape, spec)
+        if found is None:
+            if len(one) >= _ONE_LIMIT:
+                one.clear()  # bounded; ids are never reused, so no wrong hit
+            found = one[key] = (_next_shape(), _POS_SPECS.get((1, 1, kwnames))
+                                or _positional_spec(1, 1, kwnames))
+        lr = _new_lazy(LazyResult)  # _node(), inlined
+        lr.task = self
+        lr.args = args
+        lr.kwargs = kwargs
+        lr.lits = tuple(kwargs.values())
+        lr.shape, lr.spec = found
+        lr.children = args
+        lr.tree = a.uses == 1 and a.tree and not a.copied
+        lr.uses = 0
+        lr.copied = False
+        lr.policy = None
+        return lr
 
     def _flat_shape(self, key) -> int:
         """The shape of a flat call with argument layout ``key`` (nargs, or (nargs, kwnames))."""
@@ -815,24 +847,68 @@ def _node(task_obj, args, kwargs, lits, shape, spec, children, tree, policy=None
     return lr
 
 
-_POS_SPECS: dict = {}  # (nargs, lazy-position mask) -> the spec of such a call
-_POS_SPEC_IDS: set = set()  # ids of those specs (kept alive by _POS_SPECS)
+_POS_SPECS: dict = {}  # (nargs, lazy-position mask[, kwnames]) -> the spec of such a call
+#: ids of the specs of *plain* calls: literals and distinct lazies, positional or keyword,
+#: nothing else (kept alive by _POS_SPECS); templates take their fast path (template.py)
+_POS_SPEC_IDS: set = set()
 
 
-def _positional_spec(nargs: int, mask: int) -> tuple:
-    spec = _POS_SPECS.get((nargs, mask))
+def _positional_spec(nargs: int, mask: int, kwnames: tuple = ()) -> tuple:
+    """The spec of a plain call: ``nargs`` positional then ``kwnames`` keyword
+    arguments, bit i of ``mask`` set where argument i (keywords counted after the
+    positional ones) is a lazy; children numbered in argument order."""
+    key = (nargs, mask, kwnames) if kwnames else (nargs, mask)
+    spec = _POS_SPECS.get(key)
     if spec is None:
-        pos = []
+        specs = []
         ci = 0
-        for i in range(nargs):
+        for i in range(nargs + len(kwnames)):
             if mask >> i & 1:
-                pos.append(("L", ci))
+                specs.append(("L", ci))
                 ci += 1
             else:
-                pos.append(None)
-        spec = _POS_SPECS[(nargs, mask)] = (tuple(pos), (), (), None)
+                specs.append(None)
+        spec = _POS_SPECS[key] = (tuple(specs[:nargs]), kwnames, tuple(specs[nargs:]), None)
         _POS_SPEC_IDS.add(id(spec))
     return spec
+
+
+def _make_keywords(task_obj, args, kwargs) -> LazyResult:
+    """``_make_positional`` for a call with keyword arguments (``step(x, scale=2)``):
+    literals and distinct lazies, positional or keyword; a flat tuple key of ints
+    and the keyword names. Containers, markers and a lazy passed twice go to ``_make``."""
+    lazy_types = _LAZY_TYPES
+    kinds = _ARG_KIND
+    lits = []
+    children = []
+    mask = 0
+    bit = 1
+    for a in itertools.chain(args, kwargs.values()):
+        t = type(a)
+        if t in lazy_types:
+            children.append(a)
+            mask |= bit
+        elif t in kinds:
+            return _make(task_obj, args, kwargs, EMPTY_POLICY)
+        else:
+            lits.append(a)
+        bit <<= 1
+    if len(children) > 1 and len(set(map(id, children))) < len(children):
+        return _make(task_obj, args, kwargs, EMPTY_POLICY)  # a lazy passed twice
+    kwnames = tuple(kwargs)
+    tree = True
+    key = [task_obj.uid, _KEYWORDS, len(args), mask, kwnames]
+    for c in children:
+        c.uses += 1
+        if c.uses > 1 or not c.tree or c.copied:
+            tree = False
+        key.append(c.shape)
+    key = tuple(key)
+    shape = _SHAPES.get(key)
+    if shape is None:
+        shape = intern_shape(key)
+    spec = _POS_SPECS.get((len(args), mask, kwnames)) or _positional_spec(len(args), mask, kwnames)
+    return _node(task_obj, args, kwargs, tuple(lits), shape, spec, tuple(children), tree)
 
 
 def _make_positional(task_obj, args) -> LazyResult:
@@ -906,6 +982,7 @@ def _make_pair(task_obj, args) -> LazyResult:
 
 
 _POSITIONAL = "positional"
+_KEYWORDS = "keywords"
 _POSITIONAL_LISTS = "positional-lists"
 _ONE_LAZY_SPEC = _positional_spec(1, 1)
 _PAIR_SPECS = {mask: _positional_spec(2, mask) for mask in (1, 2, 3)}

@@ -21,7 +21,7 @@ import attrs
 from .calls import needs_invoke
 from .drawing import to_dot  # noqa: F401 - re-exported: python -m cascade_vm graph
 from .lazy import CALL, ENV, PARAM, ROUTE
-from .template import Template, arg_program, gathered_program
+from .template import Template, arg_program, call_function, gathered_program
 
 # op modes
 SIMPLE = 0  # positional literal/node arguments, no policy: call fn(*getter(vals))
@@ -99,8 +99,10 @@ def compile_plan(template: Template) -> Plan:
             f = facts.get(id(task))
             if f is None:
                 f = facts[id(task)] = (task.fn, task.is_async, task.name, bool(task.internal))
+            if node.kwnames:  # a plain keyword call: its caller takes every value in order
+                f = (call_function(node),) + f[1:]
             args = node.args
-            if len(args) == 1:
+            if len(args) == 1 and not node.kwnames:
                 s = args[0]
                 k = n + node.first_input if s is None else s[1]
                 append(SimpleOp(f, itemgetter(k), True, 1, node))
@@ -125,7 +127,7 @@ def _simple_getter(node, base: int) -> tuple:
     """(getter, single, nargs) of a SIMPLE node: one itemgetter over the value slots."""
     idx = []
     lit = base + node.first_input
-    for s in node.args:
+    for s in node.args + node.kwargs if node.kwnames else node.args:
         if s is None:
             idx.append(lit)
             lit += 1
@@ -146,7 +148,7 @@ def _op(node, base: int) -> Op:
     quiet = bool(task.internal)
     if node.simple:
         getter, single, nargs = _simple_getter(node, base)
-        return Op(SIMPLE, task.fn, task.is_async, getter, single, (), nargs, gated,
+        return Op(SIMPLE, call_function(node), task.is_async, getter, single, (), nargs, gated,
                   task.name, quiet, node)
     mode = INVOKE if needs_invoke(node) else BUILT
     return Op(mode, task.fn, task.is_async, None, False, gathered_program(arg_program(node, base)),

@@ -104,6 +104,71 @@ def call_node(index, task, args, deps, first_input, n_inputs) -> CallNode:
     return nd
 
 
+class KeywordNode(Node):
+    """A ``Node`` for a plain call of a sync task with keyword arguments
+    (``step(x, scale=2)``): positional then keyword specs, each a literal or a
+    distinct lazy, no policy, no injection. ``simple`` like a ``CallNode``: the
+    engines call ``call_function(node)`` with its positional then keyword values."""
+
+    __slots__ = ()
+    kind = CALL
+    conds = ()
+    after = ()
+    policy = None
+    injects = ()
+    simple = True
+    routes = ()
+    multi_routes = frozenset()
+
+
+def keyword_node(index, task, args, kwnames, kwargs, deps, first_input, n_inputs):
+    """A new ``KeywordNode`` (see ``call_node``)."""
+    nd = _new_node(KeywordNode)
+    nd.index = index
+    nd.task = task
+    nd.args = args
+    nd.kwnames = kwnames
+    nd.kwargs = kwargs
+    nd.deps = nd.data_deps = deps
+    nd.first_input = first_input
+    nd.n_inputs = n_inputs
+    return nd
+
+
+def call_function(node):
+    """What an engine calls for simple ``node`` with its positional then keyword
+    values, in order: the task's function, or for keyword arguments its
+    ``keyword_caller``."""
+    if node.kwnames:
+        return keyword_caller(node.task.fn, len(node.args), node.kwnames)
+    return node.task.fn
+
+
+_KEYWORD_CALLERS: dict = {}
+
+
+def keyword_caller(fn, npos: int, kwnames: tuple):
+    """``fn`` taking its ``npos`` positional then its ``kwnames`` keyword values as
+    positional arguments: one small function per (fn, layout), so an engine's
+    positional call instructions serve keyword calls too."""
+    key = (fn, npos, kwnames)
+    caller = _KEYWORD_CALLERS.get(key)
+    if caller is None:
+        if len(_KEYWORD_CALLERS) >= 4096:
+            _KEYWORD_CALLERS.clear()  # bounded: a caller is cheap to make again
+        if npos == 1 and len(kwnames) == 1:  # step(x, scale=2): the common layout
+            name = kwnames[0]
+
+            def caller(a, b):
+                return fn(a, **{name: b})
+        else:
+            def caller(*values):
+                return fn(*values[:npos], **dict(zip(kwnames, values[npos:])))
+        caller.kwnames = kwnames  # shown by the VM's disassembly
+        _KEYWORD_CALLERS[key] = caller
+    return caller
+
+
 _new_node = object.__new__
 
 
@@ -622,20 +687,27 @@ class _Builder:
                 self.nodes.append(gather_node(i, task, members, index, first))
                 self.first += 1  # the items' tuple: an input this node does not read
                 return True
-        if (lr.kind == CALL and lr.policy is None and not lr.kwargs
-                and id(spec) in _POS_SPEC_IDS and direct(task)):
-            # positional literals and distinct lazies, nothing else
+        if (lr.kind == CALL and lr.policy is None and id(spec) in _POS_SPEC_IDS
+                and direct(task) and not (lr.kwargs and (task.is_async or task.internal))):
+            # literals and distinct lazies, positional (or keyword, for a sync task)
             nargs = len(lr.args)
-            if (nargs, ()) not in task._checked:
-                task.check_call(nargs, ())
+            kwnames = spec[1]
+            if (nargs, kwnames) not in task._checked:
+                task.check_call(nargs, kwnames)
             if task.internal:
                 _check_map(lr)
             ch = lr.children
             args = tuple([None if s is None else ("L", index[id(ch[s[1]])])
                           for s in spec[0]])
             deps = tuple([index[id(c)] for c in ch])
-            n_inputs = nargs - len(ch)
-            self.nodes.append(call_node(i, task, args, deps, first, n_inputs))
+            n_inputs = nargs + len(kwnames) - len(ch)
+            if kwnames:
+                kwargs = tuple([None if s is None else ("L", index[id(ch[s[1]])])
+                                for s in spec[2]])
+                self.nodes.append(keyword_node(i, task, args, kwnames, kwargs, deps, first,
+                                               n_inputs))
+            else:
+                self.nodes.append(call_node(i, task, args, deps, first, n_inputs))
             self.first += n_inputs
             return True
         return False

@@ -25,7 +25,7 @@ from cascade_graph.calls import direct, needs_invoke
 from cascade_graph.context import TARGET
 from cascade_graph.lazy import CALL as NODE_CALL
 from cascade_graph.lazy import ENV, PARAM, ROUTE, Inject
-from cascade_graph.template import Template, arg_program
+from cascade_graph.template import Template, arg_program, call_function
 
 from . import bytecode as bc
 from .bytecode import Code
@@ -134,16 +134,16 @@ class _Emitter:
 
     def args(self, node) -> tuple[list, int]:
         """Registers holding the call's positional then keyword values; builds containers."""
-        if node.simple:
+        if node.simple:  # positional then keyword values, each a literal or a node's
             regs = []
             lit = node.first_input
-            for s in node.args:
+            for s in node.args + node.kwargs if node.kwnames else node.args:
                 if s is None:
                     regs.append(-lit - 1)
                     lit += 1
                 else:
                     regs.append(s[1])
-            return regs, len(regs)
+            return regs, len(node.args)
         stack: list = []
         for op in arg_program(node, self.n):
             tag = op[0]
@@ -213,7 +213,7 @@ def _compile_simple_tree(t: Template) -> Code | None:
         nd = nodes[i]
         task = nd.task
         if nd.simple:
-            args = nd.args
+            args = nd.args + nd.kwargs if nd.kwnames else nd.args
             if len(args) == 1:  # the commonest: a chain link or a one-literal call
                 s = args[0]
                 r = nd.first_input if s is None else phys[s[1]]
@@ -267,7 +267,8 @@ def _compile_simple_tree(t: Template) -> Code | None:
         phys[i] = dst
         if id(task) not in pool:
             pool[id(task)] = task
-        op = (by_arity[len(src)] if len(src) < 3 else bc.CALLN, dst, task.fn, src, task, i == 0)
+        fn = call_function(nd) if nd.kwnames else task.fn
+        op = (by_arity[len(src)] if len(src) < 3 else bc.CALLN, dst, fn, src, task, i == 0)
         if nd.deps:  # equal instructions share one tuple (a chain's links do)
             op = same.setdefault(op, op)
         append(op)
@@ -346,8 +347,10 @@ def _raw_of_fused(ops, consts, root_name) -> tuple:
         elif op == bc.BUILD_DICT:
             raw.append((pc, op, a, k_of[id(x)], src, int(tail), False, f"dict {list(x)!r}"))
         else:
+            kw = getattr(x, "kwnames", None)  # a keyword caller (template.keyword_caller)
             raw.append((pc, bc.CALL, a, k_of[id(ex)], src, None, tail,
-                        repr(ex) if ex.folded else ex.name))
+                        repr(ex) if ex.folded else ex.name if kw is None
+                        else f"{ex.name} kw={list(kw)}"))
     return tuple(raw)
 
 
@@ -378,8 +381,11 @@ def compile_template(t: Template) -> Code:
             em.emit(bc.ROUTE, i, em.const(nd), regs + list(nd.deps), 2, tail,
                     "Router " + ", ".join(repr(r[0]) for r in nd.routes))
         elif step == "run":
-            if nd.kwnames:
+            if nd.kwnames and not nd.simple:
                 em.emit(bc.CALL_KW, i, em.const(nd), regs, npos, tail,
+                        f"{name} kw={list(nd.kwnames)}")
+            elif nd.kwnames:  # a plain keyword call: a positional call of its caller
+                em.emit(bc.CALL, i, em.const(nd.task), regs, call_function(nd), tail,
                         f"{name} kw={list(nd.kwnames)}")
             else:
                 em.emit(bc.CALL, i, em.const(nd.task), regs, None, tail, name)
@@ -447,7 +453,7 @@ def _allocate(em: _Emitter, t: Template) -> Code:
         x = consts[k] if k is not None else None
         if opcode == CALL:
             lowered = _CALL_BY_ARITY[len(src)] if len(src) < 3 else bc.CALLN
-            ops.append((lowered, dst, x.fn, src, x, tail))
+            ops.append((lowered, dst, x.fn if n is None else n, src, x, tail))
         elif opcode in _NODE_OPS:
             ops.append((opcode, dst, x, src, n, tail))
         elif opcode == bc.BUILD or opcode == bc.BUILD_DICT:
