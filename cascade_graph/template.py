@@ -677,6 +677,19 @@ class _Builder:
                 self.nodes.append(call_node(i, task, args, (), first, nargs))
                 self.first += nargs
                 return True
+        if spec is None and lr.kind == CALL:  # a flat call with keyword literals
+            if not (direct(task) and not task.is_async and not task.internal):
+                return False
+            kwnames = tuple(lr.kwargs)
+            nargs = len(lr.args)
+            if (nargs, kwnames) not in task._checked:
+                task.check_call(nargs, kwnames)
+            n_inputs = nargs + len(kwnames)
+            self.nodes.append(keyword_node(i, task, _NO_ARGS[nargs] if nargs < 16
+                                           else (None,) * nargs, kwnames,
+                                           (None,) * len(kwnames), (), first, n_inputs))
+            self.first += n_inputs
+            return True
         index = self.index
         if index is None:
             index = self.index = _tree_index(self.order, self.runs)
