@@ -677,9 +677,8 @@ class _Builder:
                 self.nodes.append(call_node(i, task, args, (), first, nargs))
                 self.first += nargs
                 return True
-        if spec is None and lr.kind == CALL:  # a flat call with keyword literals
-            if not (direct(task) and not task.is_async and not task.internal):
-                return False
+        if (spec is None and lr.kind == CALL and lr.kwargs and direct(task)
+                and not task.is_async and not task.internal):  # keyword literals only
             kwnames = tuple(lr.kwargs)
             nargs = len(lr.args)
             if (nargs, kwnames) not in task._checked:

@@ -183,22 +183,52 @@ def _fusable(nd) -> bool:
             and not nd.task.is_async)
 
 
-def _compile_simple_tree(t: Template) -> Code | None:
-    """One pass for the commonest cold shape: a tree of sync positional calls.
+def _sync_order(nodes) -> tuple[list, list]:
+    """(schedule, readers) of a DAG of sync calls: the order ``_schedule`` gives it
+    (Kahn's algorithm, sources in canonical order, dependents as they become
+    ready) and, per node, how many nodes read its value."""
+    n = len(nodes)
+    dependents: list = [[] for _ in range(n)]
+    indeg = [0] * n
+    for nd in nodes:
+        deps = nd.deps
+        indeg[nd.index] = len(deps)
+        for d in deps:
+            dependents[d].append(nd.index)
+    readers = [len(d) for d in dependents]
+    order = [i for i in range(n) if not indeg[i]]
+    append = order.append
+    for i in order:  # grows while it is read: a FIFO queue
+        for d in dependents[i]:
+            indeg[d] -= 1
+            if not indeg[d]:
+                append(d)
+    return order, readers
+
+
+def _compile_sync(t: Template) -> Code | None:
+    """One pass for the commonest cold shapes: sync calls with positional and
+    keyword literals, lazies and containers of them, no policy.
 
     In a tree every node's value is read by one instruction group (its
     parent's container builds and call), so a register is free again right
     after that: scheduling (reverse canonical order), selection and
-    allocation fuse into one loop. Container arguments are built into
-    temporaries, each read once. Instruction tuples for ``dis`` are made only
-    when asked for. Returns None when the template is not of that shape.
+    allocation fuse into one loop. A DAG takes ``_schedule``'s order instead
+    and frees a value after its last reader. Container arguments are built
+    into temporaries, each read once. Instruction tuples for ``dis`` are made
+    only when asked for. Returns None when the template is not of that shape.
     """
     nodes = t.nodes
-    if not t.tree or t.value_nodes:
+    if t.value_nodes:
         return None
     for nd in nodes:
         if not _fusable(nd):
             return None
+    if t.tree:
+        order = range(len(nodes) - 1, -1, -1)
+        readers = None  # every value is read once: free right after
+    else:
+        order, readers = _sync_order(nodes)
     n_inputs = t.n_inputs
     phys = [0] * len(nodes)
     free: list = []
@@ -209,7 +239,7 @@ def _compile_simple_tree(t: Template) -> Code | None:
     temps: list = []  # temporaries of the current node's containers
     same: dict = {}  # instruction tuple -> the first equal one
     pool: dict = {}  # id -> constant (tasks, container types and keys), in first-use order
-    for i in range(len(nodes) - 1, -1, -1):
+    for i in order:
         nd = nodes[i]
         task = nd.task
         if nd.simple:
@@ -257,8 +287,14 @@ def _compile_simple_tree(t: Template) -> Code | None:
             src = tuple(src)
         else:
             src, n_regs = _fused_args(nd, phys, free, n_regs, len(nodes), append, pool)
-        for d in nd.deps:
-            free.append(phys[d])
+        if readers is None:
+            for d in nd.deps:
+                free.append(phys[d])
+        else:
+            for d in nd.deps:  # free a value once its last reader has read it
+                readers[d] -= 1
+                if not readers[d]:
+                    free.append(phys[d])
         if free:
             dst = free.pop()
         else:
@@ -356,7 +392,7 @@ def _raw_of_fused(ops, consts, root_name) -> tuple:
 
 def compile_template(t: Template) -> Code:
     """Compile ``t`` to a ``Code`` (see module docstring)."""
-    code = _compile_simple_tree(t)
+    code = _compile_sync(t)
     if code is not None:
         return code
     em = _Emitter(t)
