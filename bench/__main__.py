@@ -15,7 +15,7 @@ import uvloop
 from bench.measure import sample_columns
 from bench.report import Row, render_table, render_verdicts, to_json, write_json
 from bench.targets import evaluate_all
-from bench.workloads import BY_NAME, WORKLOADS, close_clusters
+from bench.workloads import BY_NAME, GROUPS, WORKLOADS, close_clusters
 
 ENGINES = ("vm", "graph")
 
@@ -30,7 +30,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         metavar="NAME[,NAME]",
         type=_workload_names,
-        help="run only these workloads (default: all)",
+        help="run only these workloads (default: all); group names: 'realistic' (the "
+        "realistic shapes, cold and warm, with chain and chain_warm, and the map memory "
+        "rows), 'scaling' (the _100k rows and the rows they are compared with)",
     )
     parser.add_argument("--engine", choices=ENGINES, help="measure only this engine")
     parser.add_argument(
@@ -155,11 +157,14 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _workload_names(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
+    names = []
+    for name in (name.strip() for name in text.split(",")):
+        names += GROUPS.get(name, (name,) if name else ())
     unknown = [name for name in names if name not in BY_NAME]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"unknown workload {', '.join(unknown) or repr(text)}; choose from {', '.join(BY_NAME)}"
+            f"unknown workload {', '.join(unknown) or repr(text)}; choose from "
+            f"{', '.join(BY_NAME)} or a group: {', '.join(GROUPS)}"
         )
     return names
 

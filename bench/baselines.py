@@ -103,17 +103,17 @@ def heavy_loop(n, width=20):
     return acc
 
 
-def chain(n):
-    """``n`` links one after the other, starting from 0."""
-    value = 0
+def chain(n, off=0):
+    """``n`` links one after the other, starting from ``off``."""
+    value = off
     for _ in range(n):
         value = link(value)
     return value
 
 
-def fanout(n):
+def fanout(n, off=0):
     """``n`` independent items summed by one call."""
-    return total([double(i) for i in range(n)])
+    return total([double(i + off) for i in range(n)])
 
 
 def five_node_flow(i):
@@ -128,3 +128,117 @@ def five_node_flow(i):
 async def async_io(n):
     """``n`` naps run concurrently with ``asyncio.gather``, then summed."""
     return total(await asyncio.gather(*(nap(i) for i in range(n))))
+
+
+# --- the realistic shapes (bench.shapes): user code, then the same calls by hand -------------
+#
+# Each function below taking ``off`` is the raw-Python run of one shape: the same
+# calls the workflow makes, in plain loops. ``off`` is added to every literal the
+# shape's leaves take, so a warm run can use new values (bench.shapes has the
+# expected value of each as a formula).
+
+
+def bump(x):
+    """The second task of the alternating chain (and the loop's ``aux`` step)."""
+    return x + 2
+
+
+def nudge(x, scale=1):
+    """A chain link taking a keyword argument: ``step(x, scale=2)``."""
+    return x + scale
+
+
+def fetch(i):
+    """The first stage of a pipeline."""
+    return i * 2
+
+
+def parse(x):
+    """The second stage of a pipeline; also the mapped function of the map shapes."""
+    return x + 1
+
+
+def seed(i):
+    """A source node of the layered DAG."""
+    return i
+
+
+def meet(a, b):
+    """A node of the layered DAG joining two nodes of the layer before."""
+    return max(a, b) + 1
+
+
+async def tick(i):
+    """One async task of the async fan-out: yield to the event loop once."""
+    await asyncio.sleep(0)
+    return i
+
+
+async def lift(a):
+    """The async node of the loop's DAG body (it awaits nothing: an async call, no I/O)."""
+    return a + 1
+
+
+def alternating(n, off=0):
+    """``a(b(a(...)))``: ``n`` links alternating ``link`` and ``bump``, innermost ``link``."""
+    value = off
+    for k in range(n):
+        value = link(value) if k % 2 == 0 else bump(value)
+    return value
+
+
+def kw_chain(n, off=0):
+    """``n`` links ``nudge(x, scale=2)``."""
+    value = off
+    for _ in range(n):
+        value = nudge(value, scale=2)
+    return value
+
+
+def pipelines(n, off=0):
+    """``n`` pipelines ``parse(fetch(i))`` summed by one call."""
+    return total([parse(fetch(i + off)) for i in range(n)])
+
+
+def dag(layers, width, off=0):
+    """The layered DAG: ``width`` seeds, then ``layers - 1`` layers of ``meet``, summed."""
+    layer = [seed(j + off) for j in range(width)]
+    for _ in range(layers - 1):
+        layer = [meet(layer[j], layer[(j + 1) % width]) for j in range(width)]
+    return total(layer)
+
+
+async def async_fanout(n, off=0):
+    """``n`` ticks run concurrently with ``asyncio.gather``, then summed."""
+    return total(await asyncio.gather(*(tick(i + off) for i in range(n))))
+
+
+async def dag_loop(n, off=0):
+    """The tail loop with a DAG body, by hand: each round makes the body's four calls
+    (``lift`` awaited) and carries the loop's arguments to the next round."""
+    acc, aux = off, 0
+    while n > 0:
+        a = link(acc)
+        n, acc, aux = n - 1, await lift(a), add(a, bump(aux))
+    return acc + aux
+
+
+def map_items(n, off=0):
+    """``parse`` over ``range(off, off + n)``: the list of results."""
+    return [parse(i) for i in range(off, off + n)]
+
+
+def retried(fn, x, attempts):
+    """``fn(x)``, called again on an exception, at most ``attempts`` times in all."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn(x)
+        except Exception:
+            if attempt == attempts:
+                raise
+    raise ValueError(f"attempts must be >= 1, got {attempts}")
+
+
+def retried_map_items(n, off=0, attempts=3):
+    """``map_items`` with each call under a retry loop (what ``.with_retry(3)`` asks)."""
+    return [retried(parse, i, attempts) for i in range(off, off + n)]

@@ -116,9 +116,14 @@ def take_sample(run_once: Callable[[], Sample], expected: object, timeout: float
     gc.collect()  # start each run from the same, clean heap
     with time_limit(timeout):
         sample = run_once()
-    if sample.value != expected:
-        raise ValueError(f"wrong result: got {_short(sample.value)}, expected {_short(expected)}")
+    check_value(sample.value, expected)
     return sample
+
+
+def check_value(value: object, expected: object) -> None:
+    """Raise ``ValueError`` naming both values when ``value`` is not ``expected``."""
+    if value != expected:
+        raise ValueError(f"wrong result: got {_short(value)}, expected {_short(expected)}")
 
 
 def sample_columns(

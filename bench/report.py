@@ -4,7 +4,7 @@ A ``Row`` holds one workload's cells (``baseline``, ``vm``, ``graph``; a
 column not selected is ``None``). Figures are medians (see
 ``Workload.figure``). Ratios compare speeds, so "higher is faster" holds in
 every ratio column: throughput / throughput, or for wall-time workloads
-baseline ms / engine ms. The memory row has no ratios.
+baseline ms / engine ms. The memory rows have no ratios.
 
 The table and the JSON carry the same figures. JSON layout::
 
@@ -13,7 +13,12 @@ The table and the JSON carry the same figures. JSON layout::
                           "baseline" | "vm" | "graph": null (not run) or
                               {"figure", "error", "seconds": [...], "peak_bytes": [...]?},
                           "ratios": {"vm/baseline", "graph/baseline", "graph/vm"}}},
-     "checks": [{"target", "workload", "engine", "status", "measured", "detail"}]}
+     "checks": [{"target", "workload", "engine", "versus", "versus_workload",
+                 "op", "bound", "status", "measured", "detail"}]}
+
+``versus`` is the column a relative target's bound multiplies (None when the
+bound is absolute), ``versus_workload`` the other workload it reads that
+column of (None: the target's own workload).
 """
 
 from __future__ import annotations
@@ -101,6 +106,14 @@ def render_table(rows: list[Row], header: str, out: TextIO) -> None:
         " baseline ms / engine ms (ideal wall time: 10 ms).",
         file=out,
     )
+    if any(row.workload.name.endswith(("_warm", "_100k")) for row in rows):
+        print(
+            "Realistic shapes: a row without suffix is cold (new tasks: template built and"
+            " compiled in the run); _warm: the shape run before, new literals; _100k: cold"
+            " at about 10x the nodes. Sizes are in the shape's unit (links, pipelines,"
+            " layers of 100, tasks, iterations, items); see --help.",
+            file=out,
+        )
     if errors:
         print(file=out)
         print("Errors:", file=out)
@@ -138,6 +151,10 @@ def to_json(rows: list[Row], verdicts: list[Verdict], meta: dict) -> dict:
             "target": verdict.target.describe(),
             "workload": verdict.target.workload,
             "engine": verdict.target.engine,
+            "versus": verdict.target.versus_column,
+            "versus_workload": verdict.target.versus_workload,
+            "op": verdict.target.op,
+            "bound": verdict.target.bound,
             "status": verdict.status,
             "measured": verdict.measured,
             "detail": verdict.detail,

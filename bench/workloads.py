@@ -1,17 +1,22 @@
 """The workloads of SPEC section 7, each as data: sizes, units, three ways to run it.
 
-A ``Workload`` names a problem size, the unit its figure is reported in, a
-baseline (plain Python, see ``bench.baselines``), an engine runner taking the
-engine's name and the extra ``run()`` options, and the value every run must
-produce. Runners time themselves, because what lies inside the timed region
-is part of each workload's definition:
+A ``Workload`` (``bench.records``) names a problem size, the unit its figure
+is reported in, a baseline (plain Python, see ``bench.baselines``), an engine
+runner taking the engine's name and the extra ``run()`` options, and the
+value every run must produce. This module holds SPEC 7's first list; the
+realistic shapes' rows (cold, ``_warm``, ``_100k``, ``_memory``) come from
+``bench.realistic`` and the distributed ones are defined at the end; ``WORKLOADS``
+is all of them in table order, ``GROUPS`` names sets of them for ``--only``.
+Runners time themselves, because what lies inside the timed region is part
+of each workload's definition:
 
 - Timed region: from building the workflow (creating the ``LazyResult``s) to
   holding its value, through the public ``run()`` (which creates its uvloop
   loop) or, for ``repeat_run``, ``await arun()`` inside one loop. Async
   baselines are likewise driven by ``uvloop.run`` (a fresh loop, as ``run()``
   makes one), except ``repeat_run``, which times the loop body for both.
-- ``chain`` and ``fanout`` measure a cold run (build, compile, run): each
+- ``chain`` and ``fanout`` (built by ``bench.shapes``, like the realistic
+  shapes) measure a cold run (build, compile, run): each
   sample wraps its functions in fresh task objects, and since a task is
   identified by its object, the template is new and must be compiled.
   ``repeat_run`` is the warm case: one shape, new literals, cache hits.
@@ -29,69 +34,18 @@ is part of each workload's definition:
 
 from __future__ import annotations
 
-import enum
-import gc
-import statistics
 import time
-import tracemalloc
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import uvloop
 
 from bench import baselines
-from bench.measure import Cell, Sample
+from bench.measure import Sample
+from bench.realistic import REALISTIC_WORKLOADS, SCALED, cold_engine, scaled_name
+from bench.records import Kind, Workload, engine_run, timed, traced
+from bench.shapes import BY_NAME as SHAPES
 from cascade_graph import task
 from cascade_vm import arun, run
-
-
-class Kind(enum.Enum):
-    """What a workload's figure measures, and which way is better."""
-
-    THROUGHPUT = "throughput"  # units of work per second: higher is better
-    WALL_MS = "wall_ms"  # wall milliseconds of one run: lower is better
-    PEAK_MB = "peak_mb"  # tracemalloc peak in MB: lower is better
-
-
-@dataclass(frozen=True)
-class Workload:
-    """One benchmark: how to run it three ways and what it must return."""
-
-    name: str
-    summary: str  # one line for --help and the JSON
-    kind: Kind
-    unit: str  # what the figure counts, as printed: "iterations/s", "ms wall", ...
-    size: int  # problem size at --scale 1 (iterations, nodes, tasks or runs)
-    baseline: Callable[[int], Sample]  # size -> sample, plain Python
-    engine: Callable[[int, str, dict], Sample]  # size, engine name, run() options -> sample
-    expected: Callable[[int], object]  # size -> the value every run must produce
-    work: Callable[[int], int]  # size -> units of work in one run (throughput only)
-    repeats: int | None = None  # fixed number of samples, overriding --repeats
-
-    def sized(self, scale: float) -> int:
-        """The problem size at ``scale`` (at least 1)."""
-        return max(1, round(self.size * scale))
-
-    def figure(self, cell: Cell | None, size: int) -> float | None:
-        """The reported figure of a cell (a median), or None when it has none."""
-        if cell is None or not cell.ok:
-            return None
-        if self.kind is Kind.PEAK_MB:
-            return statistics.median(s.peak_bytes for s in cell.samples) / 1e6
-        seconds = statistics.median(s.seconds for s in cell.samples)
-        if self.kind is Kind.WALL_MS:
-            return seconds * 1000.0
-        return self.work(size) / seconds if seconds > 0 else float("inf")
-
-    def speed(self, figure: float | None) -> float | None:
-        """A figure turned into "higher is faster", for speed ratios; None if not a speed."""
-        if figure is None or self.kind is Kind.PEAK_MB:
-            return None
-        if self.kind is Kind.WALL_MS:
-            return 1.0 / figure if figure > 0 else None
-        return figure
-
 
 # --- tasks -------------------------------------------------------------------------------
 
@@ -138,49 +92,20 @@ def five_node_flow(i):
 # --- runners -----------------------------------------------------------------------------
 
 
-def _timed(compute: Callable[[], object]) -> Sample:
-    start = time.perf_counter()
-    value = compute()
-    return Sample(time.perf_counter() - start, value)
-
-
-def _engine_run(build: Callable[[], object], engine: str, options: dict) -> Sample:
-    """Time building a workflow with ``build()`` and running it with ``run()``."""
-    return _timed(lambda: run(build(), engine=engine, **options))
-
-
 def _countdown_engine(n, engine, options):
-    return _engine_run(lambda: countdown(n), engine, options)
+    return engine_run(lambda: countdown(n), engine, options)
 
 
 def _countdown_async_engine(n, engine, options):
-    return _engine_run(lambda: countdown_async(n), engine, options)
+    return engine_run(lambda: countdown_async(n), engine, options)
 
 
 def _countdown_async_baseline(n):
-    return _timed(lambda: uvloop.run(baselines.countdown_async(n)))
+    return timed(lambda: uvloop.run(baselines.countdown_async(n)))
 
 
 def _heavy_loop_engine(n, engine, options):
-    return _engine_run(lambda: step(n, 0), engine, options)
-
-
-def _chain_engine(n, engine, options):
-    fresh_link = task(baselines.link)  # a new task: a new template, compiled in this run
-
-    def build():
-        node = 0
-        for _ in range(n):
-            node = fresh_link(node)
-        return node
-
-    return _engine_run(build, engine, options)
-
-
-def _fanout_engine(n, engine, options):
-    fresh_double = task(baselines.double)  # new tasks: a new template, compiled in this run
-    fresh_total = task(baselines.total)
-    return _engine_run(lambda: fresh_total([fresh_double(i) for i in range(n)]), engine, options)
+    return engine_run(lambda: step(n, 0), engine, options)
 
 
 def _repeat_run_engine(runs, engine, options):
@@ -256,37 +181,20 @@ def _sorted(counts):
 
 
 def _async_io_engine(n, engine, options):
-    return _engine_run(lambda: total([nap(i) for i in range(n)]), engine, options)
+    return engine_run(lambda: total([nap(i) for i in range(n)]), engine, options)
 
 
 def _async_io_baseline(n):
-    return _timed(lambda: uvloop.run(baselines.async_io(n)))
-
-
-def _traced(compute: Callable[[], object]) -> Sample:
-    """Run ``compute()`` under tracemalloc; the sample carries the peak it added."""
-    gc.collect()
-    started_here = not tracemalloc.is_tracing()
-    if started_here:
-        tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        before = tracemalloc.get_traced_memory()[0]
-        sample = _timed(compute)
-        peak = tracemalloc.get_traced_memory()[1] - before
-    finally:
-        if started_here:
-            tracemalloc.stop()
-    return Sample(sample.seconds, sample.value, peak)
+    return timed(lambda: uvloop.run(baselines.async_io(n)))
 
 
 def _memory_engine(n, engine, options):
     run(countdown(3), engine=engine, **options)  # warm-up, untraced
-    return _traced(lambda: run(countdown(n), engine=engine, **options))
+    return traced(lambda: run(countdown(n), engine=engine, **options))
 
 
 def _memory_baseline(n):
-    return _traced(lambda: baselines.countdown(n))
+    return traced(lambda: baselines.countdown(n))
 
 
 def _identity(n):
@@ -300,7 +208,7 @@ WORKLOADS: tuple[Workload, ...] = (
         kind=Kind.THROUGHPUT,
         unit="iterations/s",
         size=200_000,
-        baseline=lambda n: _timed(lambda: baselines.countdown(n)),
+        baseline=lambda n: timed(lambda: baselines.countdown(n)),
         engine=_countdown_engine,
         expected=lambda n: "done",
         work=_identity,
@@ -322,7 +230,7 @@ WORKLOADS: tuple[Workload, ...] = (
         kind=Kind.THROUGHPUT,
         unit="nodes/s",
         size=5_000,
-        baseline=lambda n: _timed(lambda: baselines.heavy_loop(n, HEAVY_WIDTH)),
+        baseline=lambda n: timed(lambda: baselines.heavy_loop(n, HEAVY_WIDTH)),
         engine=_heavy_loop_engine,
         expected=lambda n: HEAVY_WIDTH * n,
         work=lambda n: (HEAVY_WIDTH + 1) * n + 1,
@@ -333,8 +241,8 @@ WORKLOADS: tuple[Workload, ...] = (
         kind=Kind.THROUGHPUT,
         unit="nodes/s",
         size=10_000,
-        baseline=lambda n: _timed(lambda: baselines.chain(n)),
-        engine=_chain_engine,
+        baseline=lambda n: timed(lambda: baselines.chain(n)),
+        engine=cold_engine(SHAPES["chain"]),
         expected=_identity,
         work=_identity,
     ),
@@ -344,8 +252,8 @@ WORKLOADS: tuple[Workload, ...] = (
         kind=Kind.THROUGHPUT,
         unit="nodes/s",
         size=2_000,
-        baseline=lambda n: _timed(lambda: baselines.fanout(n)),
-        engine=_fanout_engine,
+        baseline=lambda n: timed(lambda: baselines.fanout(n)),
+        engine=cold_engine(SHAPES["fanout"]),
         expected=lambda n: n * (n - 1),
         work=lambda n: n + 1,
     ),
@@ -366,7 +274,7 @@ WORKLOADS: tuple[Workload, ...] = (
         kind=Kind.THROUGHPUT,
         unit="iterations/s",
         size=200_000,
-        baseline=lambda n: _timed(lambda: baselines.countdown(n)),
+        baseline=lambda n: timed(lambda: baselines.countdown(n)),
         engine=_observed_countdown_engine,  # checks the event counts itself
         expected=lambda n: "done",
         work=_identity,
@@ -472,17 +380,17 @@ def _burn_fanout(n):
 def _distributed_fanout_engine(n, engine, options):
     from cascade_graph.executors import DaskExecutor
 
-    async def timed(client):
+    async def timed_on(client):
         start = time.perf_counter()
         value = await arun(_burn_fanout(n), engine=engine, executor=DaskExecutor(client=client),
                            **options)
         return Sample(time.perf_counter() - start, value)
 
-    return _on_client(timed)
+    return _on_client(timed_on)
 
 
-def _on_client(timed):
-    """Run ``timed(client)`` (a coroutine returning a Sample) on a fresh event loop with an
+def _on_client(timed_on):
+    """Run ``timed_on(client)`` (a coroutine returning a Sample) on a fresh event loop with an
     asynchronous client of the cluster, connected before and closed after the timing."""
     from distributed import Client
 
@@ -490,7 +398,7 @@ def _on_client(timed):
 
     async def main():
         async with Client(address, asynchronous=True) as client:
-            return await timed(client)
+            return await timed_on(client)
 
     return uvloop.run(main())
 
@@ -498,45 +406,45 @@ def _on_client(timed):
 def _distributed_noop_engine(n, engine, options):
     from cascade_graph.executors import DaskExecutor
 
-    async def timed(client):
+    async def timed_on(client):
         start = time.perf_counter()
         values = await arun([noop(i) for i in range(n)], engine=engine,
                             executor=DaskExecutor(client=client), **options)
         return Sample(time.perf_counter() - start, sum(values))
 
-    return _on_client(timed)
+    return _on_client(timed_on)
 
 
 def _distributed_noop_baseline(n):
-    async def timed(client):
+    async def timed_on(client):
         start = time.perf_counter()
         futures = [client.submit(baselines.echo, i, pure=False) for i in range(n)]
         values = await client.gather(futures)
         return Sample(time.perf_counter() - start, sum(values))
 
-    return _on_client(timed)
+    return _on_client(timed_on)
 
 
 def _distributed_tail_engine(n, engine, options):
     from cascade_graph.executors import DaskExecutor
 
-    async def timed(client):
+    async def timed_on(client):
         start = time.perf_counter()
         value = await arun(hop(n), engine=engine, executor=DaskExecutor(client=client),
                            **options)
         return Sample(time.perf_counter() - start, value)
 
-    return _on_client(timed)
+    return _on_client(timed_on)
 
 
 def _distributed_tail_baseline(n):
-    async def timed(client):
+    async def timed_on(client):
         start = time.perf_counter()
         for i in range(n, -1, -1):
             value = await client.submit(baselines.echo, i, pure=False)
         return Sample(time.perf_counter() - start, value)
 
-    return _on_client(timed)
+    return _on_client(timed_on)
 
 
 def _has_distributed() -> bool:
@@ -555,7 +463,7 @@ DISTRIBUTED_WORKLOADS: tuple[Workload, ...] = (
         kind=Kind.THROUGHPUT,
         unit="calls/s",
         size=8,
-        baseline=lambda n: _engine_run(lambda: _burn_fanout(n), "vm", {}),
+        baseline=lambda n: engine_run(lambda: _burn_fanout(n), "vm", {}),
         engine=_distributed_fanout_engine,
         expected=_identity,
         work=_identity,
@@ -584,7 +492,17 @@ DISTRIBUTED_WORKLOADS: tuple[Workload, ...] = (
     ),
 )
 
+WORKLOADS += REALISTIC_WORKLOADS  # SPEC 7's realistic shapes (bench.realistic)
 if _has_distributed():
     WORKLOADS += DISTRIBUTED_WORKLOADS
 
 BY_NAME: dict[str, Workload] = {workload.name: workload for workload in WORKLOADS}
+
+#: names ``--only`` accepts for several workloads at once
+GROUPS: dict[str, tuple[str, ...]] = {
+    # issue 13's table: the realistic shapes, cold and warm, with chain's two rows they
+    # are held to, and the policy map's memory
+    "realistic": ("chain", *(w.name for w in REALISTIC_WORKLOADS if not w.name.endswith("_100k"))),
+    # the 100k rows and the 10k rows they are compared with
+    "scaling": tuple(name for scaled in SCALED for name in (scaled, scaled_name(scaled))),
+}
