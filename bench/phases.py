@@ -78,6 +78,10 @@ PROFILED: dict[tuple[str, str], str] = {
     (os.path.join("cascade_graph", "template.py"), "build_template"): "template",
     (os.path.join("cascade_graph", "template.py"), "inputs_from_order"): "template",
     (os.path.join("cascade_graph", "template.py"), "bind_inputs"): "template",
+    # the first tier (a cold shape's first run, no template): its ordering and
+    # checking walk stands in the template's place
+    (os.path.join("cascade_graph", "firsttier.py"), "_evaluation_order"): "template",
+    (os.path.join("cascade_graph", "firsttier.py"), "_all_taken"): "template",
     (os.path.join("cascade_vm", "compiler.py"), "compile_template"): "compile",
     (os.path.join("cascade_graph", "plan.py"), "compile_plan"): "compile",
     # lazies made inside the run: a map's items, a loop body's calls

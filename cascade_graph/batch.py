@@ -55,7 +55,7 @@ from functools import partial
 from itertools import starmap
 from operator import attrgetter, is_
 
-from .calls import direct
+from .calls import call_inline, direct
 from .folded import CURRENT_RUN, FIRST_SPAN, listened_call, pause, spans
 from .lazy import _LAZY_TYPES, CALL, LazyResult, Task, _node, derived_task
 
@@ -78,15 +78,17 @@ class BatchTask(Task):
     folded = True
 
     @classmethod
-    def of(cls, member: Task, nargs: int, ctype: type, gather: Task) -> BatchTask:
-        return derived_task(member, "_batches", (nargs, ctype, gather),
-                            lambda: cls(member, nargs, ctype, gather))
+    def of(cls, member: Task, nargs: int, ctype: type, gather: Task,
+           policy=None) -> BatchTask:
+        return derived_task(member, "_batches", (nargs, ctype, gather, policy),
+                            lambda: cls(member, nargs, ctype, gather, policy))
 
-    def __init__(self, member: Task, nargs: int, ctype: type, gather: Task):
+    def __init__(self, member: Task, nargs: int, ctype: type, gather: Task, policy=None):
         self.member = member
         self.nargs = nargs
         self.ctype = ctype
         self.gather = gather
+        self.policy = policy  # each item's inline policy (a map's .with_retry), or None
         super().__init__(self._run, name=member.name)
 
     def __repr__(self) -> str:
@@ -109,13 +111,15 @@ class BatchTask(Task):
         continuation (a pause for the event loop, or a gather of tail calls)."""
         ctx = CURRENT_RUN.get()
         fn = self.member.fn
+        if self.policy is not None and ctx is not None:  # each item under its policy
+            fn = partial(_inline_item, ctx, self.member, self.policy)
         if ctx is None or (ctx.emit is None and len(members) <= FIRST_SPAN):
             out += starmap(fn, map(_ARGS, members))
         else:
             end = 0
             for start, end in spans(ctx, len(members)):
                 part = members[start:end]
-                if ctx.emit is None:
+                if ctx.emit is None or self.policy is not None:
                     out += starmap(fn, map(_ARGS, part))
                 else:
                     out += [listened_call(ctx, self.member, fn, m.args) for m in part]
@@ -127,9 +131,15 @@ class BatchTask(Task):
         return out if self.ctype is list else self.ctype(out)
 
 
-def batch_of(items, gather: Task) -> LazyResult | None:
+def _inline_item(ctx, task, policy, *args):
+    """One item of a batch with a policy: its attempts with their events."""
+    return call_inline(ctx, task, task.fn, args, None, policy, ctx.folded_parent)[0]
+
+
+def batch_of(items, gather: Task, policy=None) -> LazyResult | None:
     """The batch node standing for the list or tuple ``items``, or None when it
-    does not qualify (see module docstring); marks the items used."""
+    does not qualify (see module docstring); marks the items used. ``policy``: an
+    inline policy (``calls.inline_policy``) every item is called under."""
     first = items[0]
     if type(first) is not LazyResult or first.spec is not None or first.kind != CALL:
         return None
@@ -142,7 +152,7 @@ def batch_of(items, gather: Task) -> LazyResult | None:
     members = tuple(items)
     for m in members:
         m.uses = 1
-    bt = BatchTask.of(task, len(first.args), type(items), gather)
+    bt = BatchTask.of(task, len(first.args), type(items), gather, policy)
     shape = bt._flat1
     if shape is None:
         shape = bt._flat1 = bt._flat_shape(1)

@@ -164,10 +164,23 @@ def direct(task) -> bool:
 
 
 def needs_invoke(node) -> bool:
-    """Must the call of template ``node`` take the general path, ``invoke``?"""
+    """Must the call of template ``node`` take the general path, ``invoke``? Not for
+    a policy ``call_inline`` makes in line."""
     p = node.policy
-    return bool((p is not None and (p.retry or p.timeout or p.cache))
-                or node.injects or not direct(node.task))
+    if node.injects or not direct(node.task):
+        return True
+    return bool(p is not None and (p.retry or p.timeout or p.cache)
+                and not inline_policy(p, node.task))
+
+
+def inline_policy(policy, task) -> bool:
+    """May a call of ``task`` under ``policy`` be made in line (``call_inline``): a sync
+    task, no cache, a retry with no pause between attempts (no delay, no jitter),
+    any timeout (an inline sync call is checked when it returns, as ``invoke`` does)."""
+    if task.is_async or policy.cache is not None:
+        return False
+    r = policy.retry
+    return r is None or not (r.delay or r.jitter)
 
 
 # ---------------------------------------------------------------------------
@@ -253,6 +266,30 @@ def call_sync(ctx, task, fn, args, kwargs, parent):
     return value, end(ctx, started, value)
 
 
+def call_inline(ctx, task, fn, args, kwargs, policy, parent):
+    """``call_sync`` under an inline policy (``inline_policy``): each attempt with its
+    events, ``TaskRetrying`` between them, as ``invoke`` would make them. ``(value, call)``."""
+    retry, timeout = policy.retry, policy.timeout
+    number = 1
+    while True:
+        started = begin(ctx, task, parent)
+        try:
+            if timeout is None:
+                value = fn(*args, **kwargs) if kwargs else fn(*args)
+            else:
+                value = _timed_inline(task, fn, args, kwargs or {}, timeout)
+        except BaseException as exc:
+            if (retry is not None and number < retry.max_attempts
+                    and isinstance(exc, retry.retry_on) and isinstance(exc, Exception)):
+                failed(ctx, task, exc, started)
+                _retrying(ctx, task, retry, exc, number, started)
+                number += 1
+                continue
+            failed(ctx, task, exc, started)
+            raise
+        return value, end(ctx, started, value)
+
+
 async def call_async(ctx, task, args, kwargs, parent):
     """One call of ``async def`` ``task`` with no policy: ``(value, call)``."""
     started = begin(ctx, task, parent)
@@ -262,6 +299,20 @@ async def call_async(ctx, task, args, kwargs, parent):
         failed(ctx, task, exc, started)
         raise
     return value, end(ctx, started, value)
+
+
+async def call_async_quiet(ctx, task, args, kwargs, follow):
+    """``call_async`` for a run nobody listens to, started as a task of its own: the
+    value, its tail call (a lazy value) evaluated by ``follow`` in the same task. One
+    coroutine around the task's own (no events, hence no call number to carry)."""
+    try:
+        value = await (task.fn(*args, **kwargs) if kwargs else task.fn(*args))
+    except BaseException as exc:
+        failed(ctx, task, exc)
+        raise
+    if type(value) in _LAZY_TYPES:
+        value = await follow(value)
+    return value
 
 
 async def invoke(ctx, node, args: tuple, kwargs: dict, follow, parent):
@@ -375,6 +426,13 @@ async def _attempts(ctx, node, args, kwargs, parent, check=None):
 
 async def _pause_before_retry(ctx, task, retry, exc, number: int, started) -> None:
     """``TaskRetrying`` for failed attempt ``number``, then its pause."""
+    delay = _retrying(ctx, task, retry, exc, number, started)
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+def _retrying(ctx, task, retry, exc, number: int, started) -> float:
+    """``TaskRetrying`` (and the warning) for failed attempt ``number``: the pause due."""
     delay = retry.pause(number)
     if retry.jitter:
         delay += random.uniform(0, retry.jitter)
@@ -382,8 +440,7 @@ async def _pause_before_retry(ctx, task, retry, exc, number: int, started) -> No
         ctx.emit(TaskRetrying(ctx.run_id, task.name, exc, number, delay, call=started.call))
     warn_retry(task.name, 0 if started is None else started.call, number, retry.max_attempts,
                delay)
-    if delay > 0:
-        await asyncio.sleep(delay)
+    return delay
 
 
 async def _inject(ctx, node, args, kwargs, task_live: list):
@@ -434,18 +491,22 @@ async def _run(ctx, task, args, kwargs, timeout, remote):
     elif timeout is None:
         return fn(*args, **kwargs), "local"
     else:
-        # An inline sync call cannot be interrupted: it runs to its end, then a call
-        # that overran its timeout fails with TimeoutError (its result is dropped).
-        start = perf_counter()
-        value = fn(*args, **kwargs)
-        if perf_counter() - start > timeout:
-            raise TimeoutError(
-                f"task {task.name!r} timed out after {timeout:g} s (ran to completion "
-                "inline; use offload=True or async def to stop waiting for it)")
-        return value, "local"
+        return _timed_inline(task, fn, args, kwargs, timeout), "local"
     if timeout is None:
         return await work, "local"
     return await _within(work, timeout, task, ""), "local"
+
+
+def _timed_inline(task, fn, args, kwargs, timeout: float):
+    """An inline sync call cannot be interrupted: it runs to its end, then a call that
+    overran its timeout fails with TimeoutError (its result is dropped)."""
+    start = perf_counter()
+    value = fn(*args, **kwargs)
+    if perf_counter() - start > timeout:
+        raise TimeoutError(
+            f"task {task.name!r} timed out after {timeout:g} s (ran to completion "
+            "inline; use offload=True or async def to stop waiting for it)")
+    return value
 
 
 async def _within(work, timeout, task, why: str):
@@ -457,5 +518,6 @@ async def _within(work, timeout, task, why: str):
 
 __all__ = [
     "DISTRIBUTED", "Executor", "InProcess", "LOCAL", "SKIPPED", "begin", "call_async",
-    "call_sync", "end", "direct", "failed", "invoke", "needs_invoke", "noted", "skipped",
+    "call_inline", "call_sync", "end", "direct", "failed", "inline_policy", "invoke",
+    "needs_invoke", "noted", "skipped",
 ]

@@ -25,7 +25,9 @@ awaited, every teardown still runs, then ``CancelledError`` leaves the run.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
+import threading
 
 from .calls import DISTRIBUTED, LOCAL, SKIPPED
 from .errors import worse_error
@@ -143,6 +145,12 @@ class RunContext:
         (after the waiting: each one only cancels the stragglers again)."""
         cancelled = None
         while self.tasks:
+            # finished ones (their done callbacks may not have run yet) need no waiting;
+            # their exceptions are retrieved here (the loop may close before the callbacks)
+            for t in [t for t in self.tasks if t.done()]:
+                self._task_done(t)
+            if not self.tasks:
+                break
             pending = list(self.tasks)
             for t in pending:
                 t.cancel()
@@ -258,9 +266,64 @@ def as_root(target):
     return None
 
 
+#: the collector's first threshold while any run is going (Python's default is 700)
+RUN_GC_YOUNG = 20_000
+
+
+class _Collector:
+    """The cyclic garbage collector's first threshold, raised while runs are going.
+
+    A run keeps many young objects alive at once (a fan-out's 10,000 started
+    tasks and their coroutines, values waiting for their consumers), and at
+    Python's default of 700 allocations per young collection the collector
+    traverses them again and again. Measured on the development machine: a
+    10,000-task async fan-out took 40 us per task at 700, 31 at 5,000 and 27 at
+    20,000; sync shapes did not change beyond noise. Raised by the first run
+    to start, restored by the last to end (runs in several threads share it),
+    and only if nobody changed it meanwhile; a threshold of 0 (collection
+    switched off) is left alone. Garbage is still collected during a run, in
+    fewer, larger young collections.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.runs = 0
+        self.saved = None  # the thresholds before the first run, when raised
+        self.raised = None  # the thresholds set
+
+    def enter(self) -> None:
+        with self.lock:
+            self.runs += 1
+            if self.runs == 1:
+                now = gc.get_threshold()
+                if 0 < now[0] < RUN_GC_YOUNG:
+                    self.saved = now
+                    gc.set_threshold(RUN_GC_YOUNG, *now[1:])
+                    self.raised = gc.get_threshold()
+
+    def exit(self) -> None:
+        with self.lock:
+            self.runs -= 1
+            if self.runs == 0 and self.saved is not None:
+                if gc.get_threshold() == self.raised:
+                    gc.set_threshold(*self.saved)
+                self.saved = self.raised = None
+
+
+COLLECTOR = _Collector()
+
+
 async def run_workflow(execute, target, ctx: RunContext):
     """Run ``target`` with an engine's ``execute(ctx, root)`` in the new run ``ctx``:
-    the shared lifecycle."""
+    the shared lifecycle (the collector's threshold raised meanwhile: ``_Collector``)."""
+    COLLECTOR.enter()
+    try:
+        return await _run_workflow(execute, target, ctx)
+    finally:
+        COLLECTOR.exit()
+
+
+async def _run_workflow(execute, target, ctx: RunContext):
     emit = ctx.emit
     if emit is not None:
         show_workflow(emit, target)

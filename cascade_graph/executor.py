@@ -34,7 +34,9 @@ import asyncio
 from collections import deque
 
 from .cache import lookup, without_gc
-from .calls import LOCAL, call_async, call_sync, failed, invoke, noted
+from .firsttier import NOT_TAKEN, run_first
+from .firsttier import wants as first_tier_wants
+from .calls import LOCAL, call_async, call_inline, call_sync, failed, invoke, noted
 from .calls import skipped as skip
 from .context import SKIPPED, TARGET
 from .hotpath import Pacer, hot_loop
@@ -240,6 +242,10 @@ class GraphRun:
                         inst, i)
         elif op.is_async:
             self._spawn(call_async(ctx, task, args, kwargs, inst.parent_call), inst, i)
+        elif op.node.policy is not None:  # an inline retry or timeout (calls.inline_policy)
+            value, call = call_inline(ctx, task, op.fn, args, kwargs, op.node.policy,
+                                      inst.parent_call)
+            self.complete(inst, i, value, call)
         else:
             value, call = call_sync(ctx, task, op.fn, args, kwargs, inst.parent_call)
             self.complete(inst, i, value, call)
@@ -342,6 +348,13 @@ async def _shielded(t):
     return await asyncio.shield(t), 0
 
 
-def execute(ctx, root):
-    """Run the workflow under ``root`` on the graph executor: the coroutine giving its value."""
-    return GraphRun(ctx).run(root)
+async def execute(ctx, root):
+    """Run the workflow under ``root`` on the graph executor (a structure seen for the
+    first time runs from its lazies: firsttier.py)."""
+    if first_tier_wants(ctx, root):
+        value = await run_first(ctx, root, lambda lazy: GraphRun(ctx).run(lazy))
+        if value is not NOT_TAKEN:
+            if type(value) not in _LAZY_TYPES:
+                return value
+            root = value  # the root's tail call
+    return await GraphRun(ctx).run(root)

@@ -73,22 +73,43 @@ else:
 # ---------------------------------------------------------------------------
 # Shape interning: structure -> small int, ids never reused.
 
-_SHAPES: dict[tuple, int] = {}
-_SHAPE_LIMIT = 1 << 18
+_SHAPES: dict[tuple, int] = {}  # the young generation of the intern table
+_OLD_SHAPES: dict[tuple, int] = {}  # the generation before it
+_SHAPE_LIMIT = 1 << 18  # entries of one generation
 _ONE_LIMIT = 1 << 16  # entries of a task's chain-link shape table (Task._one)
 _next_shape = itertools.count(1).__next__
+_next_run_block = itertools.count(1).__next__
+_RUN_SPAN = 1 << 32  # links one run shape block can number
+
+
+def _run_shape() -> int:
+    """The shape of a first link: a run of links starts here. Link ``d`` of the same
+    task above it has this shape less ``d``, so a chain of any length needs one
+    table entry (its base), and rebuilding it gives the same shapes: the blocks
+    are negative, ``_RUN_SPAN`` apart, and never reused."""
+    return -_next_run_block() * _RUN_SPAN
 # Keys of the common shapes hold only ints and strings (a task by its ``uid``,
 # never reused), so the garbage collector stops tracking them.
 _next_task_uid = itertools.count(1).__next__
 
 
 def intern_shape(key: tuple) -> int:
-    """The id of structure ``key``; the table is bounded (cleared when full, ids stay unique)."""
+    """The id of structure ``key``. The table keeps two generations of at most
+    ``_SHAPE_LIMIT`` entries: a key met again in the older one moves to the young one
+    with its id, and when the young one fills, it becomes the old one (the oldest
+    entries go). So a structure in use keeps its id, hence its cached template;
+    only one unused for a whole generation is forgotten (then it gets a new id: a
+    cache miss, never a wrong hit)."""
     sid = _SHAPES.get(key)
     if sid is None:
+        sid = _OLD_SHAPES.pop(key, None)
+        if sid is None:
+            sid = _next_shape()
         if len(_SHAPES) >= _SHAPE_LIMIT:
+            _OLD_SHAPES.clear()
+            _OLD_SHAPES.update(_SHAPES)
             _SHAPES.clear()
-        sid = _SHAPES[key] = _next_shape()
+        _SHAPES[key] = sid
     return sid
 
 
@@ -261,12 +282,16 @@ class Task(Generic[P, R]):
             if t in _LAZY_TYPES:
                 # a chain link: its shape is interned per task by the child's shape
                 a.uses += 1
-                one = self._one
-                shape = one.get(a.shape)
-                if shape is None:  # a new structure: a cold chain meets one per link
-                    if len(one) >= _ONE_LIMIT:
-                        one.clear()  # bounded; ids are never reused, so no wrong hit
-                    shape = one[a.shape] = _next_shape()
+                shape = a.shape
+                if shape < 0 and a.task is self and a.spec is _ONE_LAZY_SPEC:
+                    shape -= 1  # one more link of a run (_run_shape)
+                else:
+                    one = self._one
+                    shape = one.get(shape)
+                    if shape is None:  # the first link on this base
+                        if len(one) >= _ONE_LIMIT:
+                            one.clear()  # bounded; ids are never reused, so no wrong hit
+                        shape = one[a.shape] = _run_shape()
                 lr = _new_lazy(LazyResult)
                 lr.task = self
                 lr.args = args
@@ -335,20 +360,25 @@ class Task(Generic[P, R]):
                 return _make_keywords(self, args, kwargs)
         kwnames = tuple(kwargs)
         a.uses += 1
-        one = self._one
-        key = (kwnames, a.shape)
-        found = one.get(key)  # (shape, spec)
-        if found is None:
-            if len(one) >= _ONE_LIMIT:
-                one.clear()  # bounded; ids are never reused, so no wrong hit
-            found = one[key] = (_next_shape(), _POS_SPECS.get((1, 1, kwnames))
-                                or _positional_spec(1, 1, kwnames))
+        spec = _POS_SPECS.get((1, 1, kwnames)) or _positional_spec(1, 1, kwnames)
+        shape = a.shape
+        if shape < 0 and a.task is self and a.spec is spec:
+            shape -= 1  # one more link of a run (_run_shape)
+        else:
+            one = self._one
+            key = (kwnames, shape)
+            shape = one.get(key)
+            if shape is None:  # the first link on this base
+                if len(one) >= _ONE_LIMIT:
+                    one.clear()  # bounded; ids are never reused, so no wrong hit
+                shape = one[key] = _run_shape()
         lr = _new_lazy(LazyResult)  # _node(), inlined
         lr.task = self
         lr.args = args
         lr.kwargs = kwargs
         lr.lits = tuple(kwargs.values())
-        lr.shape, lr.spec = found
+        lr.shape = shape
+        lr.spec = spec
         lr.children = args
         lr.tree = a.uses == 1 and a.tree and not a.copied
         lr.uses = 0
@@ -476,13 +506,26 @@ class MapTask(Task):
                 f"{self.task.name}.map needs iterables of one length, got " + ", ".join(named)
             )
         n = lengths.pop() if lengths else 0
-        calls = []
-        for i in range(n):
-            call = self.task(*(c[i] for c in cols), **{k: c[i] for k, c in kw_cols.items()})
-            if self.item_policy is not None:
-                call = call._with_policy(self.item_policy)
-            calls.append(call)
-        return _collect(calls)
+        calls = [self.task(*(c[i] for c in cols), **{k: c[i] for k, c in kw_cols.items()})
+                 for i in range(n)]
+        policy = self.item_policy
+        if policy is None:
+            return _collect(calls)
+        if self._inline_items and len(calls) >= BATCH_MIN:
+            # plain items under a retry or timeout made in line: one batch node
+            batch = batch_of(calls, _collect, policy)
+            if batch is not None:
+                return _collect(batch)
+        return _collect([call._with_policy(policy) for call in calls])
+
+    @property
+    def _inline_items(self) -> bool:
+        """Can this map's items run in a batch, each under ``item_policy`` in line?"""
+        from .calls import direct, inline_policy
+
+        p = self.item_policy
+        return (not p.conds and not p.after and inline_policy(p, self.task)
+                and direct(self.task) and not self.task.internal)
 
     def check_call(self, nargs: int, kwnames: tuple) -> None:
         self.task.check_call(nargs, kwnames)

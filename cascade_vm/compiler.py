@@ -60,14 +60,29 @@ def _schedule(t: Template) -> list:
     done = [False] * n  # value available (run, awaited or loaded)
     for i in t.value_nodes:
         done[i] = True
-    pending: dict = {}  # started, not awaited yet (insertion order = start order)
-    unlocks: dict = {}  # pending nodes that are the last missing input of some node
+    # started, not awaited yet; and the pending nodes that are the last missing input
+    # of some node. Each set has a queue in insertion order, from which nodes that
+    # left the set are dropped lazily (taking the first stays O(1) amortized).
+    pending: set = set()
+    pending_order: deque = deque()
+    unlocks: set = set()
+    unlock_order: deque = deque()
+
+    def unlock(x):
+        if x not in unlocks:
+            unlocks.add(x)
+            unlock_order.append(x)
+
+    def first(order: deque, members: set) -> int:
+        while order[0] not in members:
+            order.popleft()
+        return order.popleft()
 
     def note_unlock(d):
         # d waits on exactly one node: if that node is pending, awaiting it unlocks d
         for x in nodes[d].deps:
             if not done[x] and x in pending:
-                unlocks[x] = True
+                unlock(x)
 
     def release(i):
         done[i] = True
@@ -84,19 +99,20 @@ def _schedule(t: Template) -> list:
             nd = nodes[i]
             if nd.task.is_async or needs_invoke(nd):
                 steps.append(("start", i))
-                pending[i] = True
+                pending.add(i)
+                pending_order.append(i)
                 for d in dependents[i]:
                     if indeg[d] == 1:
-                        unlocks[i] = True
+                        unlock(i)
                         break
             else:
                 steps.append(("run", i))
                 release(i)
         else:
             # await first the task whose value lets something else run (its first use)
-            i = next(iter(unlocks)) if unlocks else next(iter(pending))
-            unlocks.pop(i, None)
-            del pending[i]
+            i = first(unlock_order, unlocks) if unlocks else first(pending_order, pending)
+            unlocks.discard(i)
+            pending.discard(i)
             if steps[-1] == ("start", i):
                 steps[-1] = ("direct", i)
             else:
@@ -174,13 +190,13 @@ class _Emitter:
 
 
 def _fusable(nd) -> bool:
-    """Can the fused tree compiler take this node: a sync call with positional
-    arguments (literals, lazies, containers of them) and nothing else?"""
+    """Can the one-pass compiler take this node: a sync call of literals, lazies and
+    containers of them, with no policy but an inline retry or timeout, no gate?"""
     if nd.simple:
         return not nd.task.is_async
-    return (nd.kind == NODE_CALL and not nd.kwnames and nd.policy is None and not nd.conds
-            and not nd.after and not nd.injects and direct(nd.task)
-            and not nd.task.is_async)
+    return (nd.kind == NODE_CALL and not nd.conds and not nd.after and not nd.injects
+            and direct(nd.task) and not nd.task.is_async
+            and (nd.policy is None or not needs_invoke(nd)))
 
 
 def _sync_order(nodes) -> tuple[list, list]:
@@ -258,7 +274,7 @@ def _compile_sync(t: Template) -> Code | None:
                     else:
                         src.append(phys[s[1]])
                 src = tuple(src)
-        elif _one_level(nd.args):
+        elif not nd.kwnames and _one_level(nd.args):
             # containers of literals and lazies, one level deep (a fan-in's list)
             src = []
             lit = nd.first_input
@@ -303,8 +319,12 @@ def _compile_sync(t: Template) -> Code | None:
         phys[i] = dst
         if id(task) not in pool:
             pool[id(task)] = task
-        fn = call_function(nd) if nd.kwnames else task.fn
-        op = (by_arity[len(src)] if len(src) < 3 else bc.CALLN, dst, fn, src, task, i == 0)
+        if nd.simple or not (nd.kwnames or nd.policy is not None):
+            fn = call_function(nd) if nd.kwnames else task.fn
+            op = (by_arity[len(src)] if len(src) < 3 else bc.CALLN, dst, fn, src, task, i == 0)
+        else:  # keywords around containers, or an inline policy: the general sync call
+            op = (bc.CALL_KW, dst, nd, src, len(nd.args), i == 0)
+            pool.setdefault(id(nd), nd)
         if nd.deps:  # equal instructions share one tuple (a chain's links do)
             op = same.setdefault(op, op)
         append(op)
@@ -382,6 +402,8 @@ def _raw_of_fused(ops, consts, root_name) -> tuple:
             raw.append((pc, op, a, k_of[id(x)], src, int(tail), False, x.__name__))
         elif op == bc.BUILD_DICT:
             raw.append((pc, op, a, k_of[id(x)], src, int(tail), False, f"dict {list(x)!r}"))
+        elif op == bc.CALL_KW:
+            raw.append((pc, op, a, k_of[id(x)], src, ex, tail, x.task.name))
         else:
             kw = getattr(x, "kwnames", None)  # a keyword caller (template.keyword_caller)
             raw.append((pc, bc.CALL, a, k_of[id(ex)], src, None, tail,
@@ -417,7 +439,9 @@ def compile_template(t: Template) -> Code:
             em.emit(bc.ROUTE, i, em.const(nd), regs + list(nd.deps), 2, tail,
                     "Router " + ", ".join(repr(r[0]) for r in nd.routes))
         elif step == "run":
-            if nd.kwnames and not nd.simple:
+            if (nd.kwnames and not nd.simple) or nd.policy is not None:
+                # keywords around containers, or an inline retry/timeout: the general
+                # sync call (vm.VM._call)
                 em.emit(bc.CALL_KW, i, em.const(nd), regs, npos, tail,
                         f"{name} kw={list(nd.kwnames)}")
             elif nd.kwnames:  # a plain keyword call: a positional call of its caller

@@ -33,7 +33,18 @@ from __future__ import annotations
 import asyncio
 
 from cascade_graph.cache import lookup, without_gc
-from cascade_graph.calls import LOCAL, call_async, call_sync, failed, invoke, noted
+from cascade_graph.firsttier import NOT_TAKEN, run_first
+from cascade_graph.firsttier import wants as first_tier_wants
+from cascade_graph.calls import (
+    LOCAL,
+    call_async,
+    call_async_quiet,
+    call_inline,
+    call_sync,
+    failed,
+    invoke,
+    noted,
+)
 from cascade_graph.calls import skipped as skip
 from cascade_graph.context import SKIPPED, as_root
 from cascade_graph.hotpath import Pacer, hot_loop
@@ -113,6 +124,8 @@ class VM:
         task = node.task
         if task.is_async:
             return await call_async(ctx, task, args, kwargs, parent)
+        if node.policy is not None:  # an inline retry or timeout (calls.inline_policy)
+            return call_inline(ctx, task, task.fn, args, kwargs, node.policy, parent)
         return call_sync(ctx, task, task.fn, args, kwargs, parent)
 
     async def _started(self, op, node, args, kwargs, parent):
@@ -257,6 +270,9 @@ class VM:
                     R[a] = skip(ctx, x.task, "upstream")
                     continue
                 args, kwargs = _split(R, regs, ex, x.kwnames)
+                if op == START and quiet:
+                    R[a] = ctx.spawn(call_async_quiet(ctx, x.task, args, kwargs, self._follow))
+                    continue
                 if op == START or op == INVOKE_START:
                     R[a] = self._start(self._started(op, x, args, kwargs, parent))
                     continue
@@ -386,9 +402,16 @@ def _build(op, x, R, regs, target: bool, skipped: bool):
     return items if x is list else x(items)
 
 
-def execute(ctx, root):
-    """Run the workflow under ``root`` on the VM: the coroutine giving its value."""
-    return VM(ctx).run(root)
+async def execute(ctx, root):
+    """Run the workflow under ``root`` on the VM (a structure seen for the first time
+    runs from its lazies: firsttier.py)."""
+    if first_tier_wants(ctx, root):
+        value = await run_first(ctx, root, VM(ctx).run)
+        if value is not NOT_TAKEN:
+            if type(value) not in _LAZY_TYPES:
+                return value
+            root = value  # the root's tail call
+    return await VM(ctx).run(root)
 
 
 def compile_target(target):

@@ -206,9 +206,11 @@ def test_phases_prints_every_phase_for_both_engines():
 
 @pytest.mark.parametrize("name", ["dag", "dag_loop", "policy_map"])
 def test_phases_profiled_split_finds_the_named_functions(name):
-    """The profiled split finds the engines' template and compile functions (a renamed
-    internal shows up here as a zero) and charges the whole run somewhere."""
+    """The profiled split finds the engines' template and compile functions, or the
+    first tier's walk for a cold DAG (which compiles nothing): a renamed internal
+    shows up here as a zero. The whole run is charged somewhere."""
     shape = shapes.BY_NAME[name]
     split = phases.profiled_split(phases.profile_once(shape, 6, "vm"))
-    assert split["template"] > 0 and split["compile"] > 0 and split["execute"] > 0
+    assert split["template"] > 0 and split["execute"] > 0
+    assert (split["compile"] == 0) == (name == "dag")
     assert split["creation"] > 0

@@ -75,13 +75,18 @@ def test_shared_cache_is_bounded():
 
 @per_engine
 def test_entries_reused_across_runs(engine):
-    """A second run of the same structure with new values hits the shared cache."""
+    """A run of a structure seen before (its first sight ran on the first tier, the
+    second built the template) hits the shared cache, with new values."""
 
     @task
     def inc(x):
         return x + 1
 
+    misses = SHARED.misses
     run(inc(inc(1)), engine=engine)
+    assert SHARED.misses == misses  # the first tier: no template looked up
+    run(inc(inc(2)), engine=engine)
+    assert SHARED.misses == misses + 1
     hits, misses = SHARED.hits, SHARED.misses
     assert run(inc(inc(10)), engine=engine) == 12
     assert SHARED.misses == misses

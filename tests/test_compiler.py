@@ -141,9 +141,16 @@ def test_lone_async_call_is_fused():
 
 
 def test_policy_call_uses_invoke():
-    """A call with a retry policy goes through INVOKE."""
-    names = _opnames(_code(inc(inc(1).with_retry(2))))
-    assert "INVOKE" in names or "INVOKE_START" in names
+    """A call whose retry pauses between attempts, or that is cached, goes through
+    INVOKE; a sync call with an inline policy (retry with no pause, timeout) is a
+    general sync call (CALL_KW, calls.call_inline), in the one-pass compiler too."""
+    for lazy in (inc(1).with_retry(2, delay=0.5), inc(1).with_cache()):
+        names = _opnames(_code(inc(lazy)))
+        assert "INVOKE" in names or "INVOKE_START" in names
+    for lazy in (inc(1).with_retry(2), inc(1).with_timeout(5)):
+        names = _opnames(_code(inc(lazy)))
+        assert "INVOKE" not in names and "INVOKE_START" not in names and "CALL_KW" in names
+        assert run(inc(lazy)) == 3
 
 
 def test_injection_loads_marker():

@@ -72,8 +72,9 @@ def test_a_hot_loop_body_runs_as_a_compiled_block():
 def test_cold_code_is_not_compiled_to_a_block():
     """A workflow run fewer than HOT_AFTER times stays in the dispatch loop."""
     fresh = task(lambda x: x * 2)
-    target = add(fresh(1), fresh(2))
-    assert run(target) == 6
+    assert run(add(fresh(1), fresh(2))) == 6  # first sight: the first tier, no template
+    assert _tier(add(fresh(1), fresh(2))) is None
+    assert run(add(fresh(1), fresh(2))) == 6  # then a template, compiled, not a block
     assert _tier(add(fresh(1), fresh(2)))[1] is None
 
 

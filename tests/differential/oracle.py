@@ -74,6 +74,7 @@ class Config:
     via: str = "run"  # "run" (uvloop), "arun" (asyncio.run) or "dask" (run on a cluster)
     warm: bool = False  # reuse the with_cache stores of the last cold run
     yield_interval: float | None = None  # None: run()'s default; 0: yield at every check
+    quiet: bool = False  # no listener, and a shape new to the first tier (firsttier.py)
 
     def __str__(self) -> str:
         s = f"{self.engine} tail_cache={int(self.tail_cache)} hot_path={int(self.hot_path)}"
@@ -83,6 +84,8 @@ class Config:
             s += " warm"
         if self.yield_interval is not None:
             s += f" yield_interval={self.yield_interval:g}"
+        if self.quiet:
+            s += " quiet"
         return s
 
 
@@ -92,6 +95,9 @@ RUN_CONFIGS = tuple(
 ARUN_CONFIGS = (Config("vm", via="arun"), Config("graph", via="arun"))
 #: loops, batches and runs of links pause for the event loop at every check
 YIELD_CONFIGS = (Config("vm", yield_interval=0), Config("graph", yield_interval=0))
+#: no listener: a workflow of plain sync calls seen for the first time runs on the
+#: first tier (its shape is forgotten before each such run); no events to check
+QUIET_CONFIGS = (Config("vm", quiet=True), Config("graph", quiet=True))
 
 
 def default_configs() -> tuple[Config, ...]:
@@ -99,7 +105,7 @@ def default_configs() -> tuple[Config, ...]:
     when the ``dask`` extra is installed) also the Dask ones (on_dask.py)."""
     from . import features
 
-    configs = (RUN_CONFIGS + YIELD_CONFIGS
+    configs = (RUN_CONFIGS + YIELD_CONFIGS + QUIET_CONFIGS
                + (ARUN_CONFIGS if "arun" in features.available() else ()))
     if os.environ.get("FUZZ_DASK") == "1":
         configs += dask_configs()
@@ -265,6 +271,11 @@ def run_once(built, config: Config, stores: dict, run_fn: Callable | None = None
         "hot_path": config.hot_path,
         "on_event": events.append,
     }
+    if config.quiet:
+        from cascade_graph import firsttier
+
+        del kwargs["on_event"]
+        firsttier.forget()
     if program.params:
         kwargs["params"] = dict(program.params)
     if config.yield_interval is not None:
@@ -369,7 +380,7 @@ def compare_one(ref: reference.Result, obs: Observed, program: Program, names: d
 
 
 def check_events(obs: Observed, ref: reference.Result, names: dict, tag: str) -> list[str]:
-    if obs.build_error:
+    if obs.build_error or obs.config.quiet:
         return []
     out = []
     ev = obs.events
@@ -468,7 +479,7 @@ def cross_compare(observed: list[Observed]) -> list[str]:
     """Successful runs of the same warmth must emit the same events."""
     out = []
     for warm in (False, True):
-        runs = [o for o in observed if o.ok and o.config.warm == warm]
+        runs = [o for o in observed if o.ok and o.config.warm == warm and not o.config.quiet]
         if len(runs) < 2:
             continue
         base = event_signature(runs[0])

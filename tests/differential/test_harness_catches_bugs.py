@@ -270,6 +270,22 @@ def tail_calls_forget_their_parent(mp) -> None:
     mp.setattr(vm, "hot_loop", hot_loop)
 
 
+def first_tier_swaps_arguments(mp) -> None:
+    """The first tier (a workflow's first sight, no listener) passes the first two
+    positional arguments of a call with a lazy argument swapped."""
+    from cascade_graph import firsttier
+
+    original = firsttier._arguments
+
+    def _arguments(lr, values):
+        args, kwargs = original(lr, values)
+        if len(args) >= 2:
+            args = [args[1], args[0], *args[2:]]
+        return args, kwargs
+
+    mp.setattr(firsttier, "_arguments", _arguments)
+
+
 # ---------------------------------------------------------------------------
 # The tests
 
@@ -316,6 +332,11 @@ def test_detects_a_wrong_parent_call():
     """A continuation whose calls name a parent that has not ended breaks the call
     structure of the events."""
     assert_detected(tail_calls_forget_their_parent, strategy(force=("loops", "mutual")))
+
+
+def test_detects_the_first_tier_swapping_arguments():
+    """The quiet configurations run the first tier: a bug there is seen."""
+    assert_detected(first_tier_swaps_arguments, strategy())
 
 
 def test_injections_are_undone():
