@@ -34,11 +34,11 @@ import asyncio
 from collections import deque
 
 from .cache import lookup, without_gc
-from .firsttier import NOT_TAKEN, run_first
-from .firsttier import wants as first_tier_wants
 from .calls import LOCAL, call_async, call_inline, call_sync, failed, invoke, noted
 from .calls import skipped as skip
 from .context import SKIPPED, TARGET
+from .firsttier import NOT_TAKEN, run_first
+from .firsttier import wants as first_tier_wants
 from .hotpath import Pacer, hot_loop
 from .lazy import _LAZY_TYPES, Inject
 from .plan import INVOKE, ROUTER, SIMPLE, compile_plan

@@ -26,7 +26,8 @@ at its first use, so sibling continuations overlap as on the engines; the
 workflow's root's tail call goes back to the engine as the run's next target. A
 tail call's value may be ``SKIPPED`` (its continuation was skipped): its
 consumers are then skipped too, except the run's container target, which
-takes None for it, as on the engines. The loop yields to the event loop like every other loop (``Pacer``).
+takes None for it, as on the engines. The loop yields to the event loop like
+every other loop (``Pacer``).
 
 "Seen" is by the root's shape (the structure unfolded as a tree, free on
 every lazy): a second workflow of that shape builds the template, even when

@@ -33,8 +33,6 @@ from __future__ import annotations
 import asyncio
 
 from cascade_graph.cache import lookup, without_gc
-from cascade_graph.firsttier import NOT_TAKEN, run_first
-from cascade_graph.firsttier import wants as first_tier_wants
 from cascade_graph.calls import (
     LOCAL,
     call_async,
@@ -47,6 +45,8 @@ from cascade_graph.calls import (
 )
 from cascade_graph.calls import skipped as skip
 from cascade_graph.context import SKIPPED, as_root
+from cascade_graph.firsttier import NOT_TAKEN, run_first
+from cascade_graph.firsttier import wants as first_tier_wants
 from cascade_graph.hotpath import Pacer, hot_loop
 from cascade_graph.lazy import _LAZY_TYPES
 from cascade_graph.router import SharedRoute, evaluate_once, select
