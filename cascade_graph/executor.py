@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from .cache import lookup, without_gc
+from .cache import attach, lookup, without_gc
 from .calls import LOCAL, call_async, call_inline, call_sync, failed, invoke, noted
 from .calls import skipped as skip
 from .context import SKIPPED, TARGET
@@ -87,7 +87,7 @@ class GraphRun:
         entry, inputs = found if found is not None else lookup(lazy, ctx.tail_cache)
         plan = entry.plan
         if plan is None:
-            plan = entry.plan = without_gc(compile_plan, entry.template)
+            plan = attach(entry, "plan", without_gc(compile_plan, entry.template))
         if plan.flat and ctx.hot_path:
             self._spawn(hot_loop(ctx, lazy, parent_call), parent, slot)
             return

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 
-from cascade_graph.cache import lookup, without_gc
+from cascade_graph.cache import attach, lookup, without_gc
 from cascade_graph.calls import (
     LOCAL,
     call_async,
@@ -67,7 +67,7 @@ def code_for(entry):
     """The VM code of a cache entry, compiled on first use."""
     code = entry.code
     if code is None:
-        code = entry.code = without_gc(compile_template, entry.template)
+        code = attach(entry, "code", without_gc(compile_template, entry.template))
     return code
 
 

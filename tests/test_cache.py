@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import os
+
 import pytest
 
 from cascade_graph import cache as cache_mod
@@ -207,3 +210,51 @@ def test_engines_agree_on_event_counts(switches):
     _, vm = run_on("vm", _loop_workflow(), switches)
     _, graph = run_on("graph", _loop_workflow(), switches)
     assert vm.kinds() == graph.kinds()
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux's /proc")
+def test_hundred_keyword_workflows_stay_under_the_bytes_bound():
+    """100 keyword workflows of 10,000 nodes, each built, compiled and cached (about 7 MB
+    each, 700 MB unbounded): the shared cache holds at most its 64 MB, and the process
+    grows by about that much, not by the 700 MB."""
+    assert SHARED.maxbytes == 64 * 2**20  # the default (CASCADE_TEMPLATE_CACHE_MB unset)
+    SHARED.clear()
+    gc.collect()
+    before = _rss_bytes()
+    for k in range(100):
+
+        @task
+        def step(x, scale=1):
+            return x + scale
+
+        lr = step(0, scale=2)
+        for _ in range(9_999):
+            lr = step(lr, scale=2)
+        engine = ("vm", "graph")[k % 2]
+        assert run(lr, engine=engine, hot_path=False) == 20_000  # a template at first sight
+        assert SHARED.bytes <= SHARED.maxbytes
+        del lr, step
+    gc.collect()
+    grown = _rss_bytes() - before
+    assert 1 < len(SHARED) < 100
+    assert grown < 2 * SHARED.maxbytes, f"the process grew by {grown / 2**20:.0f} MB"
+    SHARED.clear()
+
+
+def test_the_bytes_bound_has_a_process_setting(monkeypatch):
+    """CASCADE_TEMPLATE_CACHE_MB sets the bound of new caches; a bad value says what to give."""
+    from cascade_graph.cache import TemplateCache
+
+    monkeypatch.setenv("CASCADE_TEMPLATE_CACHE_MB", "8")
+    assert TemplateCache().maxbytes == 8 * 2**20
+    monkeypatch.setenv("CASCADE_TEMPLATE_CACHE_MB", "lots")
+    with pytest.raises(ValueError, match="CASCADE_TEMPLATE_CACHE_MB='lots'.*megabytes"):
+        TemplateCache()
