@@ -35,9 +35,8 @@ import sys
 import threading
 from collections import OrderedDict
 
-from .lazy import _LAZY_TYPES
-
 from .calls import DISTRIBUTED
+from .lazy import _LAZY_TYPES
 from .template import (
     Template,
     bind_inputs,

@@ -9,25 +9,29 @@ compiling them and never get it back. So, as the VM's second tier waits for
 for the second sight of a structure before the engines build its template:
 the first time, ``run_first`` evaluates the lazies themselves.
 
-It takes a workflow when every node is a plain sync call that the engines
-would call inline anyway (``calls.direct``, no policy, no async function, no
-Param/Env/Router, no batch) and the run is quiet (nobody listens, so there
-are no events or call numbers to produce) and in-process. Anything else, or
-``tail_cache=False`` / ``hot_path=False`` (the switches that make the
-engines do all the work themselves), leaves the workflow to the engine, and
-nothing has run by then: the walk that orders the nodes also checks them and
-every call's arity, before any task runs, as template building would.
+It takes a workflow when every node is a plain call that the engines would
+make themselves (``calls.direct``: no policy, no injection, no Param, Env or
+Router, no folded node; sync or async) and the run is quiet (nobody listens,
+so there are no events or call numbers to produce) and in-process. Anything
+else, or ``tail_cache=False`` / ``hot_path=False`` (the switches that make
+the engines do all the work themselves), leaves the workflow to the engine,
+and nothing has run by then: the walk that orders the nodes also checks them
+and every call's arity, before any task runs, as template building would.
 
-Evaluation is one iterative post-order walk (children in order of first
-reference) followed by one loop over that order. Sharing is kept: each node
-runs once, whatever reads it. A node whose function returns a lazy (a tail
-call) has it evaluated by the engine (``follow``) in a task of its own, read
-at its first use, so sibling continuations overlap as on the engines; the
-workflow's root's tail call goes back to the engine as the run's next target. A
-tail call's value may be ``SKIPPED`` (its continuation was skipped): its
-consumers are then skipped too, except the run's container target, which
-takes None for it, as on the engines. The loop yields to the event loop like
-every other loop (``Pacer``).
+Evaluation is one iterative walk that orders the nodes, each after its
+children (a tree of sync calls in the VM's order, reverse canonical; else a
+post-order, children in order of first reference), then one loop over that
+order. Sharing is kept: each node runs once, whatever reads it. An async call
+is started as a task when the loop reaches it and read at its first use, and
+a node's tail call runs in a task of its own the same way, so independent
+async work overlaps as on the engines; the root's tail call goes back to the
+engine as the run's next target. Once a node needs a task's value that is not
+there yet, the rest of the order runs by readiness (``by_readiness``: nodes
+run as their inputs arrive, and when none can, the oldest task is awaited),
+so a slow task never holds up work that does not need it. A task's value may
+be ``SKIPPED`` (a continuation was skipped): its consumers are then skipped
+too, except the run's container target, which takes None for it, as on the
+engines. The loop yields to the event loop like every other loop (``Pacer``).
 
 "Seen" is by the root's shape (the structure unfolded as a tree, free on
 every lazy): a second workflow of that shape builds the template, even when
@@ -36,7 +40,9 @@ its sharing differs (then only a faster first run is lost).
 
 from __future__ import annotations
 
-from .calls import DISTRIBUTED, LOCAL, SKIPPED, direct, failed, skipped
+from collections import deque
+
+from .calls import DISTRIBUTED, LOCAL, SKIPPED, call_async_quiet, direct, failed, skipped
 from .hotpath import Pacer
 from .lazy import _LAZY_TYPES, _ONE_LAZY_SPEC, _POS_SPEC_IDS, CALL
 from .template import canonical_nodes
@@ -68,12 +74,16 @@ def wants(ctx, root) -> bool:
 
 def _task_ok(task) -> bool:
     """Can this tier call ``task``'s function itself (see module docstring)?"""
-    return not (task.is_async or (task.internal and not task.gathers) or task.folded
-                or not direct(task))
+    return not ((task.internal and not task.gathers) or task.folded or not direct(task))
 
 
-def _all_taken(order) -> bool:
-    """Is every node of ``order`` for this tier? Checks each call's arity on the way."""
+_ASYNC = "async"  # _all_taken's yes when some task is async
+
+
+def _all_taken(order):
+    """Is every node of ``order`` for this tier (False, True, or ``_ASYNC`` when some
+    task is async)? Checks each call's arity on the way."""
+    has_async = False
     tasks: dict = {}  # id(task) -> _task_ok(task), asked once per task
     ids = _POS_SPEC_IDS
     link = _ONE_LAZY_SPEC
@@ -90,6 +100,7 @@ def _all_taken(order) -> bool:
             ok = tasks[id(task)] = _task_ok(task)
         if not ok:
             return False
+        has_async = has_async or task.is_async
         if spec is None:
             layout = (len(lr.args), tuple(lr.kwargs)) if lr.kwargs else (len(lr.args), ())
         elif id(spec) in ids or _plain_containers(spec):
@@ -99,7 +110,7 @@ def _all_taken(order) -> bool:
         if layout not in task._checked:
             task.check_call(*layout)
         previous = task if spec is link else None
-    return True
+    return _ASYNC if has_async else True
 
 
 def _plain_containers(spec) -> bool:
@@ -117,11 +128,17 @@ def _plain_containers(spec) -> bool:
 
 def _evaluation_order(root) -> list:
     """The distinct nodes under ``root``, each after its children: a tree's canonical
-    order reversed, or a DAG's post-order (children in order of first reference)."""
+    order reversed (the VM's order of a tree of sync calls), or ``_post_order``."""
     if root.tree:
         order = canonical_nodes(root, True)
         order.reverse()
         return order
+    return _post_order(root)
+
+
+def _post_order(root) -> list:
+    """The distinct nodes under ``root``, each after its children, children in order
+    of first reference (iterative)."""
     order = []
     seen: set = set()
     stack = [(root, False)]
@@ -188,18 +205,6 @@ def _build(spec, lits, children):
             stack.append((item, []))
 
 
-async def _read_started(lr, values: dict, started: set) -> bool:
-    """Await the started tail calls among ``lr``'s children; True when one was skipped."""
-    skips = False
-    for c in lr.children:
-        if id(c) in started:
-            started.discard(id(c))
-            t = values[id(c)]
-            v = values[id(c)] = t.result() if t.done() else await t
-            skips = skips or v is SKIPPED
-    return skips
-
-
 def _skipped_input(lr, values: dict) -> bool:
     for c in lr.children:
         if values[id(c)] is SKIPPED:
@@ -207,47 +212,172 @@ def _skipped_input(lr, values: dict) -> bool:
     return False
 
 
+class _FirstRun:
+    """The state of one first-tier evaluation (see module docstring)."""
+
+    __slots__ = ("ctx", "root", "follow", "values", "started", "skips", "pacer", "budget")
+
+    def __init__(self, ctx, root, follow):
+        self.ctx = ctx
+        self.root = root
+        self.follow = follow
+        self.values: dict = {}  # id(node) -> value, or the task computing it
+        self.started: set = set()  # ids of nodes whose value is a task still to read
+        self.skips = False  # a task's value was SKIPPED: consumers check their inputs
+        self.pacer = Pacer(ctx.yield_interval)
+        self.budget = self.pacer.batch
+
+    async def go(self, order: list):
+        """Run ``order`` (each node after its children) in turn, until a node needs a
+        task's value that is not there yet: the rest then runs by readiness."""
+        values, started = self.values, self.started
+        link = _ONE_LAZY_SPEC
+        for k, lr in enumerate(order):
+            if started and not self._read_finished(lr):
+                return await self.by_readiness(order[k:])
+            if lr.spec is link and not self.skips:  # a chain link, the commonest node
+                task = lr.task
+                try:
+                    v = task.fn(values[id(lr.args[0])])
+                except BaseException as exc:
+                    failed(self.ctx, task, exc)
+                    raise
+                if type(v) in _LAZY_TYPES:
+                    v = self._continue(lr, v)
+                    if lr is self.root:
+                        return v
+            else:
+                v = self.call(lr)
+                if v is _ROOT_TAIL_CALL:
+                    return values.pop(id(lr))
+            values[id(lr)] = v
+            self.budget -= 1
+            if not self.budget:
+                self.budget = await self.pacer.batch_done()
+        return await self._value_of(self.root)
+
+    def call(self, lr):
+        """Node ``lr``'s value, or the task computing it (in ``started``), or
+        ``_ROOT_TAIL_CALL`` (the root's tail call is then in ``values``)."""
+        ctx, values, task = self.ctx, self.values, lr.task
+        if self.skips and _skipped_input(lr, values):
+            if not task.container_target:  # (the run's target takes None for it)
+                return skipped(ctx, task, "upstream")
+            for key, v in values.items():  # (no key added or removed: safe)
+                if v is SKIPPED:
+                    values[key] = None
+        args, kwargs = _arguments(lr, values)
+        if task.is_async:  # started now, read at first use (as the engines do)
+            self.started.add(id(lr))
+            return ctx.spawn(call_async_quiet(ctx, task, args, kwargs or {}, self.follow))
+        try:  # (free in Python 3.11 until something raises)
+            v = task.fn(*args, **kwargs) if kwargs else task.fn(*args)
+        except BaseException as exc:
+            failed(ctx, task, exc)
+            raise
+        if type(v) in _LAZY_TYPES:
+            v = self._continue(lr, v)
+            if lr is self.root:
+                values[id(lr)] = v
+                return _ROOT_TAIL_CALL
+        return v
+
+    def _continue(self, lr, v):
+        """A node's tail call: the root's goes back to the engine; an inner one runs in
+        a task of its own (overlapping the rest), read at first use."""
+        if lr is self.root:
+            return v
+        self.started.add(id(lr))
+        return self.ctx.spawn(self.follow(v))
+
+    def _read_finished(self, lr) -> bool:
+        """Take the values of ``lr``'s started children if all have finished; False when
+        one is still running."""
+        started, values = self.started, self.values
+        for c in lr.children:
+            if id(c) in started and not values[id(c)].done():
+                return False
+        for c in lr.children:
+            if id(c) in started:
+                self._take(id(c), values[id(c)].result())
+        return True
+
+    def _take(self, key: int, v) -> None:
+        self.started.discard(key)
+        self.values[key] = v
+        self.skips = self.skips or v is SKIPPED
+
+    async def _value_of(self, lr):
+        key = id(lr)
+        v = self.values[key]
+        if key in self.started:
+            v = v.result() if v.done() else await v
+            self._take(key, v)
+        return v
+
+    async def by_readiness(self, rest: list):
+        """Run ``rest`` as its inputs become ready: a node waiting on a task waits while
+        the others run; when none can, the oldest started task is awaited."""
+        values, started = self.values, self.started
+        position = {id(n): k for k, n in enumerate(rest)}
+        waiting = [0] * len(rest)
+        dependents: list = [[] for _ in rest]
+        on_task: dict = {}  # id(started node) -> positions waiting on it
+        for k, lr in enumerate(rest):
+            for c in lr.children:
+                j = position.get(id(c))
+                if j is not None:
+                    dependents[j].append(k)
+                elif id(c) in started:
+                    on_task.setdefault(id(c), []).append(k)
+                else:
+                    continue
+                waiting[k] += 1
+        pending = deque(key for key in values if key in started)  # oldest first
+        ready = deque(k for k in range(len(rest)) if not waiting[k])
+
+        def release(ks):
+            for d in ks:
+                waiting[d] -= 1
+                if not waiting[d]:
+                    ready.append(d)
+
+        while ready or pending:
+            if not ready:
+                key = pending.popleft()
+                if key in started:
+                    t = values[key]
+                    self._take(key, t.result() if t.done() else await t)
+                    release(on_task.pop(key, ()))
+                continue
+            k = ready.popleft()
+            lr = rest[k]
+            v = self.call(lr)
+            if v is _ROOT_TAIL_CALL:
+                return values.pop(id(lr))
+            values[id(lr)] = v
+            if id(lr) in started:
+                pending.append(id(lr))
+                on_task[id(lr)] = dependents[k]
+            else:
+                release(dependents[k])
+            self.budget -= 1
+            if not self.budget:
+                self.budget = await self.pacer.batch_done()
+        return await self._value_of(self.root)
+
+
+_ROOT_TAIL_CALL = object()
+
+
 async def run_first(ctx, root, follow):
     """Evaluate ``root`` from its lazies: its value, a lazy (the root's own tail call,
     for the engine to go on with), or ``NOT_TAKEN`` when nothing ran and the engine
     must run the workflow. ``follow(lazy)`` evaluates an inner node's tail call."""
     order = _evaluation_order(root)
-    if not _all_taken(order):
+    taken = _all_taken(order)
+    if not taken:
         return NOT_TAKEN
-    values: dict = {}
-    lazy = _LAZY_TYPES
-    link = _ONE_LAZY_SPEC
-    pacer = Pacer(ctx.yield_interval)
-    budget = pacer.batch
-    skips = False  # a tail call's value was SKIPPED: consumers check their inputs
-    started: set = set()  # ids of nodes whose tail call runs as a task of its own
-    for lr in order:
-        spec = lr.spec
-        if started:
-            skips = await _read_started(lr, values, started) or skips
-        if skips and _skipped_input(lr, values):
-            if not lr.task.container_target:  # (the run's target takes None for it)
-                values[id(lr)] = skipped(ctx, lr.task, "upstream")
-                continue
-            values = {k: (None if v is SKIPPED else v) for k, v in values.items()}
-        try:  # (free in Python 3.11 until something raises)
-            if spec is link:  # a chain link: its one child ran just before, or earlier
-                v = lr.task.fn(values[id(lr.args[0])])
-            elif spec is None:  # literals only
-                v = lr.task.fn(*lr.args, **lr.kwargs) if lr.kwargs else lr.task.fn(*lr.args)
-            else:
-                args, kwargs = _arguments(lr, values)
-                v = lr.task.fn(*args, **kwargs) if kwargs else lr.task.fn(*args)
-        except BaseException as exc:
-            failed(ctx, lr.task, exc)
-            raise
-        if type(v) in lazy:
-            if lr is root:
-                return v  # the root's tail call: the engine goes on with it
-            v = ctx.spawn(follow(v))  # overlaps the rest; read at first use
-            started.add(id(lr))
-        values[id(lr)] = v
-        budget -= 1
-        if not budget:
-            budget = await pacer.batch_done()
-    return values[id(root)]
+    if taken is _ASYNC and root.tree:
+        order = _post_order(root)  # async calls start in the engines' order (first first)
+    return await _FirstRun(ctx, root, follow).go(order)
