@@ -38,6 +38,7 @@ from collections import OrderedDict
 from .calls import DISTRIBUTED
 from .lazy import _LAZY_TYPES
 from .template import (
+    Node,
     Template,
     bind_inputs,
     build_template,
@@ -79,23 +80,42 @@ _SKIP = (type, str, int, float, bool, type(None))
 OVERHEAD = 1.4
 
 
-def record_bytes(*roots, exclude=()) -> int:
+_SAMPLED = 256  # a longer tuple or list is measured on a sample of its items
+
+
+def _sampled(items, seen: set, exclude: tuple) -> float:
+    """The bytes of ``items``' contents, from ``_SAMPLED // 2`` of them evenly spaced
+    (a template's nodes, a code's ops: like records, so a sample tells their size
+    within the ``OVERHEAD`` margin, at a fraction of the walk's cost)."""
+    k = _SAMPLED // 2
+    step = len(items) / k
+    sample = [items[int(i * step)] for i in range(k)]
+    return record_bytes(*sample, exclude=exclude, seen=set(seen), scale=False) * len(
+        items) / k
+
+
+def record_bytes(*roots, exclude=(), seen=None, scale=True) -> int:
     """Bytes of ``roots`` and what they hold: containers, and the slotted records of
     this package (template nodes, plan ops, code), followed once each; tasks,
     functions, classes and other objects they name are not counted (they are the
-    user's, or shared by every entry), nor ``exclude`` and what only it holds.
+    user's, or shared by every entry), nor objects of the types ``exclude``.
     Scaled by ``OVERHEAD``, so it errs on the large side."""
-    seen: set = set(map(id, exclude))
+    exclude = _SKIP + tuple(exclude)
+    if seen is None:
+        seen = set()
     total = 0
     stack = list(roots)
     while stack:
         o = stack.pop()
-        if id(o) in seen or isinstance(o, _SKIP):
+        if id(o) in seen or isinstance(o, exclude):
             continue
         seen.add(id(o))
         t = type(o)
         if t in _OWNED:
             total += sys.getsizeof(o)
+            if len(o) > _SAMPLED and t is not dict:  # a long tuple of like records
+                total += _sampled(o, seen, exclude)
+                continue
             stack.extend(o.items() if t is dict else o)
         elif (t.__module__.startswith(("cascade_graph.", "cascade_vm.")) and hasattr(
                 o, "__slots__") and t not in _LAZY_TYPES):
@@ -105,7 +125,7 @@ def record_bytes(*roots, exclude=()) -> int:
                     v = getattr(o, name, None)
                     if v is not None:
                         stack.append(v)
-    return int(total * OVERHEAD)
+    return int(total * OVERHEAD) if scale else total
 
 
 def without_gc(build, arg):
@@ -253,8 +273,7 @@ def attach(entry: Entry, form: str, compiled):
 
 def _compiled_bytes(entry: Entry, compiled) -> int:
     """Bytes of a compiled form, less the template it refers to (counted already)."""
-    t = entry.template
-    return record_bytes(compiled, exclude=(t, *t.nodes))
+    return record_bytes(compiled, exclude=(Template, Node))
 
 
 def _new_entry(root, key: int, order: list) -> Entry:
