@@ -232,17 +232,33 @@ class _FirstRun:
         task's value that is not there yet: the rest then runs by readiness."""
         values, started = self.values, self.started
         link = _ONE_LAZY_SPEC
-        for k, lr in enumerate(order):
+        lazy = _LAZY_TYPES
+        k = -1
+        last = len(order) - 1
+        while k < last:
+            k += 1
+            lr = order[k]
             if started and not self._read_finished(lr):
                 return await self.by_readiness(order[k:])
             if lr.spec is link and not self.skips:  # a chain link, the commonest node
                 task = lr.task
+                fn = task.fn
                 try:
-                    v = task.fn(values[id(lr.args[0])])
+                    v = fn(values[id(lr.args[0])])
+                    # the links of this task above it, one after the other in the order
+                    budget = self.budget
+                    while (budget > 1 and k < last and type(v) not in lazy
+                           and order[k + 1].spec is link and order[k + 1].args[0] is lr
+                           and order[k + 1].task is task):
+                        k += 1
+                        lr = order[k]
+                        v = fn(v)
+                        budget -= 1
+                    self.budget = budget
                 except BaseException as exc:
                     failed(self.ctx, task, exc)
                     raise
-                if type(v) in _LAZY_TYPES:
+                if type(v) in lazy:
                     v = self._continue(lr, v)
                     if lr is self.root:
                         return v
