@@ -44,7 +44,7 @@ from collections import deque
 
 from .calls import DISTRIBUTED, LOCAL, SKIPPED, call_async_quiet, direct, failed, skipped
 from .hotpath import Pacer
-from .lazy import _LAZY_TYPES, _ONE_LAZY_SPEC, _POS_SPEC_IDS, CALL
+from .lazy import _KW_LINK_SPEC_IDS, _LAZY_TYPES, _ONE_LAZY_SPEC, _POS_SPEC_IDS, CALL
 from .template import canonical_nodes
 
 _SEEN: set = set()  # root shapes run by this tier (or by the engines) once already
@@ -232,6 +232,7 @@ class _FirstRun:
         task's value that is not there yet: the rest then runs by readiness."""
         values, started = self.values, self.started
         link = _ONE_LAZY_SPEC
+        kw_links = _KW_LINK_SPEC_IDS
         lazy = _LAZY_TYPES
         k = -1
         last = len(order) - 1
@@ -255,6 +256,18 @@ class _FirstRun:
                         v = fn(v)
                         budget -= 1
                     self.budget = budget
+                except BaseException as exc:
+                    failed(self.ctx, task, exc)
+                    raise
+                if type(v) in lazy:
+                    v = self._continue(lr, v)
+                    if lr is self.root:
+                        return v
+            elif id(lr.spec) in kw_links and not self.skips and not lr.task.is_async:
+                # a keyword link, step(x, scale=2): its one lazy is the first argument
+                task = lr.task
+                try:
+                    v = task.fn(values[id(lr.args[0])], **lr.kwargs)
                 except BaseException as exc:
                     failed(self.ctx, task, exc)
                     raise

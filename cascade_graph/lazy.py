@@ -360,11 +360,13 @@ class Task(Generic[P, R]):
                 return _make_keywords(self, args, kwargs)
         kwnames = tuple(kwargs)
         a.uses += 1
-        spec = _POS_SPECS.get((1, 1, kwnames)) or _positional_spec(1, 1, kwnames)
+        spec = a.spec
         shape = a.shape
-        if shape < 0 and a.task is self and a.spec is spec:
+        if (shape < 0 and a.task is self and id(spec) in _KW_LINK_SPEC_IDS
+                and spec[1] == kwnames):
             shape -= 1  # one more link of a run (_run_shape)
         else:
+            spec = _POS_SPECS.get((1, 1, kwnames)) or _positional_spec(1, 1, kwnames)
             one = self._one
             key = (kwnames, shape)
             shape = one.get(key)
@@ -894,6 +896,8 @@ _POS_SPECS: dict = {}  # (nargs, lazy-position mask[, kwnames]) -> the spec of s
 #: ids of the specs of *plain* calls: literals and distinct lazies, positional or keyword,
 #: nothing else (kept alive by _POS_SPECS); templates take their fast path (template.py)
 _POS_SPEC_IDS: set = set()
+#: ids of the specs of keyword links: one lazy positional argument, keyword literals
+_KW_LINK_SPEC_IDS: set = set()
 
 
 def _positional_spec(nargs: int, mask: int, kwnames: tuple = ()) -> tuple:
@@ -913,6 +917,8 @@ def _positional_spec(nargs: int, mask: int, kwnames: tuple = ()) -> tuple:
                 specs.append(None)
         spec = _POS_SPECS[key] = (tuple(specs[:nargs]), kwnames, tuple(specs[nargs:]), None)
         _POS_SPEC_IDS.add(id(spec))
+        if nargs == 1 and mask == 1 and kwnames:
+            _KW_LINK_SPEC_IDS.add(id(spec))
     return spec
 
 
