@@ -108,8 +108,9 @@ def render_table(rows: list[Row], header: str, out: TextIO) -> None:
     )
     if any(row.workload.name.endswith(("_warm", "_100k")) for row in rows):
         print(
-            "Realistic shapes: a row without suffix is cold (new tasks: template built and"
-            " compiled in the run); _warm: the shape run before, new literals; _100k: cold"
+            "Realistic shapes: a row without suffix is cold (new tasks: a first sight, run"
+            " on the first tier, or built and compiled when it takes the template path);"
+            " _warm: the shape run before, new literals; _100k: cold"
             " at about 10x the nodes. Sizes are in the shape's unit (links, pipelines,"
             " layers of 100, tasks, iterations, items); see --help.",
             file=out,

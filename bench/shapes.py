@@ -5,7 +5,8 @@ realistic shapes, and the ``chain``/``fanout`` of its first list), as data:
 
 - ``tasks()`` makes *fresh* task objects for it. A task is identified by its
   object, so a workflow built from fresh tasks has a shape no run has seen:
-  that is what a *cold* run measures (template built and compiled in the
+  that is what a *cold* run measures (a first sight: run on the first tier
+  when it takes the workflow, else its template built and compiled in the
   run). Built from the same tasks again, it is *warm* (cache hits, only new
   values bound).
 - ``build(tasks, size, off)`` creates the workflow's ``LazyResult``s (the
