@@ -306,7 +306,7 @@ class Task(Generic[P, R]):
                 lr.policy = None
                 return lr
             if t in _ARG_KIND:
-                return _make_positional(self, args)
+                return _make_plain(self, args, {})
             shape = self._flat1
             if shape is None:
                 shape = self._flat1 = self._flat_shape(1)
@@ -316,7 +316,7 @@ class Task(Generic[P, R]):
                 if type(a) in kinds:
                     if len(args) == 2:
                         return _make_pair(self, args)
-                    return _make_positional(self, args)
+                    return _make_plain(self, args, {})
             shape = self._flat.get(len(args))
             if shape is None:
                 shape = self._flat_shape(len(args))
@@ -341,10 +341,10 @@ class Task(Generic[P, R]):
             if type(a) in kinds:
                 if len(args) == 1 and type(a) in _LAZY_TYPES:
                     return self._keyword_link(a, args, kwargs)
-                return _make_keywords(self, args, kwargs)
+                return _make_plain(self, args, kwargs)
         for a in kwargs.values():
             if type(a) in kinds:
-                return _make_keywords(self, args, kwargs)
+                return _make_plain(self, args, kwargs)
         key = (len(args), tuple(kwargs))
         shape = self._flat.get(key)
         if shape is None:
@@ -357,7 +357,7 @@ class Task(Generic[P, R]):
         kinds = _ARG_KIND
         for v in kwargs.values():
             if type(v) in kinds:
-                return _make_keywords(self, args, kwargs)
+                return _make_plain(self, args, kwargs)
         kwnames = tuple(kwargs)
         a.uses += 1
         spec = a.spec
@@ -922,17 +922,21 @@ def _positional_spec(nargs: int, mask: int, kwnames: tuple = ()) -> tuple:
     return spec
 
 
-def _make_keywords(task_obj, args, kwargs) -> LazyResult:
-    """``_make_positional`` for a call with keyword arguments (``step(x, scale=2)``):
-    literals and distinct lazies, positional or keyword; a flat tuple key of ints
-    and the keyword names. Containers, markers and a lazy passed twice go to ``_make``."""
+def _make_plain(task_obj, args, kwargs: dict) -> LazyResult:
+    """The common general case: each argument, positional or keyword, a literal or a
+    distinct lazy (``add(x, 1)``, ``step(x, scale=2)``).
+
+    The shape key is a flat tuple (task, nargs, lazy-position mask, the keyword
+    names when there are any, child shapes), cheap to hash; containers, markers
+    and a lazy passed twice go to ``_make``.
+    """
     lazy_types = _LAZY_TYPES
     kinds = _ARG_KIND
     lits = []
     children = []
     mask = 0
     bit = 1
-    for a in itertools.chain(args, kwargs.values()):
+    for a in itertools.chain(args, kwargs.values()) if kwargs else args:
         t = type(a)
         if t in lazy_types:
             children.append(a)
@@ -946,7 +950,9 @@ def _make_keywords(task_obj, args, kwargs) -> LazyResult:
         return _make(task_obj, args, kwargs, EMPTY_POLICY)  # a lazy passed twice
     kwnames = tuple(kwargs)
     tree = True
-    key = [task_obj.uid, _KEYWORDS, len(args), mask, kwnames]
+    key = [task_obj.uid, _POSITIONAL, len(args), mask]
+    if kwnames:
+        key.append(kwnames)  # a tuple where a positional key has a shape (an int)
     for c in children:
         c.uses += 1
         if c.uses > 1 or not c.tree or c.copied:
@@ -956,52 +962,13 @@ def _make_keywords(task_obj, args, kwargs) -> LazyResult:
     shape = _SHAPES.get(key)
     if shape is None:
         shape = intern_shape(key)
-    spec = _POS_SPECS.get((len(args), mask, kwnames)) or _positional_spec(len(args), mask, kwnames)
+    spec = (_POS_SPECS.get((len(args), mask, kwnames) if kwnames else (len(args), mask))
+            or _positional_spec(len(args), mask, kwnames))
     return _node(task_obj, args, kwargs, tuple(lits), shape, spec, tuple(children), tree)
 
 
-def _make_positional(task_obj, args) -> LazyResult:
-    """The common general case: positional arguments, each a literal or a distinct lazy.
-
-    The shape key is a flat tuple of ints (task, nargs, lazy-position mask,
-    child shapes), cheap to hash; anything else goes to ``_make``.
-    """
-    lazy_types = _LAZY_TYPES
-    kinds = _ARG_KIND
-    lits = []
-    children = []
-    mask = 0
-    bit = 1
-    for a in args:
-        t = type(a)
-        if t in lazy_types:
-            children.append(a)
-            mask |= bit
-        elif t in kinds:
-            return _make(task_obj, args, {}, EMPTY_POLICY)
-        else:
-            lits.append(a)
-        bit <<= 1
-    if len(children) > 1 and (children[0] is children[1] if len(children) == 2
-                              else len(set(map(id, children))) < len(children)):
-        return _make(task_obj, args, {}, EMPTY_POLICY)  # a lazy passed twice
-    tree = True
-    key = [task_obj.uid, _POSITIONAL, len(args), mask]
-    for c in children:
-        c.uses += 1
-        if c.uses > 1 or not c.tree or c.copied:
-            tree = False
-        key.append(c.shape)
-    key = tuple(key)
-    shape = _SHAPES.get(key)
-    if shape is None:
-        shape = intern_shape(key)
-    spec = _POS_SPECS.get((len(args), mask)) or _positional_spec(len(args), mask)
-    return _node(task_obj, args, {}, tuple(lits), shape, spec, tuple(children), tree)
-
-
 def _make_pair(task_obj, args) -> LazyResult:
-    """``_make_positional`` for two arguments, at least one lazy (``add(x, y)``,
+    """``_make_plain`` for two arguments, at least one lazy (``add(x, y)``,
     ``step(n - 1, acc)``): the same shape keys, without the general loop."""
     a, b = args
     lazy_types = _LAZY_TYPES
@@ -1012,12 +979,12 @@ def _make_pair(task_obj, args) -> LazyResult:
             mask, lits, children = 3, (), args
             key = (task_obj.uid, _POSITIONAL, 2, 3, a.shape, b.shape)
         elif type(b) in _ARG_KIND:
-            return _make_positional(task_obj, args)
+            return _make_plain(task_obj, args, {})
         else:
             mask, lits, children = 1, (b,), (a,)
             key = (task_obj.uid, _POSITIONAL, 2, 1, a.shape)
     elif type(a) in _ARG_KIND or type(b) not in lazy_types:
-        return _make_positional(task_obj, args)  # a container or a marker among them
+        return _make_plain(task_obj, args, {})  # a container or a marker among them
     else:
         mask, lits, children = 2, (a,), (b,)
         key = (task_obj.uid, _POSITIONAL, 2, 2, b.shape)
@@ -1031,7 +998,6 @@ def _make_pair(task_obj, args) -> LazyResult:
 
 
 _POSITIONAL = "positional"
-_KEYWORDS = "keywords"
 _POSITIONAL_LISTS = "positional-lists"
 _ONE_LAZY_SPEC = _positional_spec(1, 1)
 _PAIR_SPECS = {mask: _positional_spec(2, mask) for mask in (1, 2, 3)}

@@ -656,73 +656,86 @@ class _Builder:
 
     def add_fast(self, i: int, lr) -> bool:
         """Add node ``i`` when it is a chain link, a flat call, an expanded batch or a
-        call of positional literals and distinct lazies; False when it is none of these."""
+        plain call (literals and distinct lazies, positional or keyword); False when it
+        is none of these."""
         spec = lr.spec
         task = lr.task
-        first = self.first
         if spec is _ONE_LAZY_SPEC or (spec is None and lr.kind == CALL and not lr.kwargs):
             # a chain link, or a flat call with positional literals only
             nargs = len(lr.args)
-            if self.fast.get(id(task)) != nargs and not _fast_ok(task, nargs, self.fast):
-                pass  # not plain: the general path below
-            elif spec is _ONE_LAZY_SPEC:
-                c = i + 1 if self.tree else self.index[id(lr.children[0])]
-                if c < len(_LINK_ARGS) or _grow_link_specs(c):
-                    self.nodes.append(call_node(i, task, _LINK_ARGS[c], _ONE_DEP[c], first, 0))
-                else:
-                    self.nodes.append(call_node(i, task, (("L", c),), (c,), first, 0))
-                return True
-            else:
-                args = _NO_ARGS[nargs] if nargs < 16 else (None,) * nargs
-                self.nodes.append(call_node(i, task, args, (), first, nargs))
-                self.first += nargs
+            if self.fast.get(id(task)) == nargs or _fast_ok(task, nargs, self.fast):
+                self._add_link_or_flat(i, lr, nargs)
                 return True
         if (spec is None and lr.kind == CALL and lr.kwargs and direct(task)
-                and not task.is_async and not task.internal):  # keyword literals only
-            kwnames = tuple(lr.kwargs)
-            nargs = len(lr.args)
-            if (nargs, kwnames) not in task._checked:
-                task.check_call(nargs, kwnames)
-            n_inputs = nargs + len(kwnames)
-            self.nodes.append(keyword_node(i, task, _NO_ARGS[nargs] if nargs < 16
-                                           else (None,) * nargs, kwnames,
-                                           (None,) * len(kwnames), (), first, n_inputs))
-            self.first += n_inputs
+                and not task.is_async and not task.internal):
+            self._add_flat_keywords(i, lr)
             return True
-        index = self.index
-        if index is None:
-            index = self.index = _tree_index(self.order, self.runs)
+        if self.index is None:
+            self.index = _tree_index(self.order, self.runs)
         if not self.tree and type(task) is BatchTask:
             members = expanded_members(lr)
             if members is not None:  # its items are nodes of this DAG
                 task.check_call(1, ())
-                self.nodes.append(gather_node(i, task, members, index, first))
+                self.nodes.append(gather_node(i, task, members, self.index, self.first))
                 self.first += 1  # the items' tuple: an input this node does not read
                 return True
         if (lr.kind == CALL and lr.policy is None and id(spec) in _POS_SPEC_IDS
                 and direct(task) and not (lr.kwargs and (task.is_async or task.internal))):
-            # literals and distinct lazies, positional (or keyword, for a sync task)
-            nargs = len(lr.args)
-            kwnames = spec[1]
-            if (nargs, kwnames) not in task._checked:
-                task.check_call(nargs, kwnames)
-            if task.internal:
-                _check_map(lr)
-            ch = lr.children
-            args = tuple([None if s is None else ("L", index[id(ch[s[1]])])
-                          for s in spec[0]])
-            deps = tuple([index[id(c)] for c in ch])
-            n_inputs = nargs + len(kwnames) - len(ch)
-            if kwnames:
-                kwargs = tuple([None if s is None else ("L", index[id(ch[s[1]])])
-                                for s in spec[2]])
-                self.nodes.append(keyword_node(i, task, args, kwnames, kwargs, deps, first,
-                                               n_inputs))
-            else:
-                self.nodes.append(call_node(i, task, args, deps, first, n_inputs))
-            self.first += n_inputs
+            self._add_plain(i, lr)
             return True
         return False
+
+    def _add_link_or_flat(self, i: int, lr, nargs: int) -> None:
+        """A chain link of a plain task, or its flat call with positional literals."""
+        task = lr.task
+        first = self.first
+        if lr.spec is _ONE_LAZY_SPEC:
+            c = i + 1 if self.tree else self.index[id(lr.children[0])]
+            if c < len(_LINK_ARGS) or _grow_link_specs(c):
+                self.nodes.append(call_node(i, task, _LINK_ARGS[c], _ONE_DEP[c], first, 0))
+            else:
+                self.nodes.append(call_node(i, task, (("L", c),), (c,), first, 0))
+            return
+        args = _NO_ARGS[nargs] if nargs < 16 else (None,) * nargs
+        self.nodes.append(call_node(i, task, args, (), first, nargs))
+        self.first += nargs
+
+    def _add_flat_keywords(self, i: int, lr) -> None:
+        """A flat call of a plain sync task with keyword literals: a ``KeywordNode``."""
+        task = lr.task
+        kwnames = tuple(lr.kwargs)
+        nargs = len(lr.args)
+        if (nargs, kwnames) not in task._checked:
+            task.check_call(nargs, kwnames)
+        n_inputs = nargs + len(kwnames)
+        args = _NO_ARGS[nargs] if nargs < 16 else (None,) * nargs
+        self.nodes.append(keyword_node(i, task, args, kwnames, (None,) * len(kwnames), (),
+                                       self.first, n_inputs))
+        self.first += n_inputs
+
+    def _add_plain(self, i: int, lr) -> None:
+        """Literals and distinct lazies, positional (or keyword, for a sync task)."""
+        task = lr.task
+        spec = lr.spec
+        index = self.index
+        nargs = len(lr.args)
+        kwnames = spec[1]
+        if (nargs, kwnames) not in task._checked:
+            task.check_call(nargs, kwnames)
+        if task.internal:
+            _check_map(lr)
+        ch = lr.children
+        args = tuple([None if s is None else ("L", index[id(ch[s[1]])]) for s in spec[0]])
+        deps = tuple([index[id(c)] for c in ch])
+        n_inputs = nargs + len(kwnames) - len(ch)
+        if kwnames:
+            kwargs = tuple([None if s is None else ("L", index[id(ch[s[1]])])
+                            for s in spec[2]])
+            self.nodes.append(keyword_node(i, task, args, kwnames, kwargs, deps, self.first,
+                                           n_inputs))
+        else:
+            self.nodes.append(call_node(i, task, args, deps, self.first, n_inputs))
+        self.first += n_inputs
 
     def add_general(self, i: int, lr) -> None:
         """Add node ``i`` of any kind: keywords, containers, policies, injections,
