@@ -241,33 +241,28 @@ class _FirstRun:
             lr = order[k]
             if started and not self._read_finished(lr):
                 return await self.by_readiness(order[k:])
-            if lr.spec is link and not self.skips:  # a chain link, the commonest node
+            spec = lr.spec
+            if ((spec is link or id(spec) in kw_links) and not self.skips
+                    and not lr.task.is_async):
+                # a chain link (``step(x)``, ``step(x, scale=2)``), the commonest node:
+                # its one lazy is its first argument
                 task = lr.task
                 fn = task.fn
                 try:
-                    v = fn(values[id(lr.args[0])])
-                    # the links of this task above it, one after the other in the order
-                    budget = self.budget
-                    while (budget > 1 and k < last and type(v) not in lazy
-                           and order[k + 1].spec is link and order[k + 1].args[0] is lr
-                           and order[k + 1].task is task):
-                        k += 1
-                        lr = order[k]
-                        v = fn(v)
-                        budget -= 1
-                    self.budget = budget
-                except BaseException as exc:
-                    failed(self.ctx, task, exc)
-                    raise
-                if type(v) in lazy:
-                    v = self._continue(lr, v)
-                    if lr is self.root:
-                        return v
-            elif id(lr.spec) in kw_links and not self.skips and not lr.task.is_async:
-                # a keyword link, step(x, scale=2): its one lazy is the first argument
-                task = lr.task
-                try:
-                    v = task.fn(values[id(lr.args[0])], **lr.kwargs)
+                    if spec is not link:
+                        v = fn(values[id(lr.args[0])], **lr.kwargs)
+                    else:
+                        v = fn(values[id(lr.args[0])])
+                        # the links of this task above it, one after the other in the order
+                        budget = self.budget
+                        while (budget > 1 and k < last and type(v) not in lazy
+                               and order[k + 1].spec is link and order[k + 1].args[0] is lr
+                               and order[k + 1].task is task):
+                            k += 1
+                            lr = order[k]
+                            v = fn(v)
+                            budget -= 1
+                        self.budget = budget
                 except BaseException as exc:
                     failed(self.ctx, task, exc)
                     raise

@@ -374,19 +374,8 @@ class Task(Generic[P, R]):
                 if len(one) >= _ONE_LIMIT:
                     one.clear()  # bounded; ids are never reused, so no wrong hit
                 shape = one[key] = _run_shape()
-        lr = _new_lazy(LazyResult)  # _node(), inlined
-        lr.task = self
-        lr.args = args
-        lr.kwargs = kwargs
-        lr.lits = tuple(kwargs.values())
-        lr.shape = shape
-        lr.spec = spec
-        lr.children = args
-        lr.tree = a.uses == 1 and a.tree and not a.copied
-        lr.uses = 0
-        lr.copied = False
-        lr.policy = None
-        return lr
+        return _node(self, args, kwargs, tuple(kwargs.values()), shape, spec, args,
+                     a.uses == 1 and a.tree and not a.copied)
 
     def _flat_shape(self, key) -> int:
         """The shape of a flat call with argument layout ``key`` (nargs, or (nargs, kwnames))."""

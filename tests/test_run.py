@@ -664,3 +664,22 @@ def test_deep_non_tail_recursion(engine):
         return 0 if n == 0 else inc(depth(n - 1))
 
     assert run(depth(5000), engine=engine) == 5000
+
+
+@per_engine
+def test_an_async_link_on_a_first_sight_is_awaited(engine):
+    """A workflow seen for the first time (the first tier) whose chain link or keyword
+    link is an async task: its coroutine is awaited, not passed on."""
+
+    @task
+    async def lift(x, by=1):
+        await asyncio.sleep(0)
+        return x + by
+
+    @task
+    def inc(x):
+        return x + 1
+
+    assert run(inc(lift(inc(1))), engine=engine) == 4
+    assert run(inc(lift(inc(1), by=5)), engine=engine) == 8
+    assert run(lift(lift(lift(1))), engine=engine) == 4
