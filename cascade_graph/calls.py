@@ -42,6 +42,7 @@ import asyncio
 import contextvars
 import functools
 import random
+import types
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from time import perf_counter
@@ -301,18 +302,69 @@ async def call_async(ctx, task, args, kwargs, parent):
     return value, end(ctx, started, value)
 
 
-async def call_async_quiet(ctx, task, args, kwargs, follow):
-    """``call_async`` for a run nobody listens to, started as a task of its own: the
-    value, its tail call (a lazy value) evaluated by ``follow`` in the same task. One
-    coroutine around the task's own (no events, hence no call number to carry)."""
+def start_async_quiet(ctx, task, args, kwargs, follow):
+    """A call of ``async def`` ``task`` for a run nobody listens to, started eagerly:
+    its coroutine's first step runs now, in a copy of the context (as a new
+    asyncio task's would). A call that finishes in that step (one that awaits
+    nothing, or only what is ready) costs no task and no trip through the
+    event loop: its value is returned (a lazy value is its tail call, for the
+    caller to go on with). Otherwise the rest runs as a task of the run, its
+    tail call evaluated by ``follow`` in the same task, and that
+    ``asyncio.Task`` is returned for the caller to read at first use. (A value
+    that is itself an ``asyncio.Task`` comes back inside a finished task, so the
+    two never mix.) Inside the first step, ``asyncio.current_task()`` is the
+    run's task, as with Python 3.12's eager tasks."""
+    coro = task.fn(*args, **kwargs) if kwargs else task.fn(*args)
+    context = contextvars.copy_context()
     try:
-        value = await (task.fn(*args, **kwargs) if kwargs else task.fn(*args))
+        yielded = context.run(coro.send, None)
+    except StopIteration as stop:
+        value = stop.value
+        if type(value) is asyncio.Task:
+            return ctx.spawn(_given(value))
+        return value
+    except BaseException as exc:
+        failed(ctx, task, exc)
+        raise
+    return ctx.spawn(_rest_quiet(ctx, task, coro, yielded, follow), context)
+
+
+async def _given(value):
+    return value
+
+
+async def _rest_quiet(ctx, task, coro, yielded, follow):
+    """The rest of an eagerly started call (``start_async_quiet``), then its tail call."""
+    try:
+        value = await _resumed(coro, yielded)
     except BaseException as exc:
         failed(ctx, task, exc)
         raise
     if type(value) in _LAZY_TYPES:
         value = await follow(value)
     return value
+
+
+@types.coroutine
+def _resumed(coro, yielded):
+    """Await ``coro`` from where its first step stopped, having yielded ``yielded``
+    (what ``yield from coro`` would do had it made that first step itself)."""
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
 
 
 async def invoke(ctx, node, args: tuple, kwargs: dict, follow, parent):

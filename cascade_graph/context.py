@@ -60,6 +60,7 @@ class RunContext:
         "executor",  # where calls run (calls.Executor); calls.LOCAL: in this process
         "limits",  # task -> asyncio.Semaphore of its ``concurrency`` (made at first need)
         "folded_parent",  # the parent call of the folded node being run (folded.py)
+        "collecting",  # this run raised the collector's threshold (``_Collector``)
     )
 
     def __init__(self, *, on_event=None, params=None, resources=None, tail_cache=True,
@@ -85,6 +86,7 @@ class RunContext:
         self.executor = LOCAL if executor is None else executor
         self.limits = None
         self.folded_parent = None
+        self.collecting = False
 
     def limit(self, task) -> asyncio.Semaphore:
         """The run's semaphore for ``task``'s ``concurrency`` (FIFO: waiters in call order)."""
@@ -114,11 +116,16 @@ class RunContext:
         pv[key] = (node_obj, value)
         return value
 
-    def spawn(self, coro) -> asyncio.Task:
-        """Start ``coro`` as a task of this run (tracked until done)."""
-        t = asyncio.get_running_loop().create_task(_guarded(coro))
-        self.tasks[t] = coro
+    def spawn(self, coro, context=None) -> asyncio.Task:
+        """Start ``coro`` as a task of this run (tracked until done), in ``context``
+        (default: a copy of the current one)."""
+        t = asyncio.get_running_loop().create_task(_guarded(coro), context=context)
+        tasks = self.tasks
+        tasks[t] = coro
         t.add_done_callback(self._task_done)
+        if len(tasks) == MANY_TASKS and not self.collecting:
+            self.collecting = True  # a fan-out: many young objects live at once
+            COLLECTOR.enter()
         return t
 
     def _task_done(self, t: asyncio.Task) -> None:
@@ -266,23 +273,28 @@ def as_root(target):
     return None
 
 
-#: the collector's first threshold while any run is going (Python's default is 700)
+#: the collector's first threshold while a run with many tasks is going (Python's: 700)
 RUN_GC_YOUNG = 20_000
+#: the number of a run's live tasks at which it raises the threshold
+MANY_TASKS = 256
 
 
 class _Collector:
-    """The cyclic garbage collector's first threshold, raised while runs are going.
+    """The cyclic garbage collector's first threshold, raised while fan-outs run.
 
-    A run keeps many young objects alive at once (a fan-out's 10,000 started
-    tasks and their coroutines, values waiting for their consumers), and at
-    Python's default of 700 allocations per young collection the collector
-    traverses them again and again. Measured on the development machine: a
-    10,000-task async fan-out took 40 us per task at 700, 31 at 5,000 and 27 at
-    20,000; sync shapes did not change beyond noise. Raised by the first run
-    to start, restored by the last to end (runs in several threads share it),
-    and only if nobody changed it meanwhile; a threshold of 0 (collection
-    switched off) is left alone. Garbage is still collected during a run, in
-    fewer, larger young collections.
+    A run that starts many tasks keeps many young objects alive at once (a
+    fan-out's 10,000 started tasks and their coroutines, values waiting for
+    their consumers), and at Python's default of 700 allocations per young
+    collection the collector traverses them again and again. Measured on the
+    development machine: a 10,000-task async fan-out took 40 us per task at
+    700, 31 at 5,000 and 27 at 20,000; sync shapes did not change beyond noise.
+    So a run enters here when its live tasks reach ``MANY_TASKS``
+    (``RunContext.spawn``), and leaves when it ends: a small run pays nothing
+    (entering and leaving cost about 1.8 us, 7% of a five-node run). Raised by
+    the first run to enter, restored by the last to leave (runs in several
+    threads share it), and only if nobody changed it meanwhile; a threshold of
+    0 (collection switched off) is left alone. Garbage is still collected
+    during a run, in fewer, larger young collections.
     """
 
     def __init__(self):
@@ -298,8 +310,8 @@ class _Collector:
                 now = gc.get_threshold()
                 if 0 < now[0] < RUN_GC_YOUNG:
                     self.saved = now
-                    gc.set_threshold(RUN_GC_YOUNG, *now[1:])
-                    self.raised = gc.get_threshold()
+                    self.raised = (RUN_GC_YOUNG, *now[1:])
+                    gc.set_threshold(*self.raised)
 
     def exit(self) -> None:
         with self.lock:
@@ -315,53 +327,56 @@ COLLECTOR = _Collector()
 
 async def run_workflow(execute, target, ctx: RunContext):
     """Run ``target`` with an engine's ``execute(ctx, root)`` in the new run ``ctx``:
-    the shared lifecycle (the collector's threshold raised meanwhile: ``_Collector``)."""
-    COLLECTOR.enter()
-    try:
-        return await _run_workflow(execute, target, ctx)
-    finally:
-        COLLECTOR.exit()
+    the shared lifecycle (the collector's threshold raised meanwhile when the run
+    starts many tasks: ``_Collector``).
 
-
-async def _run_workflow(execute, target, ctx: RunContext):
-    emit = ctx.emit
-    if emit is not None:
-        show_workflow(emit, target)
-        emit(RunStarted(ctx.run_id))
-    root = as_root(target)
-    error = None
-    value = target
-    ctx.main = asyncio.current_task()
-    current = CURRENT_RUN.set(ctx)  # for nodes that stand for several calls (folded.py)
-    executor = ctx.executor
-    distributed = None if executor is LOCAL else DISTRIBUTED.set(True)
+    One coroutine for the whole lifecycle: every run pays for each frame here."""
     try:
-        if distributed is not None:
-            await executor.start()
-        if root is not None:
-            value = await execute(ctx, root)
-            if distributed is not None:  # the result comes to the driver
-                value = await executor.fetch(value)
-            if value is SKIPPED:
-                value = None
-    except asyncio.CancelledError as exc:
-        error = exc
-        if ctx.failed is not None:  # interrupted by a task's failure: that is the error
-            error = ctx.failed
-            ctx.main.uncancel()
-    except BaseException as exc:
-        error = exc
-    finally:
-        CURRENT_RUN.reset(current)
-    error = await _clean_up(ctx, _carried(error), distributed)
-    if emit is not None:
+        emit = ctx.emit
+        if emit is not None:
+            show_workflow(emit, target)
+            emit(RunStarted(ctx.run_id))
+        root = as_root(target)
+        error = None
+        value = target
+        ctx.main = asyncio.current_task()
+        current = CURRENT_RUN.set(ctx)  # for nodes that stand for several calls (folded.py)
+        executor = ctx.executor
+        distributed = None if executor is LOCAL else DISTRIBUTED.set(True)
         try:
-            emit(RunFinished(ctx.run_id, error is None, error))
-        except Exception as exc:  # the listener's own failure: it fails a good run
-            error = worse_error(error, exc)
-    if error is not None:
-        raise error
-    return value
+            if distributed is not None:
+                await executor.start()
+            if root is not None:
+                value = await execute(ctx, root)
+                if distributed is not None:  # the result comes to the driver
+                    value = await executor.fetch(value)
+                if value is SKIPPED:
+                    value = None
+        except asyncio.CancelledError as exc:
+            error = exc
+            if ctx.failed is not None:  # interrupted by a task's failure: that is the error
+                error = ctx.failed
+                ctx.main.uncancel()
+        except BaseException as exc:
+            error = exc
+        finally:
+            CURRENT_RUN.reset(current)
+        error = _carried(error)
+        if ctx.tasks or distributed is not None or ctx._resources is not None:
+            error = await _clean_up(ctx, error, distributed)
+        else:
+            ctx.finishing = True  # (nothing to clean up: most runs)
+        if emit is not None:
+            try:
+                emit(RunFinished(ctx.run_id, error is None, error))
+            except Exception as exc:  # the listener's own failure: it fails a good run
+                error = worse_error(error, exc)
+        if error is not None:
+            raise error
+        return value
+    finally:
+        if ctx.collecting:
+            COLLECTOR.exit()
 
 
 async def _clean_up(ctx: RunContext, error, distributed):

@@ -34,11 +34,19 @@ import asyncio
 from collections import deque
 
 from .cache import attach, lookup, without_gc
-from .calls import LOCAL, call_async, call_inline, call_sync, failed, invoke, noted
+from .calls import (
+    LOCAL,
+    call_async,
+    call_inline,
+    call_sync,
+    failed,
+    invoke,
+    noted,
+    start_async_quiet,
+)
 from .calls import skipped as skip
 from .context import SKIPPED, TARGET
-from .firsttier import NOT_TAKEN, run_first
-from .firsttier import wants as first_tier_wants
+from .firsttier import tiered
 from .hotpath import Pacer, hot_loop
 from .lazy import _LAZY_TYPES, Inject
 from .plan import INVOKE, ROUTER, SIMPLE, compile_plan
@@ -110,11 +118,15 @@ class GraphRun:
 
     def _spawn(self, coro, inst, i) -> None:
         """Run ``coro`` (giving ``(value, call)``) as a task; it completes node ``i``."""
-        task = self.ctx.spawn(coro)
+        self._when_done(self.ctx.spawn(coro), inst, i, True)
+
+    def _when_done(self, task, inst, i, with_call: bool) -> None:
+        """Task ``task`` completes node ``i`` when it ends; its result is ``(value,
+        call)`` when ``with_call``, else the value."""
         done = self.done
 
-        def finished(t, inst=inst, i=i):
-            done.append((inst, i, t))
+        def finished(t):
+            done.append((inst, i, t, with_call))
             w = self.wake
             if w is not None and not w.done():
                 w.set_result(None)
@@ -241,7 +253,14 @@ class GraphRun:
             self._spawn(invoke(ctx, op.node, args, kwargs, self.follow, inst.parent_call),
                         inst, i)
         elif op.is_async:
-            self._spawn(call_async(ctx, task, args, kwargs, inst.parent_call), inst, i)
+            if not self.quiet_run:
+                self._spawn(call_async(ctx, task, args, kwargs, inst.parent_call), inst, i)
+                return
+            value = start_async_quiet(ctx, task, args, kwargs or {}, self.follow)
+            if type(value) is asyncio.Task:  # its value is the node's (no call number)
+                self._when_done(value, inst, i, False)
+            else:
+                self.complete(inst, i, value)
         elif op.node.policy is not None:  # an inline retry or timeout (calls.inline_policy)
             value, call = call_inline(ctx, task, op.fn, args, kwargs, op.node.policy,
                                       inst.parent_call)
@@ -321,14 +340,17 @@ class GraphRun:
         budget = pacer.batch  # nodes until the pacer reads the clock
         while self.result is _PENDING:
             while done:  # finished tasks first: their dependents join the ready queue
-                inst, i, t = done.popleft()
+                inst, i, t, with_call = done.popleft()
                 if t.cancelled():
                     raise asyncio.CancelledError()
                 exc = t.exception()
                 if exc is not None:
                     raise exc
-                value, call = t.result()
-                self.complete(inst, i, value, call)
+                if with_call:
+                    value, call = t.result()
+                    self.complete(inst, i, value, call)
+                else:
+                    self.complete(inst, i, t.result())
             if ready:
                 inst, i = popleft()
                 run_node(inst, i)
@@ -348,13 +370,7 @@ async def _shielded(t):
     return await asyncio.shield(t), 0
 
 
-async def execute(ctx, root):
-    """Run the workflow under ``root`` on the graph executor (a structure seen for the
-    first time runs from its lazies: firsttier.py)."""
-    if first_tier_wants(ctx, root):
-        value = await run_first(ctx, root, lambda lazy: GraphRun(ctx).run(lazy))
-        if value is not NOT_TAKEN:
-            if type(value) not in _LAZY_TYPES:
-                return value
-            root = value  # the root's tail call
-    return await GraphRun(ctx).run(root)
+def execute(ctx, root):
+    """The awaitable value of the workflow under ``root`` on the graph executor (a structure
+    seen for the first time runs from its lazies: firsttier.py)."""
+    return tiered(ctx, root, lambda lazy: GraphRun(ctx).run(lazy))

@@ -22,8 +22,9 @@ Evaluation is one iterative walk that orders the nodes, each after its
 children (a tree of sync calls in the VM's order, reverse canonical; else a
 post-order, children in order of first reference), then one loop over that
 order. Sharing is kept: each node runs once, whatever reads it. An async call
-is started as a task when the loop reaches it and read at its first use, and
-a node's tail call runs in a task of its own the same way, so independent
+is started when the loop reaches it (eagerly, ``calls.start_async_quiet``)
+and, unless it finished in its first step, read at its first use, and a
+node's tail call runs in a task of its own the same way, so independent
 async work overlaps as on the engines; the root's tail call goes back to the
 engine as the run's next target. Once a node needs a task's value that is not
 there yet, the rest of the order runs by readiness (``by_readiness``: nodes
@@ -40,9 +41,10 @@ its sharing differs (then only a faster first run is lost).
 
 from __future__ import annotations
 
+from asyncio import Task
 from collections import deque
 
-from .calls import DISTRIBUTED, LOCAL, SKIPPED, call_async_quiet, direct, failed, skipped
+from .calls import DISTRIBUTED, LOCAL, SKIPPED, direct, failed, skipped, start_async_quiet
 from .hotpath import Pacer
 from .lazy import _KW_LINK_SPEC_IDS, _LAZY_TYPES, _ONE_LAZY_SPEC, _POS_SPEC_IDS, CALL
 from .template import canonical_nodes
@@ -291,14 +293,17 @@ class _FirstRun:
                 if v is SKIPPED:
                     values[key] = None
         args, kwargs = _arguments(lr, values)
-        if task.is_async:  # started now, read at first use (as the engines do)
-            self.started.add(id(lr))
-            return ctx.spawn(call_async_quiet(ctx, task, args, kwargs or {}, self.follow))
-        try:  # (free in Python 3.11 until something raises)
-            v = task.fn(*args, **kwargs) if kwargs else task.fn(*args)
-        except BaseException as exc:
-            failed(ctx, task, exc)
-            raise
+        if task.is_async:  # started now: finished, or read at first use (as the engines do)
+            v = start_async_quiet(ctx, task, args, kwargs or {}, self.follow)
+            if type(v) is Task:
+                self.started.add(id(lr))
+                return v
+        else:
+            try:  # (free in Python 3.11 until something raises)
+                v = task.fn(*args, **kwargs) if kwargs else task.fn(*args)
+            except BaseException as exc:
+                failed(ctx, task, exc)
+                raise
         if type(v) in _LAZY_TYPES:
             v = self._continue(lr, v)
             if lr is self.root:
@@ -405,3 +410,22 @@ async def run_first(ctx, root, follow):
     if taken is _ASYNC and root.tree:
         order = _post_order(root)  # async calls start in the engines' order (first first)
     return await _FirstRun(ctx, root, follow).go(order)
+
+
+def tiered(ctx, root, evaluate):
+    """The awaitable value of the run of ``root``: on this tier when it ``wants`` it,
+    else (or when it hands the workflow back) ``evaluate(root)``, the engine's own
+    evaluation, which also evaluates inner tail calls here. A known structure goes
+    straight to the engine: no coroutine frame between (every run pays for one)."""
+    if wants(ctx, root):
+        return _first_then_engine(ctx, root, evaluate)
+    return evaluate(root)
+
+
+async def _first_then_engine(ctx, root, evaluate):
+    value = await run_first(ctx, root, evaluate)
+    if value is not NOT_TAKEN:
+        if type(value) not in _LAZY_TYPES:
+            return value
+        root = value  # the root's tail call
+    return await evaluate(root)

@@ -36,17 +36,16 @@ from cascade_graph.cache import attach, lookup, without_gc
 from cascade_graph.calls import (
     LOCAL,
     call_async,
-    call_async_quiet,
     call_inline,
     call_sync,
     failed,
     invoke,
     noted,
+    start_async_quiet,
 )
 from cascade_graph.calls import skipped as skip
 from cascade_graph.context import SKIPPED, as_root
-from cascade_graph.firsttier import NOT_TAKEN, run_first
-from cascade_graph.firsttier import wants as first_tier_wants
+from cascade_graph.firsttier import tiered
 from cascade_graph.hotpath import Pacer, hot_loop
 from cascade_graph.lazy import _LAZY_TYPES
 from cascade_graph.router import SharedRoute, evaluate_once, select
@@ -255,7 +254,7 @@ class VM:
                     continue
             elif op == AWAIT:
                 t = R[a]
-                if type(t) is asyncio.Task:  # else: skipped before it started
+                if type(t) is asyncio.Task:  # else: finished when started, or skipped
                     v = R[a] = t.result() if t.done() else await t
                     skipped = skipped or v is SK
                 continue
@@ -270,8 +269,14 @@ class VM:
                     R[a] = skip(ctx, x.task, "upstream")
                     continue
                 args, kwargs = _split(R, regs, ex, x.kwnames)
-                if op == START and quiet:
-                    R[a] = ctx.spawn(call_async_quiet(ctx, x.task, args, kwargs, self._follow))
+                if op == START and quiet:  # started eagerly: often finished here
+                    v = start_async_quiet(ctx, x.task, args, kwargs, self._follow)
+                    if type(v) in LAZY:  # its tail call, overlapping, read at its AWAIT
+                        v = ctx.spawn(self._follow(v))
+                    R[a] = v
+                    budget -= 1
+                    if not budget:
+                        budget = await pacer.batch_done()
                     continue
                 if op == START or op == INVOKE_START:
                     R[a] = self._start(self._started(op, x, args, kwargs, parent))
@@ -402,16 +407,10 @@ def _build(op, x, R, regs, target: bool, skipped: bool):
     return items if x is list else x(items)
 
 
-async def execute(ctx, root):
-    """Run the workflow under ``root`` on the VM (a structure seen for the first time
-    runs from its lazies: firsttier.py)."""
-    if first_tier_wants(ctx, root):
-        value = await run_first(ctx, root, VM(ctx).run)
-        if value is not NOT_TAKEN:
-            if type(value) not in _LAZY_TYPES:
-                return value
-            root = value  # the root's tail call
-    return await VM(ctx).run(root)
+def execute(ctx, root):
+    """The awaitable value of the workflow under ``root`` on the VM (a structure
+    seen for the first time runs from its lazies: firsttier.py)."""
+    return tiered(ctx, root, VM(ctx).run)
 
 
 def compile_target(target):

@@ -683,3 +683,48 @@ def test_an_async_link_on_a_first_sight_is_awaited(engine):
     assert run(inc(lift(inc(1))), engine=engine) == 4
     assert run(inc(lift(inc(1), by=5)), engine=engine) == 8
     assert run(lift(lift(lift(1))), engine=engine) == 4
+
+
+# ---------------------------------------------------------------------------
+# The collector during runs (context._Collector)
+
+
+@per_engine
+def test_a_fan_out_raises_the_young_threshold_until_it_ends(engine):
+    """A run with many live tasks collects young objects every 20,000 allocations
+    while it runs; the threshold is the user's again afterwards."""
+    import gc
+
+    from cascade_graph.context import MANY_TASKS, RUN_GC_YOUNG
+
+    seen = []
+
+    @task
+    async def probe(i):
+        await asyncio.sleep(0)
+        seen.append(gc.get_threshold()[0])
+        return i
+
+    before = gc.get_threshold()
+    n = MANY_TASKS + 50
+    assert run([probe(i) for i in range(n)], engine=engine) == list(range(n))
+    assert gc.get_threshold() == before
+    assert seen[-1] == RUN_GC_YOUNG
+
+
+@per_engine
+def test_a_small_run_leaves_the_collector_alone(engine):
+    """A run with few tasks never touches the threshold (no cost on small runs)."""
+    import gc
+
+    seen = []
+
+    @task
+    async def probe(i):
+        seen.append(gc.get_threshold()[0])
+        return i
+
+    before = gc.get_threshold()
+    assert run([probe(i) for i in range(10)], engine=engine) == list(range(10))
+    assert seen == [before[0]] * 10
+    assert gc.get_threshold() == before
