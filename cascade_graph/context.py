@@ -25,11 +25,10 @@ awaited, every teardown still runs, then ``CancelledError`` leaves the run.
 from __future__ import annotations
 
 import asyncio
-import gc
 import itertools
-import threading
 
 from .calls import DISTRIBUTED, LOCAL, SKIPPED
+from .collector import COLLECTOR, MANY_TASKS
 from .errors import worse_error
 from .events import RunFinished, RunStarted
 from .folded import CURRENT_RUN
@@ -60,7 +59,7 @@ class RunContext:
         "executor",  # where calls run (calls.Executor); calls.LOCAL: in this process
         "limits",  # task -> asyncio.Semaphore of its ``concurrency`` (made at first need)
         "folded_parent",  # the parent call of the folded node being run (folded.py)
-        "collecting",  # this run raised the collector's threshold (``_Collector``)
+        "collecting",  # this run entered the collector's raised threshold (collector.py)
     )
 
     def __init__(self, *, on_event=None, params=None, resources=None, tail_cache=True,
@@ -273,62 +272,10 @@ def as_root(target):
     return None
 
 
-#: the collector's first threshold while a run with many tasks is going (Python's: 700)
-RUN_GC_YOUNG = 20_000
-#: the number of a run's live tasks at which it raises the threshold
-MANY_TASKS = 256
-
-
-class _Collector:
-    """The cyclic garbage collector's first threshold, raised while fan-outs run.
-
-    A run that starts many tasks keeps many young objects alive at once (a
-    fan-out's 10,000 started tasks and their coroutines, values waiting for
-    their consumers), and at Python's default of 700 allocations per young
-    collection the collector traverses them again and again. Measured on the
-    development machine: a 10,000-task async fan-out took 40 us per task at
-    700, 31 at 5,000 and 27 at 20,000; sync shapes did not change beyond noise.
-    So a run enters here when its live tasks reach ``MANY_TASKS``
-    (``RunContext.spawn``), and leaves when it ends: a small run pays nothing
-    (entering and leaving cost about 1.8 us, 7% of a five-node run). Raised by
-    the first run to enter, restored by the last to leave (runs in several
-    threads share it), and only if nobody changed it meanwhile; a threshold of
-    0 (collection switched off) is left alone. Garbage is still collected
-    during a run, in fewer, larger young collections.
-    """
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.runs = 0
-        self.saved = None  # the thresholds before the first run, when raised
-        self.raised = None  # the thresholds set
-
-    def enter(self) -> None:
-        with self.lock:
-            self.runs += 1
-            if self.runs == 1:
-                now = gc.get_threshold()
-                if 0 < now[0] < RUN_GC_YOUNG:
-                    self.saved = now
-                    self.raised = (RUN_GC_YOUNG, *now[1:])
-                    gc.set_threshold(*self.raised)
-
-    def exit(self) -> None:
-        with self.lock:
-            self.runs -= 1
-            if self.runs == 0 and self.saved is not None:
-                if gc.get_threshold() == self.raised:
-                    gc.set_threshold(*self.saved)
-                self.saved = self.raised = None
-
-
-COLLECTOR = _Collector()
-
-
 async def run_workflow(execute, target, ctx: RunContext):
     """Run ``target`` with an engine's ``execute(ctx, root)`` in the new run ``ctx``:
     the shared lifecycle (the collector's threshold raised meanwhile when the run
-    starts many tasks: ``_Collector``).
+    starts many tasks: collector.py).
 
     One coroutine for the whole lifecycle: every run pays for each frame here."""
     try:

@@ -251,20 +251,21 @@ class _FirstRun:
                 task = lr.task
                 fn = task.fn
                 try:
-                    if spec is not link:
-                        v = fn(values[id(lr.args[0])], **lr.kwargs)
-                    else:
-                        v = fn(values[id(lr.args[0])])
-                        # the links of this task above it, one after the other in the order
-                        budget = self.budget
-                        while (budget > 1 and k < last and type(v) not in lazy
-                               and order[k + 1].spec is link and order[k + 1].args[0] is lr
-                               and order[k + 1].task is task):
-                            k += 1
-                            lr = order[k]
-                            v = fn(v)
-                            budget -= 1
-                        self.budget = budget
+                    kw = lr.kwargs  # (empty for a positional link)
+                    v = fn(values[id(lr.args[0])], **kw) if kw else fn(values[id(lr.args[0])])
+                    # the links of this task and layout above it, one after the other
+                    budget = self.budget
+                    while budget > 1 and k < last and type(v) not in lazy:
+                        above = order[k + 1]
+                        if (above.spec is not spec or above.args[0] is not lr
+                                or above.task is not task):
+                            break
+                        k += 1
+                        lr = above
+                        kw = lr.kwargs
+                        v = fn(v, **kw) if kw else fn(v)
+                        budget -= 1
+                    self.budget = budget
                 except BaseException as exc:
                     failed(self.ctx, task, exc)
                     raise

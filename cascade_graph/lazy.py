@@ -275,6 +275,8 @@ class Task(Generic[P, R]):
         # (every argument a plain literal: each iteration of a tail loop) and a
         # chain link (one lazy argument). Everything else goes to _make*.
         if kwargs:
+            if len(args) == 1 and type(args[0]) in _LAZY_TYPES:
+                return self._keyword_link(args[0], args, kwargs)
             return self._call_kw(args, kwargs)
         if len(args) == 1:
             a = args[0]
@@ -339,8 +341,6 @@ class Task(Generic[P, R]):
         kinds = _ARG_KIND
         for a in args:
             if type(a) in kinds:
-                if len(args) == 1 and type(a) in _LAZY_TYPES:
-                    return self._keyword_link(a, args, kwargs)
                 return _make_plain(self, args, kwargs)
         for a in kwargs.values():
             if type(a) in kinds:
@@ -355,7 +355,8 @@ class Task(Generic[P, R]):
         """``step(x, scale=2)``: one lazy positional argument and keyword literals, its
         shape interned per task by (keyword names, the child's shape), as for a chain link."""
         kinds = _ARG_KIND
-        for v in kwargs.values():
+        lits = tuple(kwargs.values())
+        for v in lits:
             if type(v) in kinds:
                 return _make_plain(self, args, kwargs)
         kwnames = tuple(kwargs)
@@ -374,8 +375,19 @@ class Task(Generic[P, R]):
                 if len(one) >= _ONE_LIMIT:
                     one.clear()  # bounded; ids are never reused, so no wrong hit
                 shape = one[key] = _run_shape()
-        return _node(self, args, kwargs, tuple(kwargs.values()), shape, spec, args,
-                     a.uses == 1 and a.tree and not a.copied)
+        lr = _new_lazy(LazyResult)  # _node(), inlined: a keyword chain's allocation
+        lr.task = self
+        lr.args = args
+        lr.kwargs = kwargs
+        lr.lits = lits
+        lr.shape = shape
+        lr.spec = spec
+        lr.children = args
+        lr.tree = a.uses == 1 and a.tree and not a.copied
+        lr.uses = 0
+        lr.copied = False
+        lr.policy = None
+        return lr
 
     def _flat_shape(self, key) -> int:
         """The shape of a flat call with argument layout ``key`` (nargs, or (nargs, kwnames))."""

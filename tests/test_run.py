@@ -686,45 +686,89 @@ def test_an_async_link_on_a_first_sight_is_awaited(engine):
 
 
 # ---------------------------------------------------------------------------
-# The collector during runs (context._Collector)
+# The collector around workflows (collector.py)
 
 
 @per_engine
 def test_a_fan_out_raises_the_young_threshold_until_it_ends(engine):
     """A run with many live tasks collects young objects every 20,000 allocations
-    while it runs; the threshold is the user's again afterwards."""
+    while it runs, and leaves the raised threshold when it ends."""
     import gc
 
-    from cascade_graph.context import MANY_TASKS, RUN_GC_YOUNG
+    from cascade_graph.collector import COLLECTOR, MANY_TASKS, RAISED_YOUNG
 
     seen = []
 
     @task
     async def probe(i):
         await asyncio.sleep(0)
-        seen.append(gc.get_threshold()[0])
+        seen.append((gc.get_threshold()[0], COLLECTOR.runs))
         return i
 
-    before = gc.get_threshold()
     n = MANY_TASKS + 50
     assert run([probe(i) for i in range(n)], engine=engine) == list(range(n))
-    assert gc.get_threshold() == before
-    assert seen[-1] == RUN_GC_YOUNG
+    assert seen[-1] == (RAISED_YOUNG, 1)
+    assert COLLECTOR.runs == 0
 
 
 @per_engine
 def test_a_small_run_leaves_the_collector_alone(engine):
-    """A run with few tasks never touches the threshold (no cost on small runs)."""
-    import gc
+    """A run with few tasks never enters the raised threshold (no cost on small runs)."""
+    from cascade_graph.collector import COLLECTOR
 
     seen = []
 
     @task
     async def probe(i):
-        seen.append(gc.get_threshold()[0])
+        seen.append(COLLECTOR.runs)
         return i
 
-    before = gc.get_threshold()
     assert run([probe(i) for i in range(10)], engine=engine) == list(range(10))
-    assert seen == [before[0]] * 10
-    assert gc.get_threshold() == before
+    assert seen == [0] * 10
+
+
+def test_building_a_large_workflow_raises_the_young_threshold_until_it_is_built():
+    """While lazies are most of the new objects, young collections are rarer; once
+    the program makes other objects, the user's threshold is back."""
+    import gc
+
+    from cascade_graph.collector import COLLECTOR, RAISED_YOUNG
+
+    kept = [[i] for i in range(1_000)]  # the newest young objects: no lazies
+    gc.collect(1)  # the hook looks at them (and puts back a threshold earlier tests raised)
+    before = gc.get_threshold()
+    assert not COLLECTOR.building and COLLECTOR.runs == 0 and before[0] < RAISED_YOUNG
+    node = 0
+    for _ in range(30_000):
+        node = ident(node)
+    gc.collect(1)
+    assert COLLECTOR.building and gc.get_threshold() == (RAISED_YOUNG, *before[1:])
+    assert run(node) == 0
+    kept = [[i] for i in range(1_000)]  # other objects, newer than the lazies
+    gc.collect(1)
+    assert not COLLECTOR.building and gc.get_threshold() == before
+    del kept, node
+
+
+def test_the_collector_leaves_a_threshold_the_user_changed():
+    """A threshold set by the program while raised is not overwritten."""
+    import gc
+
+    from cascade_graph.collector import COLLECTOR
+
+    kept = [[i] for i in range(1_000)]
+    gc.collect(1)
+    before = gc.get_threshold()
+    node = 0
+    for _ in range(5_000):
+        node = ident(node)
+    gc.collect(1)
+    assert COLLECTOR.building
+    try:
+        gc.set_threshold(5_000, *before[1:])
+        kept = [[i] for i in range(1_000)]
+        gc.collect(1)
+        assert not COLLECTOR.building and gc.get_threshold()[0] == 5_000
+        del kept, node
+    finally:
+        gc.set_threshold(*before)
