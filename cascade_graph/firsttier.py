@@ -260,6 +260,8 @@ class _FirstRun:
                         if (above.spec is not spec or above.args[0] is not lr
                                 or above.task is not task):
                             break
+                        if lr.uses != 1:  # a shared link: other nodes read its value too
+                            values[id(lr)] = v
                         k += 1
                         lr = above
                         kw = lr.kwargs

@@ -685,6 +685,27 @@ def test_an_async_link_on_a_first_sight_is_awaited(engine):
     assert run(lift(lift(lift(1))), engine=engine) == 4
 
 
+@per_engine
+def test_a_shared_link_inside_a_run_of_links_keeps_its_value(engine):
+    """A first sight whose run of one task's links has a link that another node
+    reads too: the run is one inner loop, and the shared link's value is kept."""
+
+    @task
+    def inc(x, by=1):
+        return x + by
+
+    @task
+    def add(a, b):
+        return a + b
+
+    x = inc(inc(1))
+    assert run(add(x, inc(x)), engine=engine) == 3 + 4
+    x = inc(inc(1, by=2), by=2)
+    assert run(add(inc(x, by=2), x), engine=engine) == 7 + 5
+    x = inc(inc(1))
+    assert run([inc(inc(x)), x], engine=engine) == [5, 3]
+
+
 # ---------------------------------------------------------------------------
 # The collector around workflows (collector.py)
 
