@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from time import perf_counter
 
-from .errors import add_task_note, worse_error
+from .errors import Interruption, add_task_note, worse_error
 from .events import (
     TaskRetrying,
     TaskSkipped,
@@ -326,45 +326,44 @@ def start_async_quiet(ctx, task, args, kwargs, follow):
     except BaseException as exc:
         failed(ctx, task, exc)
         raise
-    return ctx.spawn(_rest_quiet(ctx, task, coro, yielded, follow), context)
+    return ctx.spawn(_rest_quiet(ctx, task, coro, yielded, follow), context, coro)
 
 
 async def _given(value):
     return value
 
 
-async def _rest_quiet(ctx, task, coro, yielded, follow):
-    """The rest of an eagerly started call (``start_async_quiet``), then its tail call."""
-    try:
-        value = await _resumed(coro, yielded)
-    except BaseException as exc:
-        failed(ctx, task, exc)
-        raise
-    if type(value) in _LAZY_TYPES:
-        value = await follow(value)
-    return value
-
-
 @types.coroutine
-def _resumed(coro, yielded):
-    """Await ``coro`` from where its first step stopped, having yielded ``yielded``
-    (what ``yield from coro`` would do had it made that first step itself)."""
-    while True:
+def _rest_quiet(ctx, task, coro, yielded, follow):
+    """The rest of an eagerly started call (``start_async_quiet``), then its tail call:
+    ``coro`` driven from where its first step stopped, having yielded ``yielded``
+    (what ``yield from coro`` would do had it made that step itself). One frame
+    between the task and the user's coroutine; a ``KeyboardInterrupt`` or
+    ``SystemExit`` leaves as an ``Interruption`` (see ``context._guarded``)."""
+    try:
         try:
-            sent = yield yielded
+            while True:
+                try:
+                    sent = yield yielded
+                except GeneratorExit:
+                    coro.close()
+                    raise
+                except BaseException as exc:
+                    yielded = coro.throw(exc)
+                else:
+                    yielded = coro.send(sent)
+        except StopIteration as stop:
+            value = stop.value
         except GeneratorExit:
-            coro.close()
             raise
         except BaseException as exc:
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                yielded = coro.send(sent)
-            except StopIteration as stop:
-                return stop.value
+            failed(ctx, task, exc)
+            raise
+        if type(value) in _LAZY_TYPES:
+            value = yield from follow(value)
+        return value
+    except (KeyboardInterrupt, SystemExit) as exc:
+        raise Interruption(exc) from None
 
 
 async def invoke(ctx, node, args: tuple, kwargs: dict, follow, parent):

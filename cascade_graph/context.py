@@ -29,7 +29,7 @@ import itertools
 
 from .calls import DISTRIBUTED, LOCAL, SKIPPED
 from .collector import COLLECTOR, MANY_TASKS
-from .errors import worse_error
+from .errors import Interruption, worse_error
 from .events import RunFinished, RunStarted
 from .folded import CURRENT_RUN
 from .lazy import _LAZY_TYPES, Task, _contains_special
@@ -115,10 +115,16 @@ class RunContext:
         pv[key] = (node_obj, value)
         return value
 
-    def spawn(self, coro, context=None) -> asyncio.Task:
+    def spawn(self, coro, context=None, guarded=None) -> asyncio.Task:
         """Start ``coro`` as a task of this run (tracked until done), in ``context``
-        (default: a copy of the current one)."""
-        t = asyncio.get_running_loop().create_task(_guarded(coro), context=context)
+        (default: a copy of the current one). ``guarded``: ``coro`` turns a
+        ``KeyboardInterrupt``/``SystemExit`` into an ``Interruption`` itself, and
+        this coroutine is the one to close if the task never starts."""
+        if guarded is None:
+            t = asyncio.get_running_loop().create_task(_guarded(coro), context=context)
+        else:
+            t = asyncio.get_running_loop().create_task(coro, context=context)
+            coro = guarded
         tasks = self.tasks
         tasks[t] = coro
         t.add_done_callback(self._task_done)
@@ -168,16 +174,6 @@ class RunContext:
             for t in pending:
                 self.tasks.pop(t, None)
         return cancelled
-
-
-class Interruption(BaseException):
-    """A ``KeyboardInterrupt`` or ``SystemExit`` raised inside one of the run's
-    asyncio tasks, carried out of that task as its failure (``exc``): the run
-    lifecycle raises ``exc`` itself after cleaning up. Never seen by users."""
-
-    def __init__(self, exc: BaseException):
-        super().__init__(exc)
-        self.exc = exc
 
 
 async def _guarded(coro):

@@ -104,3 +104,13 @@ def task_of(exc: BaseException) -> str | None:
             rest = note[len(_NOTE_PREFIX) :]
             return rest[1:-1] if len(rest) >= 2 and rest[0] in "'\"" else rest
     return None
+
+
+class Interruption(BaseException):
+    """A ``KeyboardInterrupt`` or ``SystemExit`` raised inside one of the run's
+    asyncio tasks, carried out of that task as its failure (``exc``): the run
+    lifecycle raises ``exc`` itself after cleaning up. Never seen by users."""
+
+    def __init__(self, exc: BaseException):
+        super().__init__(exc)
+        self.exc = exc

@@ -209,6 +209,39 @@ def test_system_exit_keeps_its_code(engine):
     assert raised.value.code == 7
 
 
+@pytest.mark.parametrize("exc_type", INTERRUPTS)
+@pytest.mark.parametrize("when", ["first step", "after an await", "in its tail call"])
+def test_interrupt_from_an_async_task_in_a_quiet_run(engine, exc_type, when):
+    """Nobody listens (async calls start eagerly, calls.start_async_quiet): the
+    exception leaves run() after the clean-up, wherever in the call it was raised."""
+    ran = []
+
+    @task(name="stop")
+    def stop(x):
+        raise exc_type()
+
+    @task(name="late")
+    async def late(x):
+        if when != "first step":
+            await asyncio.sleep(0)
+        if when == "in its tail call":
+            return stop(x)
+        raise exc_type()
+
+    @task(name="other")
+    async def other(x):
+        try:
+            await asyncio.sleep(5)
+        finally:
+            ran.append("other ended")
+        return x
+
+    with no_leftovers():
+        with pytest.raises(exc_type):
+            run(pair(other(1), late(2)), engine=engine)
+    assert ran == ["other ended"]
+
+
 def test_interrupt_is_never_retried(engine):
     calls = []
 
