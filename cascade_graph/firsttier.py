@@ -244,30 +244,20 @@ class _FirstRun:
             if started and not self._read_finished(lr):
                 return await self.by_readiness(order[k:])
             spec = lr.spec
-            if ((spec is link or id(spec) in kw_links) and not self.skips
+            if ((spec is None or spec is link or id(spec) in kw_links) and not self.skips
                     and not lr.task.is_async):
-                # a chain link (``step(x)``, ``step(x, scale=2)``), the commonest node:
-                # its one lazy is its first argument
+                # the commonest nodes: a flat call (every argument a literal) or a chain
+                # link (``step(x)``, ``step(x, scale=2)``: its one lazy is its first argument)
                 task = lr.task
                 fn = task.fn
+                kw = lr.kwargs  # (often empty)
                 try:
-                    kw = lr.kwargs  # (empty for a positional link)
-                    v = fn(values[id(lr.args[0])], **kw) if kw else fn(values[id(lr.args[0])])
-                    # the links of this task and layout above it, one after the other
-                    budget = self.budget
-                    while budget > 1 and k < last and type(v) not in lazy:
-                        above = order[k + 1]
-                        if (above.spec is not spec or above.args[0] is not lr
-                                or above.task is not task):
-                            break
-                        if lr.uses != 1:  # a shared link: other nodes read its value too
-                            values[id(lr)] = v
-                        k += 1
-                        lr = above
-                        kw = lr.kwargs
-                        v = fn(v, **kw) if kw else fn(v)
-                        budget -= 1
-                    self.budget = budget
+                    if spec is None:
+                        v = fn(*lr.args, **kw) if kw else fn(*lr.args)
+                    else:
+                        v = fn(values[id(lr.args[0])], **kw) if kw else fn(values[id(lr.args[0])])
+                        if k < last and order[k + 1].task is task:  # a run of links?
+                            k, lr, v = self._links_above(order, k, lr, v)
                 except BaseException as exc:
                     failed(self.ctx, task, exc)
                     raise
@@ -284,6 +274,28 @@ class _FirstRun:
             if not self.budget:
                 self.budget = await self.pacer.batch_done()
         return await self._value_of(self.root)
+
+    def _links_above(self, order: list, k: int, lr, v) -> tuple:
+        """Go on with the links of ``lr``'s task and layout above it, one after the other
+        in ``order`` (``lr``, at ``k``, has value ``v``): (k, lr, v) of the last one run.
+        Paced by the budget; a link another node also reads keeps its value."""
+        budget = self.budget
+        last = len(order) - 1
+        spec, task, values = lr.spec, lr.task, self.values
+        fn = task.fn
+        while budget > 1 and k < last and type(v) not in _LAZY_TYPES:
+            above = order[k + 1]
+            if above.spec is not spec or above.args[0] is not lr or above.task is not task:
+                break
+            if lr.uses != 1:  # a shared link: other nodes read its value too
+                values[id(lr)] = v
+            k += 1
+            lr = above
+            kw = lr.kwargs
+            v = fn(v, **kw) if kw else fn(v)
+            budget -= 1
+        self.budget = budget
+        return k, lr, v
 
     def call(self, lr):
         """Node ``lr``'s value, or the task computing it (in ``started``), or
