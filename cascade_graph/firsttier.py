@@ -140,24 +140,26 @@ def _evaluation_order(root) -> list:
 
 def _post_order(root) -> list:
     """The distinct nodes under ``root``, each after its children, children in order
-    of first reference (iterative)."""
+    of first reference (iterative; a None on the stack marks that the node below it
+    has had its children ordered)."""
     order = []
     seen: set = set()
-    stack = [(root, False)]
+    see = seen.add
+    stack = [root]
     pop, push = stack.pop, stack.append
     while stack:
-        n, expanded = pop()
-        if expanded:
-            order.append(n)
+        n = pop()
+        if n is None:
+            order.append(pop())
             continue
         if id(n) in seen:
             continue
-        seen.add(id(n))
-        push((n, True))
-        ch = n.children
-        for i in range(len(ch) - 1, -1, -1):
-            if id(ch[i]) not in seen:
-                push((ch[i], False))
+        see(id(n))
+        push(n)
+        push(None)
+        for c in n.children[::-1]:
+            if id(c) not in seen:
+                push(c)
     return order
 
 
@@ -235,6 +237,7 @@ class _FirstRun:
         values, started = self.values, self.started
         link = _ONE_LAZY_SPEC
         kw_links = _KW_LINK_SPEC_IDS
+        plain = _POS_SPEC_IDS
         lazy = _LAZY_TYPES
         k = -1
         last = len(order) - 1
@@ -244,20 +247,26 @@ class _FirstRun:
             if started and not self._read_finished(lr):
                 return await self.by_readiness(order[k:])
             spec = lr.spec
-            if ((spec is None or spec is link or id(spec) in kw_links) and not self.skips
+            if ((spec is None or id(spec) in plain) and not self.skips
                     and not lr.task.is_async):
-                # the commonest nodes: a flat call (every argument a literal) or a chain
-                # link (``step(x)``, ``step(x, scale=2)``: its one lazy is its first argument)
+                # the commonest nodes, sync calls whose arguments are literals and lazies:
+                # flat calls (every argument a literal), chain links (``step(x)``,
+                # ``step(x, scale=2)``: the one lazy is the first argument) and the rest
                 task = lr.task
                 fn = task.fn
                 kw = lr.kwargs  # (often empty)
                 try:
                     if spec is None:
                         v = fn(*lr.args, **kw) if kw else fn(*lr.args)
-                    else:
+                    elif spec is link or id(spec) in kw_links:
                         v = fn(values[id(lr.args[0])], **kw) if kw else fn(values[id(lr.args[0])])
                         if k < last and order[k + 1].task is task:  # a run of links?
                             k, lr, v = self._links_above(order, k, lr, v)
+                    elif not kw:
+                        v = fn(*[values[id(a)] if type(a) in lazy else a for a in lr.args])
+                    else:
+                        args, kw = _arguments(lr, values)
+                        v = fn(*args, **kw)
                 except BaseException as exc:
                     failed(self.ctx, task, exc)
                     raise
