@@ -252,7 +252,6 @@ def _compile_sync(t: Template) -> Code | None:
     ops = []
     append = ops.append
     by_arity = _CALL_BY_ARITY
-    temps: list = []  # temporaries of the current node's containers
     same: dict = {}  # instruction tuple -> the first equal one
     pool: dict = {}  # id -> constant (tasks, container types and keys), in first-use order
     for i in order:
@@ -276,31 +275,7 @@ def _compile_sync(t: Template) -> Code | None:
                 src = tuple(src)
         elif not nd.kwnames and _one_level(nd.args):
             # containers of literals and lazies, one level deep (a fan-in's list)
-            src = []
-            lit = nd.first_input
-            for s in nd.args:
-                if s is None:
-                    src.append(lit)
-                    lit += 1
-                elif s[0] == "L":
-                    src.append(phys[s[1]])
-                else:
-                    regs = []
-                    for x in s[2]:
-                        if x is None:
-                            regs.append(lit)
-                            lit += 1
-                        else:
-                            regs.append(phys[x[1]])
-                    tmp, n_regs = _new_reg(free, n_regs)
-                    append((bc.BUILD if s[0] == "C" else bc.BUILD_DICT, tmp, s[1], tuple(regs),
-                            None, task is TARGET))
-                    pool.setdefault(id(s[1]), s[1])
-                    src.append(tmp)
-                    temps.append(tmp)
-            free += temps  # read by the call below: free again (it may write one)
-            temps.clear()
-            src = tuple(src)
+            src, n_regs = _one_level_args(nd, phys, free, n_regs, append, pool)
         else:
             src, n_regs = _fused_args(nd, phys, free, n_regs, len(nodes), append, pool)
         if readers is None:
@@ -351,6 +326,38 @@ def _one_level(specs) -> bool:
                 if x is not None and x[0] != "L":
                     return False
     return True
+
+
+def _one_level_args(nd, phys, free, n_regs, append, pool):
+    """Registers of the positional arguments of ``nd``, whose containers hold literals
+    and lazies only: each container built into a temporary, free again once the
+    call has read it. Returns (source registers, n_regs)."""
+    src = []
+    temps = []
+    lit = nd.first_input
+    target = nd.task is TARGET
+    for s in nd.args:
+        if s is None:
+            src.append(lit)
+            lit += 1
+        elif s[0] == "L":
+            src.append(phys[s[1]])
+        else:
+            regs = []
+            for x in s[2]:
+                if x is None:
+                    regs.append(lit)
+                    lit += 1
+                else:
+                    regs.append(phys[x[1]])
+            tmp, n_regs = _new_reg(free, n_regs)
+            append((bc.BUILD if s[0] == "C" else bc.BUILD_DICT, tmp, s[1], tuple(regs),
+                    None, target))
+            pool.setdefault(id(s[1]), s[1])
+            src.append(tmp)
+            temps.append(tmp)
+    free += temps  # read by the call: free again (it may write one)
+    return tuple(src), n_regs
 
 
 def _fused_args(nd, phys, free, n_regs, n_nodes, append, pool):
