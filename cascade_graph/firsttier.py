@@ -84,47 +84,59 @@ _ASYNC = "async"  # _all_taken's yes when some task is async
 
 def _all_taken(order):
     """Is every node of ``order`` for this tier (False, True, or ``_ASYNC`` when some
-    task is async)? Checks each call's arity on the way."""
+    task is async)? Checks each call's arity on the way, once per task and layout."""
     has_async = False
-    tasks: dict = {}  # id(task) -> _task_ok(task), asked once per task
+    # id(task) -> the layouts checked for it: id(spec) of a call with lazies (the spec
+    # fixes the layout), the argument count of a flat call without keywords
+    known: dict = {}
     ids = _POS_SPEC_IDS
-    link = _ONE_LAZY_SPEC
-    previous = None  # the task of the last chain link checked
+    last = last_spec = None  # the task and spec of the last call checked (a chain's)
     for lr in order:
         task = lr.task
         spec = lr.spec
-        if spec is link and task is previous and lr.policy is None:
-            continue  # one more link of the task just checked (kind CALL: a task's)
+        if task is last and spec is last_spec and spec is not None and lr.policy is None:
+            continue
+        layouts = known.get(id(task))
+        if layouts is not None and lr.policy is None:
+            if spec is None:
+                if not lr.kwargs and len(lr.args) in layouts:
+                    continue
+            elif id(spec) in layouts:
+                continue
         if lr.kind != CALL or lr.policy is not None:
             return False
-        ok = tasks.get(id(task))
-        if ok is None:
-            ok = tasks[id(task)] = _task_ok(task)
-        if not ok:
-            return False
-        has_async = has_async or task.is_async
+        if layouts is None:
+            if not _task_ok(task):
+                return False
+            layouts = known[id(task)] = set()
+            has_async = has_async or task.is_async
         if spec is None:
             layout = (len(lr.args), tuple(lr.kwargs)) if lr.kwargs else (len(lr.args), ())
+            if not lr.kwargs:
+                layouts.add(len(lr.args))
         elif id(spec) in ids or _plain_containers(spec):
-            layout = (len(lr.args), spec[1])
+            layout = (len(spec[0]), spec[1])
+            layouts.add(id(spec))
         else:
             return False
         if layout not in task._checked:
             task.check_call(*layout)
-        previous = task if spec is link else None
+        last, last_spec = task, spec
     return _ASYNC if has_async else True
 
 
 def _plain_containers(spec) -> bool:
     """Are a call's specs literals, lazies and containers of those (no injection)?"""
-    stack = list(spec[0]) + list(spec[2])
+    stack = [spec[0], spec[2]]  # sequences of specs still to look at
     while stack:
-        s = stack.pop()
-        if s is None or s[0] == "L":
-            continue
-        if s[0] == "I":
-            return False
-        stack.extend(s[2])
+        for s in stack.pop():
+            if s is None:
+                continue
+            kind = s[0]
+            if kind == "I":
+                return False
+            if kind != "L":
+                stack.append(s[2])
     return True
 
 
@@ -188,25 +200,25 @@ def _build(spec, lits, children):
         return next(lits)
     if spec[0] == "L":
         return children[spec[1]]
-    stack = [(spec, [])]  # frames: (container spec, its values so far)
+    stack = []  # the enclosing containers: (spec, values so far, items left)
+    s, done, items = spec, [], iter(spec[2])
     while True:
-        s, done = stack[-1]
-        items = s[2]
-        if len(done) == len(items):
-            stack.pop()
+        for item in items:
+            if item is None:
+                done.append(next(lits))
+            elif item[0] == "L":
+                done.append(children[item[1]])
+            else:  # a nested container: build it, then go on with this one
+                stack.append((s, done, items))
+                s, done, items = item, [], iter(item[2])
+                break
+        else:
             value = dict(zip(s[1], done)) if s[0] == "D" else (
                 done if s[1] is list else s[1](done))
             if not stack:
                 return value
-            stack[-1][1].append(value)
-            continue
-        item = items[len(done)]
-        if item is None:
-            done.append(next(lits))
-        elif item[0] == "L":
-            done.append(children[item[1]])
-        else:
-            stack.append((item, []))
+            s, done, items = stack.pop()
+            done.append(value)
 
 
 def _skipped_input(lr, values: dict) -> bool:
@@ -260,16 +272,26 @@ class _FirstRun:
                         v = fn(*lr.args, **kw) if kw else fn(*lr.args)
                     elif spec is link or id(spec) in kw_links:
                         v = fn(values[id(lr.args[0])], **kw) if kw else fn(values[id(lr.args[0])])
-                        if k < last and order[k + 1].task is task:  # a run of links?
-                            k, lr, v = self._links_above(order, k, lr, v)
-                    elif not kw:
-                        v = fn(*[values[id(a)] if type(a) in lazy else a for a in lr.args])
-                    else:
+                    elif kw:
                         args, kw = _arguments(lr, values)
                         v = fn(*args, **kw)
+                    elif len(lr.args) == 2:  # (a DAG's commonest node)
+                        a, b = lr.args
+                        v = fn(values[id(a)] if type(a) in lazy else a,
+                               values[id(b)] if type(b) in lazy else b)
+                    else:
+                        v = fn(*[values[id(a)] if type(a) in lazy else a for a in lr.args])
                 except BaseException as exc:
                     failed(self.ctx, task, exc)
                     raise
+                if k < last - 1:  # two or more links above this node: one inner loop
+                    above = order[k + 1]
+                    s = above.spec
+                    if (s is link or id(s) in kw_links) and above.args[0] is lr:
+                        top = order[k + 2]
+                        s = top.spec
+                        if (s is link or id(s) in kw_links) and top.args[0] is above:
+                            k, lr, v = self._links_above(order, k, lr, v)
                 if type(v) in lazy:
                     v = self._continue(lr, v)
                     if lr is self.root:
@@ -285,24 +307,43 @@ class _FirstRun:
         return await self._value_of(self.root)
 
     def _links_above(self, order: list, k: int, lr, v) -> tuple:
-        """Go on with the links of ``lr``'s task and layout above it, one after the other
-        in ``order`` (``lr``, at ``k``, has value ``v``): (k, lr, v) of the last one run.
-        Paced by the budget; a link another node also reads keeps its value."""
+        """Go on with the chain links above ``lr`` (at ``k``, value ``v``) in ``order``:
+        sync calls, of any task, whose first argument is the node just run and whose
+        other arguments are keyword literals (``step(x)``, ``step(x, scale=2)``):
+        (k, lr, v) of the last one run. Paced by the budget; a node another node also
+        reads keeps its value."""
         budget = self.budget
         last = len(order) - 1
-        spec, task, values = lr.spec, lr.task, self.values
-        fn = task.fn
-        while budget > 1 and k < last and type(v) not in _LAZY_TYPES:
+        values = self.values
+        link, kw_links, lazy = _ONE_LAZY_SPEC, _KW_LINK_SPEC_IDS, _LAZY_TYPES
+        known = task = fn = None  # the last link spec and task met (a run repeats them)
+        while budget > 1 and type(v) not in lazy:
             above = order[k + 1]
-            if above.spec is not spec or above.args[0] is not lr or above.task is not task:
+            spec = above.spec
+            if spec is not known:
+                if not (spec is link or id(spec) in kw_links):
+                    break
+                known = spec
+            if above.args[0] is not lr:
                 break
-            if lr.uses != 1:  # a shared link: other nodes read its value too
+            if above.task is not task:
+                task = above.task
+                if task.is_async:
+                    break
+                fn = task.fn
+            if lr.uses != 1:  # a shared node: other nodes read its value too
                 values[id(lr)] = v
             k += 1
             lr = above
             kw = lr.kwargs
-            v = fn(v, **kw) if kw else fn(v)
+            try:
+                v = fn(v, **kw) if kw else fn(v)
+            except BaseException as exc:
+                failed(self.ctx, task, exc)
+                raise
             budget -= 1
+            if k == last:
+                break
         self.budget = budget
         return k, lr, v
 

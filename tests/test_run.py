@@ -706,6 +706,47 @@ def test_a_shared_link_inside_a_run_of_links_keeps_its_value(engine):
     assert run([inc(inc(x)), x], engine=engine) == [5, 3]
 
 
+@per_engine
+def test_a_chain_of_several_tasks_runs_link_by_link_on_a_first_sight(engine):
+    """A first sight whose chain mixes tasks (``a(b(a(...)))``, keyword links, an async
+    link): one inner loop runs the sync links in order, a shared link keeps its value,
+    an async link breaks the loop, and a failing link is named in the error."""
+    calls = []
+
+    @task
+    def a(x):
+        calls.append("a")
+        return x * 2
+
+    @task
+    def b(x, by=1):
+        calls.append("b")
+        return x + by
+
+    @task
+    async def lift(x):
+        await asyncio.sleep(0)
+        return x + 100
+
+    @task
+    def add(x, y):
+        return x + y
+
+    @task
+    def bad(x):
+        raise Boom(f"bad({x})")
+
+    assert run(a(b(a(b(a(1))))), engine=engine) == ((1 * 2 + 1) * 2 + 1) * 2
+    assert calls == ["a", "b", "a", "b", "a"]
+    assert run(b(a(b(a(3), by=5)), by=7), engine=engine) == (3 * 2 + 5) * 2 + 7
+    assert run(a(b(lift(b(a(1))))), engine=engine) == ((1 * 2 + 1) + 100 + 1) * 2
+    shared = b(a(b(1)))
+    assert run(add(a(b(shared)), shared), engine=engine) == (5 + 1) * 2 + 5  # shared: 5
+    exc, _ = run_failing(engine, a(b(bad(b(a(1))))))
+    assert str(exc) == "bad(3)"
+    assert any("bad" in note for note in getattr(exc, "__notes__", ()))
+
+
 # ---------------------------------------------------------------------------
 # The collector around workflows (collector.py)
 
