@@ -83,6 +83,7 @@ class GraphRun:
         self.loop = asyncio.get_running_loop()
         self.quiet_run = ctx.emit is None  # no listener: events need no building
         self.remote = ctx.executor is not LOCAL  # values may be held remotely (fetch them)
+        self.budget = 1  # nodes until the pacer reads the clock (set by run)
 
     # -- starting evaluations -------------------------------------------
     def start(self, lazy, parent, slot, parent_call=None, found=None) -> None:
@@ -208,6 +209,11 @@ class GraphRun:
                 failed(self.ctx, op.node.task, exc)
                 raise
             if i and type(value) not in _LAZY_TYPES:  # complete(), its common case inlined
+                if inst.plan.next_in_line[i] > 0:  # a chain: its next links, in one loop
+                    i, value = self._run_in_line(inst, i, value)
+                    if type(value) in _LAZY_TYPES:
+                        self.complete(inst, i, value)
+                        return
                 inst.vals[i] = value
                 waiting = inst.waiting
                 for d in inst.plan.dependents[i]:
@@ -236,6 +242,33 @@ class GraphRun:
             self._route(inst, i, op, args)
         else:
             self._call(inst, i, op, args, kwargs)
+
+    def _run_in_line(self, inst, i, value) -> tuple:
+        """Node ``i`` of a quiet run has ``value`` (not lazy): run the nodes in line after
+        it (``Plan.next_in_line``: each waits on the one before alone) without the ready
+        queue, while the pacer's budget lasts (so a line of slow calls yields as often as
+        the queue would). (i, value) of the last one run, which the caller completes;
+        its value may be lazy."""
+        vals, ops, line, waiting = inst.vals, inst.plan.ops, inst.plan.next_in_line, inst.waiting
+        j = line[i]
+        budget = self.budget
+        for _ in range(budget - 1):  # (the node from the queue is counted by the loop)
+            vals[i] = value
+            waiting[j] = 0
+            op = ops[j]
+            g = op.getter
+            try:
+                value = op.fn(g(vals)) if op.single else op.fn(*g(vals))
+            except BaseException as exc:
+                failed(self.ctx, op.node.task, exc)
+                raise
+            budget -= 1
+            i = j
+            j = line[i]
+            if j <= 0 or type(value) in _LAZY_TYPES:
+                break
+        self.budget = budget
+        return i, value
 
     def _arguments(self, inst, op):
         """(args, kwargs) of a BUILT, INVOKE or ROUTER node, from its argument program."""
@@ -337,7 +370,7 @@ class GraphRun:
         popleft = ready.popleft
         run_node = self._run_node
         pacer = Pacer(ctx.yield_interval)
-        budget = pacer.batch  # nodes until the pacer reads the clock
+        self.budget = pacer.batch  # nodes until the pacer reads the clock (_run_in_line too)
         while self.result is _PENDING:
             while done:  # finished tasks first: their dependents join the ready queue
                 inst, i, t, with_call = done.popleft()
@@ -354,9 +387,9 @@ class GraphRun:
             if ready:
                 inst, i = popleft()
                 run_node(inst, i)
-                budget -= 1
-                if not budget:
-                    budget = await pacer.batch_done()
+                self.budget -= 1
+                if self.budget <= 0:
+                    self.budget = await pacer.batch_done()
             elif self.result is _PENDING:
                 self.wake = self.loop.create_future()
                 await self.wake

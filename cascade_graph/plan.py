@@ -78,6 +78,9 @@ class Plan:
     sources: tuple  # nodes with nothing to wait on, in canonical order
     value_nodes: tuple  # PARAM/ENV nodes
     flat: bool  # the hot path applies
+    # node index -> the node that waits on it alone and on nothing else, a sync SIMPLE
+    # call (a chain's next link), or -1: a quiet run calls it right after (executor.py)
+    next_in_line: tuple = ()
 
 
 def compile_plan(template: Template) -> Plan:
@@ -120,7 +123,22 @@ def compile_plan(template: Template) -> Plan:
         sources=sources,
         value_nodes=template.value_nodes,
         flat=template.flat,
+        next_in_line=_next_in_line(ops, dependents, indegree),
     )
+
+
+def _next_in_line(ops: list, dependents: list, indegree: list) -> tuple:
+    """For each node, the one node that waits on it alone, when that node is a sync SIMPLE
+    call waiting on nothing else; else -1 (and always -1 into the root, node 0, whose
+    value ends the instance)."""
+    line = [-1] * len(ops)
+    for i, waiting in enumerate(dependents):
+        if len(waiting) == 1:
+            j = waiting[0]
+            op = ops[j]
+            if j and indegree[j] == 1 and op.mode == SIMPLE and not op.is_async and not op.gated:
+                line[i] = j
+    return tuple(line)
 
 
 def _simple_getter(node, base: int) -> tuple:

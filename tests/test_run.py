@@ -747,6 +747,62 @@ def test_a_chain_of_several_tasks_runs_link_by_link_on_a_first_sight(engine):
     assert any("bad" in note for note in getattr(exc, "__notes__", ()))
 
 
+@per_engine
+def test_a_known_chain_runs_its_links_in_line(engine):
+    """A chain run a second time (its template compiled): the links that wait on one node
+    alone run one after the other on both engines; a link that tail-calls, an async
+    link and a failing link each end the line where they are, with the right value
+    or the failing task named."""
+
+    @task
+    def a(x):
+        return x * 2
+
+    @task
+    def b(x, by=1):
+        return x + by
+
+    @task
+    def again(x):  # a tail call in the middle of the chain
+        return b(x, by=10) if x < 1000 else x
+
+    @task
+    async def lift(x):
+        await asyncio.sleep(0)
+        return x + 100
+
+    @task
+    def fails_at(x, limit):
+        if x > limit:
+            raise Boom(f"fails_at({x})")
+        return x
+
+    def chain(x, n):
+        for k in range(n):
+            x = a(x) if k % 3 == 0 else b(x, by=k) if k % 3 == 1 else again(x)
+        return x
+
+    def expected(x, n):
+        for k in range(n):
+            x = x * 2 if k % 3 == 0 else x + k if k % 3 == 1 else (x + 10 if x < 1000 else x)
+        return x
+
+    for start in (1, 2, 3):  # the first sight, then the known shape twice
+        assert run(chain(start, 300), engine=engine) == expected(start, 300)
+        assert run(b(lift(chain(start % 7, 30)), by=1), engine=engine) == (
+            expected(start % 7, 30) + 101)
+        assert run(chain(b(chain(start, 200), by=3), 200), engine=engine) == expected(
+            expected(start, 200) + 3, 200)
+    for limit in (40, 5, 40, 5):  # quiet runs: the first tier, then the engine's
+        flow = a(b(fails_at(b(a(b(a(3)))), limit)))
+        if limit == 40:
+            assert run(flow, engine=engine) == 32
+            continue
+        with pytest.raises(Boom, match=r"fails_at\(15\)") as failure:
+            run(flow, engine=engine)
+        assert any("fails_at" in note for note in failure.value.__notes__)
+
+
 # ---------------------------------------------------------------------------
 # The collector around workflows (collector.py)
 

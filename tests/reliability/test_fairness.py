@@ -206,3 +206,32 @@ def test_folded_nodes_of_slow_calls_let_a_ticker_tick(engine, shape):
     assert value == 1000
     assert ticks >= 20, f"only {ticks} ticks (longest gap {gap * 1000:.0f} ms)"
     assert gap < 0.05, f"the ticker stalled for {gap * 1000:.0f} ms"
+
+
+def test_a_known_chain_of_slow_links_yields_between_them(engine):
+    """A chain of two alternating tasks (not folded into one node), each link a 2 ms
+    sync call, run a second time (its template compiled, so the engines run it, the
+    graph executor link after link without its ready queue): with yield_interval=1 ms
+    the ticker never waits for many links in a row."""
+
+    @task(name="slow_a")
+    def slow_a(x):
+        time.sleep(0.002)
+        return x + 1
+
+    @task(name="slow_b")
+    def slow_b(x):
+        time.sleep(0.002)
+        return x + 2
+
+    def chain(start):
+        lr = start
+        for k in range(100):
+            lr = slow_a(lr) if k % 2 else slow_b(lr)
+        return lr
+
+    ticks_during(lambda: chain(0), engine=engine)  # the first sight of the shape
+    ticks, gap, value = ticks_during(lambda: chain(1), engine=engine, yield_interval=0.001)
+    assert value == 1 + 150
+    assert ticks >= 20, f"only {ticks} ticks during 100 links of 2 ms"
+    assert gap < 0.03, f"the ticker stalled for {gap * 1000:.0f} ms"
