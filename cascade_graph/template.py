@@ -19,6 +19,9 @@ node ``i``; ``("C", type, specs)`` a list/tuple/set built from item specs;
 
 from __future__ import annotations
 
+import linecache
+import os
+from keyword import iskeyword
 from operator import itemgetter
 from typing import Any
 
@@ -156,16 +159,31 @@ def keyword_caller(fn, npos: int, kwnames: tuple):
     if caller is None:
         if len(_KEYWORD_CALLERS) >= 4096:
             _KEYWORD_CALLERS.clear()  # bounded: a caller is cheap to make again
-        if npos == 1 and len(kwnames) == 1:  # step(x, scale=2): the common layout
-            name = kwnames[0]
-
-            def caller(a, b):
-                return fn(a, **{name: b})
-        else:
-            def caller(*values):
-                return fn(*values[:npos], **dict(zip(kwnames, values[npos:])))
+        caller = _KEYWORD_CALLERS[key] = _make_keyword_caller(fn, npos, kwnames)
         caller.kwnames = kwnames  # shown by the VM's disassembly
-        _KEYWORD_CALLERS[key] = caller
+    return caller
+
+
+def _make_keyword_caller(fn, npos: int, kwnames: tuple):
+    """The caller of ``keyword_caller``. When every keyword is an identifier, its source
+    names them (``def caller(p0, k0): return fn(p0, scale=k0)``): Python then passes
+    them without a dict, which makes such a call about 3x cheaper than ``**``."""
+    if all(name.isascii() and name.isidentifier() and not iskeyword(name) for name in kwnames):
+        params = [f"p{i}" for i in range(npos)] + [f"k{i}" for i in range(len(kwnames))]
+        passed = params[:npos] + [f"{name}=k{i}" for i, name in enumerate(kwnames)]
+        source = f"def caller({', '.join(params)}):\n    return fn({', '.join(passed)})\n"
+        # named inside this package, so tracebacks show its line and reports count its
+        # frame as the engine's, like any frame of this module
+        layout = f"{npos} positional, then {', '.join(kwnames)}"
+        filename = os.path.join(os.path.dirname(__file__), f"<keyword caller: {layout}>")
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        namespace = {"fn": fn}
+        exec(compile(source, filename, "exec"), namespace)
+        return namespace["caller"]
+
+    def caller(*values):  # a keyword only ** can pass (``f(**{"a-b": 1})``)
+        return fn(*values[:npos], **dict(zip(kwnames, values[npos:])))
+
     return caller
 
 

@@ -803,6 +803,29 @@ def test_a_known_chain_runs_its_links_in_line(engine):
         assert any("fails_at" in note for note in failure.value.__notes__)
 
 
+@per_engine
+def test_keyword_calls_of_every_name_run_on_a_known_shape(engine):
+    """Keyword arguments named like anything ``**`` can pass (``fn``, ``p0``, a Python
+    keyword, a name with a dash, a non-ASCII name) reach the task by that name, on the
+    first sight and on the known shape (where the engines call a keyword caller)."""
+
+    @task
+    def keep(x=0, **named):
+        return x, sorted(named.items())
+
+    @task
+    def inc(x):
+        return x + 1
+
+    names = {"fn": 1, "p0": 2, "k0": 3, "class": 4, "a-b": 5, "ﬁ": 6, "x1": 7}
+    layouts = [{name: value} for name, value in names.items()] + [names, {"fn": 1, "k0": 3}]
+    for start in (1, 2, 3):
+        for named in layouts:
+            want = (start + 1, sorted(named.items()))
+            assert run(keep(inc(start), **named), engine=engine) == want
+        assert run(keep(x=inc(start), fn=start), engine=engine) == (start + 1, [("fn", start)])
+
+
 # ---------------------------------------------------------------------------
 # The collector around workflows (collector.py)
 
