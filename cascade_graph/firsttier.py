@@ -152,26 +152,23 @@ def _evaluation_order(root) -> list:
 
 def _post_order(root) -> list:
     """The distinct nodes under ``root``, each after its children, children in order
-    of first reference (iterative; a None on the stack marks that the node below it
-    has had its children ordered)."""
+    of first reference (iterative: the stack holds each open node with an iterator
+    over its children still to look at)."""
     order = []
-    seen: set = set()
+    seen = {id(root)}
     see = seen.add
-    stack = [root]
-    pop, push = stack.pop, stack.append
+    stack = [(root, iter(root.children))]
+    push, pop, append = stack.append, stack.pop, order.append
     while stack:
-        n = pop()
-        if n is None:
-            order.append(pop())
-            continue
-        if id(n) in seen:
-            continue
-        see(id(n))
-        push(n)
-        push(None)
-        for c in n.children[::-1]:
+        n, children = stack[-1]
+        for c in children:
             if id(c) not in seen:
-                push(c)
+                see(id(c))
+                push((c, iter(c.children)))
+                break
+        else:
+            pop()
+            append(n)
     return order
 
 
