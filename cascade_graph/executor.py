@@ -198,30 +198,7 @@ class GraphRun:
     def _run_node(self, inst, i) -> None:
         op = inst.plan.ops[i]
         if op.mode == SIMPLE and self.quiet_run and not inst.skipped and not op.is_async:
-            # the commonest node: a sync positional call, no listener, nothing skipped
-            g = op.getter
-            try:
-                if op.single:
-                    value = op.fn(g(inst.vals))
-                else:
-                    value = op.fn(*g(inst.vals)) if g is not None else op.fn()
-            except BaseException as exc:
-                failed(self.ctx, op.node.task, exc)
-                raise
-            if i and type(value) not in _LAZY_TYPES:  # complete(), its common case inlined
-                if inst.plan.next_in_line[i] > 0:  # a chain: its next links, in one loop
-                    i, value = self._run_in_line(inst, i, value)
-                    if type(value) in _LAZY_TYPES:
-                        self.complete(inst, i, value)
-                        return
-                inst.vals[i] = value
-                waiting = inst.waiting
-                for d in inst.plan.dependents[i]:
-                    waiting[d] -= 1
-                    if not waiting[d]:
-                        self.ready.append((inst, d))
-                return
-            self.complete(inst, i, value)
+            self._run_simple(inst, i, op)
             return
         if op.gated or inst.skipped:
             if self.remote and self._fetch_conditions(inst, i, op):
@@ -243,32 +220,43 @@ class GraphRun:
         else:
             self._call(inst, i, op, args, kwargs)
 
-    def _run_in_line(self, inst, i, value) -> tuple:
-        """Node ``i`` of a quiet run has ``value`` (not lazy): run the nodes in line after
-        it (``Plan.next_in_line``: each waits on the one before alone) without the ready
-        queue, while the pacer's budget lasts (so a line of slow calls yields as often as
-        the queue would). (i, value) of the last one run, which the caller completes;
-        its value may be lazy."""
-        vals, ops, line, waiting = inst.vals, inst.plan.ops, inst.plan.next_in_line, inst.waiting
-        j = line[i]
+    def _run_simple(self, inst, i, op) -> None:
+        """The commonest node, in a quiet run: a sync positional call (nothing skipped).
+        Then the nodes in line after it (``Plan.next_in_line``: each waits on the one
+        before alone) run one after the other without the ready queue, while the
+        pacer's budget lasts (so a line of slow calls yields as often as the queue
+        would); the last one's value completes like any node's."""
+        vals, waiting = inst.vals, inst.waiting
+        line = inst.plan.next_in_line
         budget = self.budget
-        for _ in range(budget - 1):  # (the node from the queue is counted by the loop)
-            vals[i] = value
-            waiting[j] = 0
-            op = ops[j]
+        while True:
             g = op.getter
             try:
-                value = op.fn(g(vals)) if op.single else op.fn(*g(vals))
+                if op.single:
+                    value = op.fn(g(vals))
+                else:
+                    value = op.fn(*g(vals)) if g is not None else op.fn()
             except BaseException as exc:
                 failed(self.ctx, op.node.task, exc)
                 raise
+            if not i or type(value) in _LAZY_TYPES:
+                self.budget = budget
+                self.complete(inst, i, value)
+                return
+            vals[i] = value
+            j = line[i]
+            if j <= 0 or budget <= 1:
+                break
+            waiting[j] = 0
             budget -= 1
             i = j
-            j = line[i]
-            if j <= 0 or type(value) in _LAZY_TYPES:
-                break
+            op = inst.plan.ops[j]
         self.budget = budget
-        return i, value
+        ready = self.ready
+        for d in inst.plan.dependents[i]:  # complete(), its common case inlined
+            waiting[d] -= 1
+            if not waiting[d]:
+                ready.append((inst, d))
 
     def _arguments(self, inst, op):
         """(args, kwargs) of a BUILT, INVOKE or ROUTER node, from its argument program."""
@@ -370,7 +358,7 @@ class GraphRun:
         popleft = ready.popleft
         run_node = self._run_node
         pacer = Pacer(ctx.yield_interval)
-        self.budget = pacer.batch  # nodes until the pacer reads the clock (_run_in_line too)
+        self.budget = pacer.batch  # nodes until the pacer reads the clock (_run_simple too)
         while self.result is _PENDING:
             while done:  # finished tasks first: their dependents join the ready queue
                 inst, i, t, with_call = done.popleft()
