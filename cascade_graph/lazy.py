@@ -297,7 +297,7 @@ class Task(Generic[P, R]):
                 lr = _new_lazy(LazyResult)
                 lr.task = self
                 lr.args = args
-                lr.kwargs = kwargs
+                lr.kwargs = _NO_KWARGS
                 lr.lits = ()
                 lr.shape = shape
                 lr.spec = _ONE_LAZY_SPEC
@@ -308,7 +308,7 @@ class Task(Generic[P, R]):
                 lr.policy = None
                 return lr
             if t in _ARG_KIND:
-                return _make_plain(self, args, {})
+                return _make_plain(self, args, _NO_KWARGS)
             shape = self._flat1
             if shape is None:
                 shape = self._flat1 = self._flat_shape(1)
@@ -318,14 +318,14 @@ class Task(Generic[P, R]):
                 if type(a) in kinds:
                     if len(args) == 2:
                         return _make_pair(self, args)
-                    return _make_plain(self, args, {})
+                    return _make_plain(self, args, _NO_KWARGS)
             shape = self._flat.get(len(args))
             if shape is None:
                 shape = self._flat_shape(len(args))
         lr = _new_lazy(LazyResult)  # _node(), inlined: this is the hot path's allocation
         lr.task = self
         lr.args = args
-        lr.kwargs = kwargs
+        lr.kwargs = _NO_KWARGS
         lr.lits = args
         lr.shape = shape
         lr.spec = None
@@ -691,6 +691,7 @@ class LazyResult(StandIn, Generic[R_co]):
 
 
 _new_lazy = object.__new__
+_NO_KWARGS: dict = {}  # the kwargs of every call without keywords (shared: never mutated)
 _LITERAL = object()  # _Scan._one_level: the container is one literal slot
 _LAZY_TYPES: set[type] = {LazyResult}
 #: argument types that are not plain literals: lazies, containers to search, markers
@@ -980,12 +981,12 @@ def _make_pair(task_obj, args) -> LazyResult:
             mask, lits, children = 3, (), args
             key = (task_obj.uid, _POSITIONAL, 2, 3, a.shape, b.shape)
         elif type(b) in _ARG_KIND:
-            return _make_plain(task_obj, args, {})
+            return _make_plain(task_obj, args, _NO_KWARGS)
         else:
             mask, lits, children = 1, (b,), (a,)
             key = (task_obj.uid, _POSITIONAL, 2, 1, a.shape)
     elif type(a) in _ARG_KIND or type(b) not in lazy_types:
-        return _make_plain(task_obj, args, {})  # a container or a marker among them
+        return _make_plain(task_obj, args, _NO_KWARGS)  # a container or a marker among them
     else:
         mask, lits, children = 2, (a,), (b,)
         key = (task_obj.uid, _POSITIONAL, 2, 2, b.shape)
@@ -995,7 +996,7 @@ def _make_pair(task_obj, args) -> LazyResult:
         if c.uses > 1 or not c.tree or c.copied:
             tree = False
     shape = _SHAPES.get(key) or intern_shape(key)
-    return _node(task_obj, args, {}, lits, shape, _PAIR_SPECS[mask], children, tree)
+    return _node(task_obj, args, _NO_KWARGS, lits, shape, _PAIR_SPECS[mask], children, tree)
 
 
 _POSITIONAL = "positional"

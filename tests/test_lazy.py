@@ -856,3 +856,29 @@ def test_results_not_memoised_across_runs(engine):
     assert run(x, engine=engine) == 1
     assert run(ident(x), engine=engine) == 1
     assert calls["src"] == 2
+
+
+@per_engine
+def test_calls_without_keywords_share_one_empty_kwargs_that_stays_empty(engine):
+    """A call with no keyword arguments holds the one shared empty ``kwargs`` (no dict
+    per lazy call); running workflows of every kind of call never fills it."""
+    from cascade_graph.lazy import _NO_KWARGS
+
+    @task
+    def add(a, b=0):
+        return a + b
+
+    @task
+    async def lift(x):
+        return x + 1
+
+    @task
+    def first(xs):
+        return xs[0]
+
+    calls = [add(1), add(add(1)), add(add(1), add(2)), first([add(1), 2]), lift(add(3))]
+    assert all(c.kwargs is _NO_KWARGS for c in calls)
+    assert run(add(add(add(1), b=2), add(lift(4), b=calls[2])), engine=engine) == 3 + 5 + 3
+    for c in calls[1:]:
+        run(c, engine=engine)
+    assert _NO_KWARGS == {}
