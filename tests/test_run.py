@@ -24,6 +24,12 @@ def add(a, b):
 
 
 @task
+async def lift_100(x):
+    await asyncio.sleep(0)
+    return x + 100
+
+
+@task
 def total(*xs):
     return sum(xs)
 
@@ -724,22 +730,13 @@ def test_a_chain_of_several_tasks_runs_link_by_link_on_a_first_sight(engine):
         return x + by
 
     @task
-    async def lift(x):
-        await asyncio.sleep(0)
-        return x + 100
-
-    @task
-    def add(x, y):
-        return x + y
-
-    @task
     def bad(x):
         raise Boom(f"bad({x})")
 
     assert run(a(b(a(b(a(1))))), engine=engine) == ((1 * 2 + 1) * 2 + 1) * 2
     assert calls == ["a", "b", "a", "b", "a"]
     assert run(b(a(b(a(3), by=5)), by=7), engine=engine) == (3 * 2 + 5) * 2 + 7
-    assert run(a(b(lift(b(a(1))))), engine=engine) == ((1 * 2 + 1) + 100 + 1) * 2
+    assert run(a(b(lift_100(b(a(1))))), engine=engine) == ((1 * 2 + 1) + 100 + 1) * 2
     shared = b(a(b(1)))
     assert run(add(a(b(shared)), shared), engine=engine) == (5 + 1) * 2 + 5  # shared: 5
     exc, _ = run_failing(engine, a(b(bad(b(a(1))))))
@@ -767,11 +764,6 @@ def test_a_known_chain_runs_its_links_in_line(engine):
         return b(x, by=10) if x < 1000 else x
 
     @task
-    async def lift(x):
-        await asyncio.sleep(0)
-        return x + 100
-
-    @task
     def fails_at(x, limit):
         if x > limit:
             raise Boom(f"fails_at({x})")
@@ -789,7 +781,7 @@ def test_a_known_chain_runs_its_links_in_line(engine):
 
     for start in (1, 2, 3):  # the first sight, then the known shape twice
         assert run(chain(start, 300), engine=engine) == expected(start, 300)
-        assert run(b(lift(chain(start % 7, 30)), by=1), engine=engine) == (
+        assert run(b(lift_100(chain(start % 7, 30)), by=1), engine=engine) == (
             expected(start % 7, 30) + 101)
         assert run(chain(b(chain(start, 200), by=3), 200), engine=engine) == expected(
             expected(start, 200) + 3, 200)
