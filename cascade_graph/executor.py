@@ -195,11 +195,9 @@ class GraphRun:
                 return "condition"
         return None
 
-    def _run_node(self, inst, i) -> None:
-        op = inst.plan.ops[i]
-        if op.mode == SIMPLE and self.quiet_run and not inst.skipped and not op.is_async:
-            self._run_simple(inst, i, op)
-            return
+    def _run_node(self, inst, i, op) -> None:
+        """Run node ``i`` (op ``op``) of ``inst``, other than the quiet simple call
+        (``_run_simple``, which the scheduler loop calls itself)."""
         if op.gated or inst.skipped:
             if self.remote and self._fetch_conditions(inst, i, op):
                 return  # the node runs again once its conditions' values are here
@@ -356,7 +354,8 @@ class GraphRun:
         self.start(root, None, 0, parent, found)
         ready, done = self.ready, self.done
         popleft = ready.popleft
-        run_node = self._run_node
+        run_node, run_simple = self._run_node, self._run_simple
+        quiet = self.quiet_run
         pacer = Pacer(ctx.yield_interval)
         self.budget = pacer.batch  # nodes until the pacer reads the clock (_run_simple too)
         while self.result is _PENDING:
@@ -374,7 +373,11 @@ class GraphRun:
                     self.complete(inst, i, t.result())
             if ready:
                 inst, i = popleft()
-                run_node(inst, i)
+                op = inst.plan.ops[i]
+                if op.mode == SIMPLE and quiet and not inst.skipped and not op.is_async:
+                    run_simple(inst, i, op)  # the commonest node
+                else:
+                    run_node(inst, i, op)
                 self.budget -= 1
                 if self.budget <= 0:
                     self.budget = await pacer.batch_done()
