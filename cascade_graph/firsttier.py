@@ -46,7 +46,7 @@ from collections import deque
 
 from .calls import DISTRIBUTED, LOCAL, SKIPPED, direct, failed, skipped, start_async_quiet
 from .hotpath import Pacer
-from .lazy import _KW_LINK_SPEC_IDS, _LAZY_TYPES, _ONE_LAZY_SPEC, _POS_SPEC_IDS, CALL
+from .lazy import _LAZY_TYPES, _LINK_SPEC_IDS, _POS_SPEC_IDS, CALL
 from .template import canonical_nodes
 
 _SEEN: set = set()  # root shapes run by this tier (or by the engines) once already
@@ -244,8 +244,7 @@ class _FirstRun:
         """Run ``order`` (each node after its children) in turn, until a node needs a
         task's value that is not there yet: the rest then runs by readiness."""
         values, started = self.values, self.started
-        link = _ONE_LAZY_SPEC
-        kw_links = _KW_LINK_SPEC_IDS
+        links = _LINK_SPEC_IDS
         plain = _POS_SPEC_IDS
         lazy = _LAZY_TYPES
         k = -1
@@ -267,15 +266,11 @@ class _FirstRun:
                 try:
                     if spec is None:
                         v = fn(*lr.args, **kw) if kw else fn(*lr.args)
-                    elif spec is link or id(spec) in kw_links:
+                    elif id(spec) in links:
                         v = fn(values[id(lr.args[0])], **kw) if kw else fn(values[id(lr.args[0])])
                     elif kw:
                         args, kw = _arguments(lr, values)
                         v = fn(*args, **kw)
-                    elif len(lr.args) == 2:  # (a DAG's commonest node)
-                        a, b = lr.args
-                        v = fn(values[id(a)] if type(a) in lazy else a,
-                               values[id(b)] if type(b) in lazy else b)
                     else:
                         v = fn(*[values[id(a)] if type(a) in lazy else a for a in lr.args])
                 except BaseException as exc:
@@ -283,11 +278,9 @@ class _FirstRun:
                     raise
                 if k < last - 1:  # two or more links above this node: one inner loop
                     above = order[k + 1]
-                    s = above.spec
-                    if (s is link or id(s) in kw_links) and above.args[0] is lr:
+                    if id(above.spec) in links and above.args[0] is lr:
                         top = order[k + 2]
-                        s = top.spec
-                        if (s is link or id(s) in kw_links) and top.args[0] is above:
+                        if id(top.spec) in links and top.args[0] is above:
                             k, lr, v = self._links_above(order, k, lr, v)
                 if type(v) in lazy:
                     v = self._continue(lr, v)
@@ -312,13 +305,13 @@ class _FirstRun:
         budget = self.budget
         last = len(order) - 1
         values = self.values
-        link, kw_links, lazy = _ONE_LAZY_SPEC, _KW_LINK_SPEC_IDS, _LAZY_TYPES
+        links, lazy = _LINK_SPEC_IDS, _LAZY_TYPES
         known = task = fn = None  # the last link spec and task met (a run repeats them)
         while budget > 1 and type(v) not in lazy:
             above = order[k + 1]
             spec = above.spec
             if spec is not known:
-                if not (spec is link or id(spec) in kw_links):
+                if id(spec) not in links:
                     break
                 known = spec
             if above.args[0] is not lr:

@@ -900,6 +900,8 @@ _POS_SPECS: dict = {}  # (nargs, lazy-position mask[, kwnames]) -> the spec of s
 _POS_SPEC_IDS: set = set()
 #: ids of the specs of keyword links: one lazy positional argument, keyword literals
 _KW_LINK_SPEC_IDS: set = set()
+#: ids of the specs of chain links: one argument, a lazy, with or without keyword literals
+_LINK_SPEC_IDS: set = set()
 
 
 def _positional_spec(nargs: int, mask: int, kwnames: tuple = ()) -> tuple:
@@ -919,8 +921,10 @@ def _positional_spec(nargs: int, mask: int, kwnames: tuple = ()) -> tuple:
                 specs.append(None)
         spec = _POS_SPECS[key] = (tuple(specs[:nargs]), kwnames, tuple(specs[nargs:]), None)
         _POS_SPEC_IDS.add(id(spec))
-        if nargs == 1 and mask == 1 and kwnames:
-            _KW_LINK_SPEC_IDS.add(id(spec))
+        if nargs == 1 and mask == 1:
+            _LINK_SPEC_IDS.add(id(spec))
+            if kwnames:
+                _KW_LINK_SPEC_IDS.add(id(spec))
     return spec
 
 
