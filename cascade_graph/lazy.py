@@ -82,12 +82,19 @@ _next_run_block = itertools.count(1).__next__
 _RUN_SPAN = 1 << 32  # links one run shape block can number
 
 
-def _run_shape() -> int:
-    """The shape of a first link: a run of links starts here. Link ``d`` of the same
-    task above it has this shape less ``d``, so a chain of any length needs one
-    table entry (its base), and rebuilding it gives the same shapes: the blocks
-    are negative, ``_RUN_SPAN`` apart, and never reused."""
-    return -_next_run_block() * _RUN_SPAN
+def _link_shape(one: dict, key, run: bool) -> int:
+    """The shape of a chain link missing from its task's table ``one`` (stored there
+    under ``key``). When the link below is the same task's (``run``), a run of links
+    starts here: it gets a block of shapes, and link ``d`` of the same task above it
+    has this shape less ``d`` (``Task.__call__``), so a chain of any length needs two
+    table entries and rebuilding it gives the same shapes (the blocks are negative,
+    ``_RUN_SPAN`` apart, never reused). Otherwise (a link over another task's node,
+    as in ``a(b(a(x)))``) it gets a plain shape id: a small int, cheaper to make,
+    hash and store than a block."""
+    if len(one) >= _ONE_LIMIT:
+        one.clear()  # bounded; ids are never reused, so no wrong hit
+    shape = one[key] = -_next_run_block() * _RUN_SPAN if run else _next_shape()
+    return shape
 # Keys of the common shapes hold only ints and strings (a task by its ``uid``,
 # never reused), so the garbage collector stops tracking them.
 _next_task_uid = itertools.count(1).__next__
@@ -286,14 +293,13 @@ class Task(Generic[P, R]):
                 a.uses += 1
                 shape = a.shape
                 if shape < 0 and a.task is self and a.spec is _ONE_LAZY_SPEC:
-                    shape -= 1  # one more link of a run (_run_shape)
+                    shape -= 1  # one more link of a run (_link_shape)
                 else:
                     one = self._one
                     shape = one.get(shape)
-                    if shape is None:  # the first link on this base
-                        if len(one) >= _ONE_LIMIT:
-                            one.clear()  # bounded; ids are never reused, so no wrong hit
-                        shape = one[a.shape] = _run_shape()
+                    if shape is None:  # the first link of this task on this base
+                        shape = _link_shape(one, a.shape, a.task is self
+                                            and a.spec is _ONE_LAZY_SPEC)
                 lr = _new_lazy(LazyResult)
                 lr.task = self
                 lr.args = args
@@ -365,16 +371,15 @@ class Task(Generic[P, R]):
         shape = a.shape
         if (shape < 0 and a.task is self and id(spec) in _KW_LINK_SPEC_IDS
                 and spec[1] == kwnames):
-            shape -= 1  # one more link of a run (_run_shape)
+            shape -= 1  # one more link of a run (_link_shape)
         else:
+            run = a.task is self and id(spec) in _KW_LINK_SPEC_IDS and spec[1] == kwnames
             spec = _POS_SPECS.get((1, 1, kwnames)) or _positional_spec(1, 1, kwnames)
             one = self._one
             key = (kwnames, shape)
             shape = one.get(key)
-            if shape is None:  # the first link on this base
-                if len(one) >= _ONE_LIMIT:
-                    one.clear()  # bounded; ids are never reused, so no wrong hit
-                shape = one[key] = _run_shape()
+            if shape is None:  # the first link of this task and keywords on this base
+                shape = _link_shape(one, key, run)
         lr = _new_lazy(LazyResult)  # _node(), inlined: a keyword chain's allocation
         lr.task = self
         lr.args = args

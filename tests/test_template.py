@@ -217,6 +217,39 @@ def test_template_key_without_walk_is_stable_for_trees():
     assert len(keys) == 1
 
 
+def test_chains_of_links_keep_their_keys_when_rebuilt_and_differ_by_structure():
+    """Chains of one task's links, of alternating tasks, of runs of each, positional or
+    keyword, rebuilt from new values: the same key each time; any change of task,
+    order, keyword or length gives another key."""
+
+    def build(pattern, value, keyword):
+        node = value
+        for name in pattern:
+            task_obj = inc if name == "i" else dec
+            node = task_obj(node, by=2) if keyword else task_obj(node)
+        return node
+
+    patterns = ["i" * 50, "ij" * 25, "iij" * 17, "jiii" * 12, "ijjj" * 12, "i" * 49 + "j",
+                "j" + "i" * 49, "i" * 51, "j" * 50]
+    keys = []
+    for pattern in patterns:
+        for keyword in (False, True):
+            made = {template_key(build(pattern, v, keyword)) for v in (1, 2, 3)}
+            assert len(made) == 1, (pattern, keyword)
+            keys.append(made.pop())
+    assert len(set(keys)) == len(keys)
+
+
+@task
+def inc(x, by=1):
+    return x + by
+
+
+@task
+def dec(x, by=1):
+    return x - by
+
+
 @per_engine
 def test_run_after_structure_change_uses_new_structure(engine):
     """Running two workflows of different shape one after the other gives each its value."""
