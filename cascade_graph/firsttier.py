@@ -271,6 +271,10 @@ class _FirstRun:
                     elif kw:
                         args, kw = _arguments(lr, values)
                         v = fn(*args, **kw)
+                    elif len(lr.args) == 2:  # (a DAG's commonest node)
+                        a, b = lr.args
+                        v = fn(values[id(a)] if type(a) in lazy else a,
+                               values[id(b)] if type(b) in lazy else b)
                     else:
                         v = fn(*[values[id(a)] if type(a) in lazy else a for a in lr.args])
                 except BaseException as exc:
