@@ -80,7 +80,7 @@ class Plan:
     flat: bool  # the hot path applies
     # node index -> the node that waits on it alone and on nothing else, a sync SIMPLE
     # call (a chain's next link), or -1: a quiet run calls it right after (executor.py)
-    next_in_line: tuple = ()
+    next_in_line: tuple
 
 
 def compile_plan(template: Template) -> Plan:
