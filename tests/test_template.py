@@ -241,6 +241,11 @@ def test_chains_of_links_keep_their_keys_when_rebuilt_and_differ_by_structure():
 
 
 @task
+def total3(a, b, c):
+    return a + b + c
+
+
+@task
 def inc(x, by=1):
     return x + by
 
@@ -281,4 +286,10 @@ def test_two_argument_calls_every_mix(engine):
         if expected is not None:
             assert run(make(x, y), engine=engine) == expected
     assert template_key(add(x, 10)) != template_key(add(10, x))
+    # three arguments, two of them lazies: the same lazy twice is another structure
+    assert template_key(total3(1, x, x)) != template_key(total3(1, x, y))
+    assert template_key(total3(x, 1, x)) == template_key(total3(y, 2, y))
+    assert template_key(total3(x, y, x)) != template_key(total3(x, y, ident(3)))
+    assert run(total3(1, x, x), engine=engine) == 3
+    assert run(total3(x, y, x), engine=engine) == 4
     assert template_key(add(ident(1), ident(2))) != template_key(add(x, x))
