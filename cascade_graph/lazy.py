@@ -40,6 +40,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import itertools
+import operator
 import pickle
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator
@@ -514,8 +515,13 @@ class MapTask(Task):
                 f"{self.task.name}.map needs iterables of one length, got " + ", ".join(named)
             )
         n = lengths.pop() if lengths else 0
-        calls = [self.task(*(c[i] for c in cols), **{k: c[i] for k, c in kw_cols.items()})
-                 for i in range(n)]
+        if kw_cols:
+            calls = [self.task(*(c[i] for c in cols), **{k: c[i] for k, c in kw_cols.items()})
+                     for i in range(n)]
+        elif cols:
+            calls = list(map(self.task, *cols))
+        else:
+            calls = [self.task() for _ in range(n)]
         policy = self.item_policy
         if policy is None:
             return _collect(calls)
@@ -629,6 +635,9 @@ class LazyResult(StandIn, Generic[R_co]):
 
     # -- policies: each returns a new LazyResult --------------------------
     def _with_policy(self, policy: Policy) -> LazyResult:
+        if self.spec is None and self.kind == CALL and not (policy.conds or policy.after):
+            self.copied = True  # (as _make marks an original)
+            return _flat_with_policy(self.task, self.args, self.kwargs, self.lits, policy)
         return _make(self.task, self.args, self.kwargs, policy, original=self)
 
     def _policy(self) -> Policy:
@@ -803,6 +812,16 @@ class _Scan:
                 batch = batch_of(value, self.gather)
             if batch is not None:
                 return ("L", self.child(batch))
+        index, children = self.index, self.children
+        if (len(value) > 2 and _LAZY_TYPES.issuperset(map(type, value))
+                and len(set(map(id, value))) == len(value)
+                and index.keys().isdisjoint(map(id, value))):
+            # distinct new lazies (a fan-in's list): children and specs in C loops
+            start = len(children)
+            end = start + len(value)
+            children += value
+            index.update(zip(map(id, value), range(start, end)))
+            return ("C", type(value), _lazy_refs(start, end))
         lits = self.lits
         mark = len(lits)
         built = []
@@ -1014,6 +1033,40 @@ _ONE_LAZY_SPEC = _positional_spec(1, 1)
 _PAIR_SPECS = {mask: _positional_spec(2, mask) for mask in (1, 2, 3)}
 
 
+_SHAPE = operator.attrgetter("shape")
+_LAZY_REFS: list = []  # ("L", i) for every child index i so far (shared by specs)
+
+
+def _lazy_refs(start: int, end: int) -> tuple:
+    """The specs ("L", start) .. ("L", end - 1), from one shared table (up to 2**16
+    entries: a longer list makes its own)."""
+    if end > len(_LAZY_REFS):
+        if end > 1 << 16:
+            return tuple(zip(itertools.repeat("L"), range(start, end)))
+        _LAZY_REFS.extend(("L", i) for i in range(len(_LAZY_REFS), max(end, 64)))
+    return tuple(_LAZY_REFS[start:end])
+
+
+_FLAT_POLICY: dict = {}  # (task uid, nargs, kwnames, id(policy)) -> (policy, spec, shape)
+
+
+def _flat_with_policy(task_obj, args, kwargs, lits, policy: Policy) -> LazyResult:
+    """What ``_make`` builds for a call of literals under a policy without conditions
+    or ordering (``f(i).with_retry(3)``), its spec and shape kept per policy object
+    (a map's items share one): no token walk per call."""
+    kwnames = tuple(kwargs) if kwargs else ()
+    key = (task_obj.uid, len(args), kwnames, id(policy))
+    known = _FLAT_POLICY.get(key)
+    if known is None or known[0] is not policy:
+        spec = ((None,) * len(args), kwnames, (None,) * len(kwnames),
+                ((), (), policy.retry, policy.timeout, policy.cache))
+        known = (policy, spec, intern_shape((task_obj.uid, spec_key(spec), ())))
+        if len(_FLAT_POLICY) >= 4096:
+            _FLAT_POLICY.clear()  # (a memo: forgetting costs one token walk per entry)
+        _FLAT_POLICY[key] = known
+    return _node(task_obj, args, kwargs, lits, known[2], known[1], (), True, policy)
+
+
 def spec_key(spec) -> tuple:
     """A flat, hashable token tuple equal for equal specs (no recursion however deep)."""
     out = []
@@ -1067,7 +1120,7 @@ def _make(task_obj, args, kwargs, policy: Policy, original: LazyResult | None = 
     if not children and pkey is None and all(x is None for x in pos + kws):
         return _flat(task_obj, args, kwargs, tuple(scan.lits))
     spec = (pos, kwnames, kws, pkey)
-    shapes = tuple([c.shape for c in children])
+    shapes = tuple(map(_SHAPE, children))
     if not scan.nested and not kws and pkey is None:
         # literals, lazies and one-level lists only: the specs are flat enough to be
         # the key themselves (hashed in C, no token walk)

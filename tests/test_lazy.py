@@ -882,3 +882,25 @@ def test_calls_without_keywords_share_one_empty_kwargs_that_stays_empty(engine):
     for c in calls[1:]:
         run(c, engine=engine)
     assert _NO_KWARGS == {}
+
+
+def test_a_policy_copy_of_a_flat_call_is_what_the_general_path_builds():
+    """``f(1).with_retry(3)`` takes a shortcut (its spec and shape kept per policy):
+    the copy must equal what the general path builds, keys included."""
+    from cascade_graph.lazy import EMPTY_POLICY, _make
+
+    @task
+    def f(a, b=0):
+        return a + b
+
+    for make in (lambda: f(1), lambda: f(1, b=2), lambda: f(b=2, a=1)):
+        for change in (lambda x: x.with_retry(3), lambda x: x.with_timeout(5),
+                       lambda x: x.with_retry(2).with_timeout(1)):
+            original = make()
+            copy = change(original)
+            general = _make(f, original.args, original.kwargs, copy.policy or EMPTY_POLICY)
+            assert (copy.shape, copy.spec, copy.lits, copy.tree, copy.children) == (
+                general.shape, general.spec, general.lits, general.tree, general.children)
+            assert original.copied and copy.policy == general.policy
+    assert f(1).with_retry(3).shape != f(1).with_retry(4).shape
+    assert f(1).with_retry(3).shape != f(1, b=1).with_retry(3).shape
