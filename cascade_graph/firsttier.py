@@ -90,12 +90,13 @@ def _all_taken(order):
     # fixes the layout), the argument count of a flat call without keywords
     known: dict = {}
     ids = _POS_SPEC_IDS
-    last = last_spec = None  # the task and spec of the last call checked (a chain's)
+    last = last_spec = last_shape = None  # the task, spec and shape of the last call
     for lr in order:
         task = lr.task
         spec = lr.spec
-        if task is last and spec is last_spec and spec is not None and lr.policy is None:
-            continue
+        if lr.policy is None and (lr.shape == last_shape or (
+                task is last and spec is last_spec and spec is not None)):
+            continue  # (a fan-out's flat calls: one shape; a chain's links: one spec)
         layouts = known.get(id(task))
         if layouts is not None and lr.policy is None:
             if spec is None:
@@ -121,7 +122,7 @@ def _all_taken(order):
             return False
         if layout not in task._checked:
             task.check_call(*layout)
-        last, last_spec = task, spec
+        last, last_spec, last_shape = task, spec, lr.shape
     return _ASYNC if has_async else True
 
 
@@ -280,7 +281,9 @@ class _FirstRun:
                 except BaseException as exc:
                     failed(self.ctx, task, exc)
                     raise
-                if k < last - 1:  # two or more links above this node: one inner loop
+                if spec is None and k < last and order[k + 1].task is task:
+                    k, lr, v = self._flat_calls_after(order, k, lr, v)
+                elif k < last - 1:  # two or more links above this node: one inner loop
                     above = order[k + 1]
                     if id(above.spec) in links and above.args[0] is lr:
                         top = order[k + 2]
@@ -299,6 +302,33 @@ class _FirstRun:
             if not self.budget:
                 self.budget = await self.pacer.batch_done()
         return await self._value_of(self.root)
+
+    def _flat_calls_after(self, order: list, k: int, lr, v) -> tuple:
+        """Go on with the flat calls of ``lr``'s task after ``lr`` (at ``k``, value
+        ``v``) in ``order``, a fan-out's items: (k, lr, v) of the last one run. Paced
+        by the budget; a call returning a lazy ends the loop (the caller goes on)."""
+        budget = self.budget
+        last = len(order) - 1
+        values = self.values
+        task = lr.task
+        fn = task.fn
+        lazy = _LAZY_TYPES
+        while budget > 1 and k < last and type(v) not in lazy:
+            nxt = order[k + 1]
+            if nxt.spec is not None or nxt.task is not task:
+                break
+            values[id(lr)] = v
+            k += 1
+            lr = nxt
+            kw = lr.kwargs
+            try:
+                v = fn(*lr.args, **kw) if kw else fn(*lr.args)
+            except BaseException as exc:
+                failed(self.ctx, task, exc)
+                raise
+            budget -= 1
+        self.budget = budget
+        return k, lr, v
 
     def _links_above(self, order: list, k: int, lr, v) -> tuple:
         """Go on with the chain links above ``lr`` (at ``k``, value ``v``) in ``order``:

@@ -745,6 +745,36 @@ def test_a_chain_of_several_tasks_runs_link_by_link_on_a_first_sight(engine):
 
 
 @per_engine
+def test_flat_calls_of_one_task_run_in_one_loop_on_a_first_sight(engine):
+    """A first sight with many flat calls of one task that are not a batch (one is also
+    read elsewhere, or they carry keywords): one inner loop runs them in order; a call
+    returning a lazy ends it (its tail call goes on), and a failing call is named."""
+    calls = []
+
+    @task
+    def f(x, by=0):
+        calls.append(x)
+        if x == 13:
+            raise Boom("thirteen")
+        return f(x + 100) if x == 7 else x + by
+
+    @task
+    def gather(xs, extra):
+        return sum(xs) + extra
+
+    items = [f(i, by=1) for i in range(20) if i != 13]
+    assert run(gather(items, items[3]), engine=engine) == (
+        sum(i + 1 for i in range(20) if i not in (7, 13)) + 107 + 4)
+    assert sorted(calls) == sorted([i for i in range(20) if i != 13] + [107])  # once each
+    shared = f(3)
+    items = [f(i) for i in range(10, 16)]
+    with pytest.raises(Boom, match="thirteen") as caught:
+        run(gather(items, items[0]), engine=engine)  # quiet: the first tier's
+    assert caught.value.__notes__ == [f"cascade: raised by task '{f.name}'"]
+    assert shared is not None
+
+
+@per_engine
 def test_a_known_chain_runs_its_links_in_line(engine):
     """A chain run a second time (its template compiled): the links that wait on one node
     alone run one after the other on both engines; a link that tail-calls, an async
