@@ -281,14 +281,12 @@ class _FirstRun:
                 except BaseException as exc:
                     failed(self.ctx, task, exc)
                     raise
-                if spec is None and k < last and order[k + 1].task is task:
-                    k, lr, v = self._flat_calls_after(order, k, lr, v)
-                elif k < last - 1:  # two or more links above this node: one inner loop
+                if k < last:  # a run of like nodes after this one: one inner loop
                     above = order[k + 1]
-                    if id(above.spec) in links and above.args[0] is lr:
-                        top = order[k + 2]
-                        if id(top.spec) in links and top.args[0] is above:
-                            k, lr, v = self._links_above(order, k, lr, v)
+                    if spec is None and above.task is task:  # a fan-out's flat calls
+                        k, lr, v = self._flat_calls_after(order, k, lr, v)
+                    elif id(above.spec) in links:  # chain links on this node
+                        k, lr, v = self._links_above(order, k, lr, v)
                 if type(v) in lazy:
                     v = self._continue(lr, v)
                     if lr is self.root:
