@@ -812,16 +812,6 @@ class _Scan:
                 batch = batch_of(value, self.gather)
             if batch is not None:
                 return ("L", self.child(batch))
-        index, children = self.index, self.children
-        if (len(value) > 2 and _LAZY_TYPES.issuperset(map(type, value))
-                and len(set(map(id, value))) == len(value)
-                and index.keys().isdisjoint(map(id, value))):
-            # distinct new lazies (a fan-in's list): children and specs in C loops
-            start = len(children)
-            end = start + len(value)
-            children += value
-            index.update(zip(map(id, value), range(start, end)))
-            return ("C", type(value), _lazy_refs(start, end))
         lits = self.lits
         mark = len(lits)
         built = []
@@ -1034,19 +1024,6 @@ _PAIR_SPECS = {mask: _positional_spec(2, mask) for mask in (1, 2, 3)}
 
 
 _SHAPE = operator.attrgetter("shape")
-_LAZY_REFS: list = []  # ("L", i) for every child index i so far (shared by specs)
-
-
-def _lazy_refs(start: int, end: int) -> tuple:
-    """The specs ("L", start) .. ("L", end - 1), from one shared table (up to 2**16
-    entries: a longer list makes its own)."""
-    if end > len(_LAZY_REFS):
-        if end > 1 << 16:
-            return tuple(zip(itertools.repeat("L"), range(start, end)))
-        _LAZY_REFS.extend(("L", i) for i in range(len(_LAZY_REFS), max(end, 64)))
-    return tuple(_LAZY_REFS[start:end])
-
-
 _FLAT_POLICY: dict = {}  # (task uid, nargs, kwnames, id(policy)) -> (policy, spec, shape)
 
 
