@@ -22,7 +22,7 @@ from __future__ import annotations
 import linecache
 import os
 from keyword import iskeyword
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Any
 
 import attrs
@@ -560,29 +560,20 @@ def gather_node(i: int, batch: BatchTask, members: tuple, index: dict, first: in
                 policy=None, first_input=first, n_inputs=1, injects=(), simple=False)
 
 
-_SPEC = attrgetter("spec")
-_KIND = attrgetter("kind")
-
-
 def _link_runs(order: list, fast: dict) -> dict | None:
     """Runs of two or more chain links of one plain sync task in a tree's canonical
     order, as {canonical index of the run's top link: number of links}; None when
     there are none, or when the template has a router (route layouts name nodes
     by index, so its nodes stay one per call)."""
-    if ROUTE in map(_KIND, order):
-        return None
     one = _ONE_LAZY_SPEC
-    specs = list(map(_SPEC, order))
     runs = {}
     n = len(order)
     i = 0
     while i < n:
-        try:
-            i = specs.index(one, i)  # the next link (found in C: a fan-out has none)
-        except ValueError:
-            break
         lr = order[i]
-        if lr.spec is not one:  # (an equal spec made elsewhere: not a link's own)
+        if lr.spec is not one:
+            if lr.kind == ROUTE:
+                return None
             i += 1
             continue
         task = lr.task
@@ -768,7 +759,7 @@ class _Builder:
         """Add node ``i`` of any kind: keywords, containers, policies, injections,
         Param/Env values, routers."""
         kind = lr.kind
-        local = list(map(self.index.__getitem__, map(id, lr.children)))
+        local = [self.index[id(c)] for c in lr.children]
         if kind == PARAM or kind == ENV:
             self.value_nodes.append(i)
         args, kwnames, kwargs, conds, after, policy, data, n_inputs, named = _arguments(
