@@ -94,9 +94,9 @@ def _all_taken(order):
     for lr in order:
         task = lr.task
         spec = lr.spec
-        if lr.policy is None and (lr.shape == last_shape or (
-                task is last and spec is last_spec and spec is not None)):
-            continue  # (a fan-out's flat calls: one shape; a chain's links: one spec)
+        if task is last and lr.policy is None and (
+                spec is last_spec if spec is not None else lr.shape == last_shape):
+            continue  # (a chain's links: one spec; a fan-out's flat calls: one shape)
         layouts = known.get(id(task))
         if layouts is not None and lr.policy is None:
             if spec is None:
@@ -112,6 +112,7 @@ def _all_taken(order):
             layouts = known[id(task)] = set()
             has_async = has_async or task.is_async
         if spec is None:
+            last_shape = lr.shape
             layout = (len(lr.args), tuple(lr.kwargs)) if lr.kwargs else (len(lr.args), ())
             if not lr.kwargs:
                 layouts.add(len(lr.args))
@@ -122,7 +123,7 @@ def _all_taken(order):
             return False
         if layout not in task._checked:
             task.check_call(*layout)
-        last, last_spec, last_shape = task, spec, lr.shape
+        last, last_spec = task, spec
     return _ASYNC if has_async else True
 
 
