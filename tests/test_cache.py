@@ -249,6 +249,54 @@ def test_hundred_keyword_workflows_stay_under_the_bytes_bound():
     SHARED.clear()
 
 
+@pytest.mark.parametrize("shape", ["fan-in", "chain"])
+def test_a_template_counts_about_what_it_holds(shape):
+    """An entry's counted bytes are near what building the template and its code keeps
+    alive (tracemalloc; counting errs large: the shared link specs, the margin),
+    also when one node (a fan-in over 5,000 pipelines) is far bigger than the rest:
+    sampled nodes are not all scaled alike (scaled, that node made 97 MB of 4)."""
+    import tracemalloc
+
+    from cascade_graph.cache import Entry, attach, record_bytes
+    from cascade_graph.template import build_template
+    from cascade_vm.compiler import compile_template
+
+    @task
+    def fetch(i):
+        return i
+
+    @task
+    def parse(x):
+        return x
+
+    @task
+    def total(xs):
+        return sum(xs)
+
+    @task
+    def step(x, scale=1):
+        return x + scale
+
+    if shape == "fan-in":
+        lr = total([parse(fetch(i)) for i in range(5_000)])
+    else:
+        lr = step(0, scale=2)
+        for _ in range(9_999):
+            lr = step(lr, scale=2)
+    build_template(lr)  # the shared tables of link specs grown outside the measurement
+    gc.collect()
+    tracemalloc.start()
+    try:
+        entry = Entry(build_template(lr))
+        attach(entry, "code", compile_template(entry.template))
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    counted = record_bytes(entry.template) + record_bytes(entry.code)
+    assert 0.5 * held < counted < 3 * held, (counted, held)
+
+
 def test_the_bytes_bound_has_a_process_setting(monkeypatch):
     """CASCADE_TEMPLATE_CACHE_MB sets the bound of new caches; a bad value says what to give."""
     from cascade_graph.cache import TemplateCache
