@@ -12,9 +12,9 @@ from functools import partial
 
 import uvloop
 
-from bench.measure import sample_columns
+from bench.measure import Column, sample_interleaved
 from bench.report import Row, render_table, render_verdicts, to_json, write_json
-from bench.targets import evaluate_all
+from bench.targets import TARGETS, evaluate_all
 from bench.workloads import BY_NAME, GROUPS, WORKLOADS, close_clusters
 
 ENGINES = ("vm", "graph")
@@ -96,27 +96,28 @@ def _main(argv: list[str] | None) -> int:
     if args.no_hot_path:
         options["hot_path"] = False
 
-    rows = []
-    for workload in selected:
-        size = workload.sized(args.scale)
-        print(f"bench: {workload.name} (size {size:,}) ...", file=sys.stderr, flush=True)
+    by_name = {}
+    for group in comparison_groups(selected):
+        names = ", ".join(w.name for w in group)
+        print(f"bench: {names} ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
-        columns = {"baseline": partial(workload.baseline, size)}
-        for engine in engines:
-            columns[engine] = partial(workload.engine, size, engine, options)
-        cells = sample_columns(
-            columns,
-            workload.expected(size),
-            repeats=workload.repeats or args.repeats,
-            budget=args.budget,
-            timeout=args.timeout,
-        )
-        rows.append(Row(workload, size, {name: cells.get(name) for name in ("baseline", *ENGINES)}))
-        print(
-            f"bench: {workload.name} done in {time.perf_counter() - started:.1f} s",
-            file=sys.stderr,
-            flush=True,
-        )
+        columns = {}
+        for workload in group:
+            size = workload.sized(args.scale)
+            expected = workload.expected(size)
+            repeats = workload.repeats or args.repeats
+            columns[workload.name, "baseline"] = Column(
+                partial(workload.baseline, size), expected, repeats)
+            for engine in engines:
+                columns[workload.name, engine] = Column(
+                    partial(workload.engine, size, engine, options), expected, repeats)
+        cells = sample_interleaved(columns, budget=args.budget, timeout=args.timeout)
+        for workload in group:
+            by_name[workload.name] = Row(workload, workload.sized(args.scale), {
+                name: cells.get((workload.name, name)) for name in ("baseline", *ENGINES)})
+        print(f"bench: {names} done in {time.perf_counter() - started:.1f} s",
+              file=sys.stderr, flush=True)
+    rows = [by_name[w.name] for w in selected]
 
     meta = {
         "python": platform.python_version(),
@@ -154,6 +155,24 @@ def _main(argv: list[str] | None) -> int:
         return 1
     print("all measured targets met")
     return 0
+
+
+def comparison_groups(selected: list) -> list[list]:
+    """``selected`` in groups sampled in one rotation: two workloads that a target
+    compares (``versus_workload``) are in one group, and so, in turn, is every
+    workload linked to them; groups in table order, each in table order."""
+    group_of = {w.name: [w] for w in selected}
+    for target in TARGETS:
+        a, b = group_of.get(target.workload), group_of.get(target.versus_workload)
+        if a is None or b is None or a is b:
+            continue
+        a += b
+        for w in b:
+            group_of[w.name] = a
+    order = {w.name: k for k, w in enumerate(selected)}
+    groups = {id(g): g for g in group_of.values()}.values()
+    return sorted((sorted(g, key=lambda w: order[w.name]) for g in groups),
+                  key=lambda g: order[g[0].name])
 
 
 def _workload_names(text: str) -> list[str]:

@@ -8,11 +8,15 @@ for the memory workload the ``tracemalloc`` peak.
 The repeat loop interleaves the columns (baseline, vm, graph, baseline, vm,
 graph, ...) rather than running all repeats of one column back to back, so
 that a burst of load on the machine lands on every column alike and the
-ratios stay honest. A column leaves the rotation when it has ``repeats``
-samples, when it has used up its time ``budget`` (it keeps what it has, at
-least one sample), or at its first error: an exception, a run past the time
-limit, or a wrong value. Errors are recorded as text, never raised: one
-broken engine must not hide the figures of the other.
+ratios stay honest. Workloads that a target compares with each other
+(``kw_chain`` with ``chain``, a ``_100k`` row with its 10k row) are sampled
+in one rotation too (``sample_interleaved``): a slow minute of a shared
+machine then slows both figures of a ratio, not one. A column leaves the
+rotation when it has its ``repeats`` samples, when it has used up its time
+``budget`` (it keeps what it has, at least one sample), or at its first
+error: an exception, a run past the time limit, or a wrong value. Errors
+are recorded as text, never raised: one broken engine must not hide the
+figures of the other.
 """
 
 from __future__ import annotations
@@ -126,6 +130,37 @@ def check_value(value: object, expected: object) -> None:
         raise ValueError(f"wrong result: got {_short(value)}, expected {_short(expected)}")
 
 
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column to sample: how to run it once, the value it must give, how often."""
+
+    run_once: Callable[[], Sample]
+    expected: object
+    repeats: int
+
+
+def sample_interleaved(columns: dict, *, budget: float, timeout: float | None) -> dict:
+    """Sample every ``Column`` up to its ``repeats``, one sample of each in turn (in the
+    dict's order) until all are done; one ``Cell`` per key."""
+    cells = {key: Cell() for key in columns}
+    active = list(columns)
+    while active:
+        for key in list(active):
+            column, cell = columns[key], cells[key]
+            started = time.perf_counter()
+            try:
+                cell.samples.append(take_sample(column.run_once, column.expected, timeout))
+            # Anything an engine raises is a result to report, not a reason to stop.
+            except (Exception, asyncio.CancelledError) as error:  # noqa: BLE001
+                cell.error = describe_error(error)
+                cell.samples.clear()
+            cell.spent += time.perf_counter() - started
+            if (cell.error is not None or cell.spent >= budget
+                    or len(cell.samples) >= column.repeats):
+                active.remove(key)
+    return cells
+
+
 def sample_columns(
     columns: dict[str, Callable[[], Sample]],
     expected: object,
@@ -134,25 +169,10 @@ def sample_columns(
     budget: float,
     timeout: float | None,
 ) -> dict[str, Cell]:
-    """Sample every column up to ``repeats`` times, interleaved; one ``Cell`` per column."""
-    cells = {name: Cell() for name in columns}
-    active = list(columns)
-    for _ in range(repeats):
-        for name in list(active):
-            cell = cells[name]
-            started = time.perf_counter()
-            try:
-                cell.samples.append(take_sample(columns[name], expected, timeout))
-            # Anything an engine raises is a result to report, not a reason to stop.
-            except (Exception, asyncio.CancelledError) as error:  # noqa: BLE001
-                cell.error = describe_error(error)
-                cell.samples.clear()
-            cell.spent += time.perf_counter() - started
-            if cell.error is not None or cell.spent >= budget:
-                active.remove(name)
-        if not active:
-            break
-    return cells
+    """Sample every column of one workload up to ``repeats`` times, interleaved."""
+    return sample_interleaved(
+        {name: Column(run_once, expected, repeats) for name, run_once in columns.items()},
+        budget=budget, timeout=timeout)
 
 
 def _short(value: object, limit: int = 80) -> str:

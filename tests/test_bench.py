@@ -78,6 +78,42 @@ def test_wrong_value_becomes_a_cell_error():
     assert cells["wrong"].error.startswith("ValueError: wrong result")
 
 
+def test_interleaved_columns_take_turns_up_to_their_own_repeats():
+    """Columns of several workloads are sampled in one rotation, each up to its repeats."""
+    from bench.measure import Column, sample_interleaved
+
+    ran = []
+
+    def column(name, value):
+        def run_once():
+            ran.append(name)
+            return Sample(0.001, value)
+        return run_once
+
+    cells = sample_interleaved({
+        "a": Column(column("a", 1), 1, 3),
+        "b": Column(column("b", 2), 2, 1),
+        "c": Column(column("c", 3), 3, 2),
+    }, budget=10.0, timeout=None)
+    assert ran == ["a", "b", "c", "a", "c", "a"]
+    assert [len(cells[k].samples) for k in "abc"] == [3, 1, 2]
+
+
+def test_workloads_a_target_compares_are_sampled_together():
+    from bench.__main__ import comparison_groups
+    from bench.workloads import WORKLOADS
+
+    groups = {w.name: [x.name for x in g] for g in comparison_groups(list(WORKLOADS))
+              for w in g}
+    assert groups["kw_chain"] == groups["chain"] == groups["dag_100k"]
+    assert "chain_warm" not in groups["chain"] and "kw_chain_warm" in groups["chain_warm"]
+    assert groups["policy_map"] == ["plain_map", "policy_map"]
+    assert groups["countdown"] == ["countdown"]
+    names = [w.name for w in WORKLOADS]
+    for group in groups.values():  # in table order
+        assert group == sorted(group, key=names.index)
+
+
 # --- the realistic shapes, their targets and the phase split -----------------------------
 
 @pytest.mark.parametrize("shape", shapes.SHAPES, ids=lambda s: s.name)
