@@ -362,7 +362,7 @@ class Task(Generic[P, R]):
         """``step(x, scale=2)``: one lazy positional argument and keyword literals, its
         shape interned per task by (keyword names, the child's shape), as for a chain link."""
         kinds = _ARG_KIND
-        lits = tuple(kwargs.values())
+        lits = kwargs.values()  # a view of the call's own dict (never changed): no copy
         for v in lits:
             if type(v) in kinds:
                 return _make_plain(self, args, kwargs)
@@ -608,7 +608,7 @@ class LazyResult(StandIn, Generic[R_co]):
         "task",  # the Task (for PARAM/ENV nodes: the Param/Env itself)
         "args",  # positional arguments as given
         "kwargs",  # keyword arguments as given (a dict)
-        "lits",  # literal values, in slot order
+        "lits",  # literal values, in slot order (a keyword link: a view of its kwargs)
         "shape",  # int: structure of the subtree (see module docstring)
         "spec",  # None for a flat call, else (pos specs, kwnames, kw specs, policy key)
         "children",  # distinct lazy children, in order of first reference
