@@ -1025,22 +1025,33 @@ _PAIR_SPECS = {mask: _positional_spec(2, mask) for mask in (1, 2, 3)}
 
 _SHAPE = operator.attrgetter("shape")
 _FLAT_POLICY: dict = {}  # (task uid, nargs, kwnames, id(policy)) -> (policy, spec, shape)
+_FLAT_POLICY_VALUES: dict = {}  # the same by the policy's value -> (spec, shape)
+_MEMO_LIMIT = 4096  # entries in each (a memo: forgetting costs one token walk per entry)
 
 
 def _flat_with_policy(task_obj, args, kwargs, lits, policy: Policy) -> LazyResult:
     """What ``_make`` builds for a call of literals under a policy without conditions
-    or ordering (``f(i).with_retry(3)``), its spec and shape kept per policy object
-    (a map's items share one): no token walk per call."""
+    or ordering, its spec and shape kept per policy object (a map's items share one)
+    and per policy value (``f(i).with_retry(3)`` makes a new policy per call): no
+    token walk per call."""
     kwnames = tuple(kwargs) if kwargs else ()
     key = (task_obj.uid, len(args), kwnames, id(policy))
     known = _FLAT_POLICY.get(key)
     if known is None or known[0] is not policy:
+        value = (task_obj.uid, len(args), kwnames, policy.retry, policy.timeout,
+                 policy.cache)
+        spec_shape = _FLAT_POLICY_VALUES.get(value)
+        if spec_shape is not None:  # an equal policy met before (not kept by identity)
+            return _node(task_obj, args, kwargs, lits, spec_shape[1], spec_shape[0], (),
+                         True, policy)
         spec = ((None,) * len(args), kwnames, (None,) * len(kwnames),
                 ((), (), policy.retry, policy.timeout, policy.cache))
         known = (policy, spec, intern_shape((task_obj.uid, spec_key(spec), ())))
-        if len(_FLAT_POLICY) >= 4096:
-            _FLAT_POLICY.clear()  # (a memo: forgetting costs one token walk per entry)
+        for memo in (_FLAT_POLICY, _FLAT_POLICY_VALUES):
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
         _FLAT_POLICY[key] = known
+        _FLAT_POLICY_VALUES[value] = known[1:]
     return _node(task_obj, args, kwargs, lits, known[2], known[1], (), True, policy)
 
 
