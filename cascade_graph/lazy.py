@@ -163,7 +163,7 @@ class CacheSpec:
     """``.with_cache`` settings: ``key`` (None, a str, or a callable), ``store``, ``ttl``."""
 
     key: Any = None
-    store: Any = None
+    store: Any = attrs.field(default=None, hash=False)  # (a store need not be hashable)
     ttl: float | None = None
 
 
@@ -674,12 +674,17 @@ class LazyResult(StandIn, Generic[R_co]):
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
     ) -> LazyResult[R_co]:
         """Retry the task's own invocation on ``retry_on`` errors."""
-        w = "with_retry"
-        retry = Retry(checks.whole(max_attempts, w, "max_attempts", 1),
-                      checks.seconds(delay, w, "delay"), checks.seconds(backoff, w, "backoff"),
-                      None if max_delay is None else checks.seconds(max_delay, w, "max_delay"),
-                      checks.seconds(jitter, w, "jitter"),
-                      checks.exception_classes(retry_on, w, "retry_on"))
+        given = (max_attempts, delay, backoff, max_delay, jitter, retry_on)
+        retry = _memo_get(_RETRIES, given)
+        if retry is None:
+            w = "with_retry"
+            retry = Retry(checks.whole(max_attempts, w, "max_attempts", 1),
+                          checks.seconds(delay, w, "delay"),
+                          checks.seconds(backoff, w, "backoff"),
+                          None if max_delay is None else checks.seconds(max_delay, w, "max_delay"),
+                          checks.seconds(jitter, w, "jitter"),
+                          checks.exception_classes(retry_on, w, "retry_on"))
+            _memo_put(_RETRIES, given, retry)
         return self._with_item_or_own(retry=retry)
 
     def with_timeout(self, seconds: float) -> LazyResult[R_co]:
@@ -701,7 +706,43 @@ class LazyResult(StandIn, Generic[R_co]):
             item = attrs.evolve(t.item_policy or EMPTY_POLICY, **changes)
             return _make(MapTask.of(t.task, item), self.args, self.kwargs,
                          self.policy or EMPTY_POLICY, original=self)
-        return self._with_policy(attrs.evolve(self._policy(), **changes))
+        if self.policy is not None:
+            return self._with_policy(attrs.evolve(self.policy, **changes))
+        # a call's first policy: one Policy object per setting, shared by every call
+        # given it (policies are frozen; the copy's shape is then found by identity)
+        ((name, value),) = changes.items()
+        policy = _memo_get(_OWN_POLICIES, (name, value))
+        if policy is None:
+            policy = _memo_put(_OWN_POLICIES, (name, value), attrs.evolve(EMPTY_POLICY,
+                                                                          **changes))
+        return self._with_policy(policy)
+
+
+_RETRIES: dict = {}  # .with_retry arguments (and their types) -> the checked Retry
+_OWN_POLICIES: dict = {}  # (policy field, value and its type) -> Policy with that field set
+
+
+def _memo_get(memo: dict, given: tuple):
+    """The value kept for ``given`` (compared with its types: ``1`` is not ``True``,
+    ``0`` not ``0.0``), or None, also when ``given`` is not hashable."""
+    try:
+        return memo.get((given, tuple(map(type, given))))
+    except TypeError:  # (a list of exception classes, a store that is not hashable)
+        return None
+
+
+def _memo_put(memo: dict, given: tuple, value):
+    """Keep ``value`` for ``given`` when it is hashable (at most 4,096: then the memo
+    starts again); returns ``value``."""
+    try:
+        key = (given, tuple(map(type, given)))
+        hash(key)
+    except TypeError:
+        return value
+    if len(memo) >= 4096:
+        memo.clear()
+    memo[key] = value
+    return value
 
 
 _new_lazy = object.__new__

@@ -904,3 +904,41 @@ def test_a_policy_copy_of_a_flat_call_is_what_the_general_path_builds():
             assert original.copied and copy.policy == general.policy
     assert f(1).with_retry(3).shape != f(1).with_retry(4).shape
     assert f(1).with_retry(3).shape != f(1, b=1).with_retry(3).shape
+
+
+def test_a_policy_given_again_is_checked_alike_and_shared():
+    """``.with_retry``/``.with_timeout`` keep each checked setting: equal settings give
+    one policy object (frozen, so shared safely) and one shape; a bad value is still
+    refused after an equal-looking good one (``True`` after ``1``); a store need not
+    be hashable."""
+
+    @task
+    def f(x):
+        return x
+
+    a, b = f(1).with_retry(3), f(2).with_retry(3)
+    assert a.policy is b.policy and a.shape == b.shape
+    assert f(1).with_retry(1).policy.retry.max_attempts == 1
+    with pytest.raises(TypeError, match="a bool"):
+        f(1).with_retry(True)
+    assert f(1).with_timeout(2).policy is f(3).with_timeout(2).policy
+    assert f(1).with_timeout(2).shape != f(1).with_timeout(3).shape
+    class Store:  # a store that defines == without a hash
+        def __eq__(self, other):
+            return self is other
+
+        def get(self, key, default=None):
+            return default
+
+        def set(self, key, value, ttl=None):
+            pass
+
+    store = Store()
+    kept = f(1).with_cache(store=store)
+    assert kept.policy.cache.store is store
+    assert kept.shape == f(2).with_cache(store=store).shape
+    assert kept.shape != f(1).with_cache(store=Store()).shape  # another store
+    assert run(kept) == 1
+    chained = f(1).with_retry(2).with_timeout(1)
+    assert chained.policy.retry.max_attempts == 2 and chained.policy.timeout == 1
+    assert a.policy.timeout is None  # the shared policy was not changed by the chain
