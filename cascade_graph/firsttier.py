@@ -10,9 +10,12 @@ for the second sight of a structure before the engines build its template:
 the first time, ``run_first`` evaluates the lazies themselves.
 
 It takes a workflow when every node is a plain call that the engines would
-make themselves (``calls.direct``: no policy, no injection, no Param, Env or
-Router, no folded node; sync or async) and the run is quiet (nobody listens,
-so there are no events or call numbers to produce) and in-process. Anything
+make themselves (``calls.direct``: no injection, no Param, Env or Router, no
+folded node; sync or async), with no policy but a retry or timeout of a sync
+task made in line (``calls.call_inline``, as the engines make it: one
+``.with_retry()`` item no longer sends a whole fan-out to the template
+path), and the run is quiet (nobody listens, so there are no events or call
+numbers to produce) and in-process. Anything
 else, or ``tail_cache=False`` / ``hot_path=False`` (the switches that make
 the engines do all the work themselves), leaves the workflow to the engine,
 and nothing has run by then: the walk that orders the nodes also checks them
@@ -44,7 +47,17 @@ from __future__ import annotations
 from asyncio import Task
 from collections import deque
 
-from .calls import DISTRIBUTED, LOCAL, SKIPPED, direct, failed, skipped, start_async_quiet
+from .calls import (
+    DISTRIBUTED,
+    LOCAL,
+    SKIPPED,
+    call_inline,
+    direct,
+    failed,
+    inline_policy,
+    skipped,
+    start_async_quiet,
+)
 from .hotpath import Pacer
 from .lazy import _LAZY_TYPES, _LINK_SPEC_IDS, _POS_SPEC_IDS, CALL
 from .template import canonical_nodes
@@ -104,7 +117,7 @@ def _all_taken(order):
                     continue
             elif id(spec) in layouts:
                 continue
-        if lr.kind != CALL or lr.policy is not None:
+        if lr.kind != CALL or (lr.policy is not None and not _inline(lr)):
             return False
         if layouts is None:
             if not _task_ok(task):
@@ -125,6 +138,14 @@ def _all_taken(order):
             task.check_call(*layout)
         last, last_spec = task, spec
     return _ASYNC if has_async else True
+
+
+def _inline(lr) -> bool:
+    """Is ``lr``'s policy a retry or timeout this tier makes in line, as the engines do
+    (``calls.inline_policy``: a sync task, no pause between attempts, no cache), with
+    no condition or ordering?"""
+    p = lr.policy
+    return not (p.conds or p.after) and inline_policy(p, lr.task)
 
 
 def _plain_containers(spec) -> bool:
@@ -386,6 +407,8 @@ class _FirstRun:
             if type(v) is Task:
                 self.started.add(id(lr))
                 return v
+        elif lr.policy is not None:  # attempts and timeout in line (it notes a failure)
+            v = call_inline(ctx, task, task.fn, args, kwargs, lr.policy, None)[0]
         else:
             try:  # (free in Python 3.11 until something raises)
                 v = task.fn(*args, **kwargs) if kwargs else task.fn(*args)

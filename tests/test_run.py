@@ -775,6 +775,53 @@ def test_flat_calls_of_one_task_run_in_one_loop_on_a_first_sight(engine):
 
 
 @per_engine
+def test_inline_retries_and_timeouts_keep_a_first_sight_on_the_first_tier(engine):
+    """A fan-out with one item under ``.with_retry()`` or ``.with_timeout()`` (made in
+    line, as the engines make them) runs on the first tier: no template is built; the
+    attempts are made, an exhausted retry raises the last error with one task note,
+    a sync call past its timeout raises ``TimeoutError``. A retry with a delay, or a
+    condition, leaves the workflow to the engine."""
+    from cascade_graph.cache import SHARED
+    from cascade_graph.template import template_key
+
+    attempts = []
+
+    @task
+    def flaky(i, fails=0):
+        attempts.append(i)
+        if attempts.count(i) <= fails:
+            raise ConnectionError(f"flaky({i})")
+        return i
+
+    @task
+    def slow(i):
+        time.sleep(0.05)
+        return i
+
+    @task
+    def total(xs):
+        return sum(xs)
+
+    items = [flaky(i) for i in range(20)]
+    items[5] = flaky(5, fails=2).with_retry(3)
+    items[7] = flaky(7).with_timeout(5)
+    workflow = total(items)
+    assert run(workflow, engine=engine) == sum(range(20))
+    assert attempts.count(5) == 3 and template_key(workflow) not in SHARED
+    attempts.clear()
+    with pytest.raises(ConnectionError, match="flaky") as caught:
+        run(total([flaky(1), flaky(2, fails=5).with_retry(2)]), engine=engine)
+    assert attempts.count(2) == 2 and len(caught.value.__notes__) == 1
+    with pytest.raises(TimeoutError):
+        run(total([flaky(1), slow(2).with_timeout(0.01)]), engine=engine)
+    for other in (flaky(3, fails=1).with_retry(2, delay=0.001),
+                  flaky(3).run_if(True)):
+        workflow = total([flaky(1), other])
+        assert run(workflow, engine=engine) == 4
+        assert template_key(workflow) in SHARED  # the engine's: a template was built
+
+
+@per_engine
 def test_a_known_chain_runs_its_links_in_line(engine):
     """A chain run a second time (its template compiled): the links that wait on one node
     alone run one after the other on both engines; a link that tail-calls, an async
