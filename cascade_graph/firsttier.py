@@ -11,12 +11,12 @@ the first time, ``run_first`` evaluates the lazies themselves.
 
 It takes a workflow when every node is a plain call that the engines would
 make themselves (``calls.direct``: no injection, no Param, Env or Router, no
-folded node; sync or async), with no policy but a retry or timeout of a sync
-task made in line (``calls.call_inline``, as the engines make it: one
-``.with_retry()`` item no longer sends a whole fan-out to the template
-path), and the run is quiet (nobody listens, so there are no events or call
-numbers to produce) and in-process. Anything
-else, or ``tail_cache=False`` / ``hot_path=False`` (the switches that make
+folded node; sync or async), with no policy but conditions, ordering and a
+retry or timeout of a sync task made in line (``calls.call_inline``, as the
+engines make it: one ``.with_retry()`` or ``.run_if()`` item no longer sends
+a whole fan-out to the template path), and the run is quiet (nobody
+listens, so there are no events or call numbers to produce) and in-process.
+Anything else, or ``tail_cache=False`` / ``hot_path=False`` (the switches that make
 the engines do all the work themselves), leaves the workflow to the engine,
 and nothing has run by then: the walk that orders the nodes also checks them
 and every call's arity, before any task runs, as template building would.
@@ -141,11 +141,11 @@ def _all_taken(order):
 
 
 def _inline(lr) -> bool:
-    """Is ``lr``'s policy a retry or timeout this tier makes in line, as the engines do
-    (``calls.inline_policy``: a sync task, no pause between attempts, no cache), with
-    no condition or ordering?"""
-    p = lr.policy
-    return not (p.conds or p.after) and inline_policy(p, lr.task)
+    """Is ``lr``'s policy one this tier keeps as the engines do: conditions
+    (``.run_if``), ordering (``.after``: those lazies are children, run before it),
+    and a retry or timeout made in line (``calls.inline_policy``: a sync task, no
+    pause between attempts, no cache)?"""
+    return inline_policy(lr.policy, lr.task)
 
 
 def _plain_containers(spec) -> bool:
@@ -401,6 +401,9 @@ class _FirstRun:
             for key, v in values.items():  # (no key added or removed: safe)
                 if v is SKIPPED:
                     values[key] = None
+        if lr.policy is not None and lr.policy.conds and not self._conditions_hold(lr):
+            self.skips = True  # (its consumers check their inputs from now on)
+            return skipped(ctx, task, "condition")
         args, kwargs = _arguments(lr, values)
         if task.is_async:  # started now: finished, or read at first use (as the engines do)
             v = start_async_quiet(ctx, task, args, kwargs or {}, self.follow)
@@ -421,6 +424,14 @@ class _FirstRun:
                 values[id(lr)] = v
                 return _ROOT_TAIL_CALL
         return v
+
+    def _conditions_hold(self, lr) -> bool:
+        """Are the ``.run_if`` conditions of ``lr`` all true (lazies by their values)?"""
+        values = self.values
+        for c in lr.policy.conds:
+            if not (values[id(c)] if type(c) in _LAZY_TYPES else c):
+                return False
+        return True
 
     def _continue(self, lr, v):
         """A node's tail call: the root's goes back to the engine; an inner one runs in

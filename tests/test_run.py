@@ -776,12 +776,15 @@ def test_flat_calls_of_one_task_run_in_one_loop_on_a_first_sight(engine):
 
 @per_engine
 def test_inline_retries_and_timeouts_keep_a_first_sight_on_the_first_tier(engine):
-    """A fan-out with one item under ``.with_retry()`` or ``.with_timeout()`` (made in
-    line, as the engines make them) runs on the first tier: no template is built; the
-    attempts are made, an exhausted retry raises the last error with one task note,
-    a sync call past its timeout raises ``TimeoutError``. A retry with a delay, or a
-    condition, leaves the workflow to the engine."""
+    """A fan-out with one item under ``.with_retry()``, ``.with_timeout()``,
+    ``.run_if()`` or ``.after()`` (made in line, as the engines make them) runs on the
+    first tier: no template is built; the attempts are made, an exhausted retry
+    raises the last error with one task note, a sync call past its timeout raises
+    ``TimeoutError``, a false condition skips the item and so its consumer (the run
+    gives None; a target list None for the item), ``.after`` runs its lazies first.
+    A retry with a delay leaves the workflow to the engine."""
     from cascade_graph.cache import SHARED
+    from cascade_graph.firsttier import forget
     from cascade_graph.template import template_key
 
     attempts = []
@@ -814,11 +817,20 @@ def test_inline_retries_and_timeouts_keep_a_first_sight_on_the_first_tier(engine
     assert attempts.count(2) == 2 and len(caught.value.__notes__) == 1
     with pytest.raises(TimeoutError):
         run(total([flaky(1), slow(2).with_timeout(0.01)]), engine=engine)
-    for other in (flaky(3, fails=1).with_retry(2, delay=0.001),
-                  flaky(3).run_if(True)):
-        workflow = total([flaky(1), other])
-        assert run(workflow, engine=engine) == 4
-        assert template_key(workflow) in SHARED  # the engine's: a template was built
+    for gated, value in ((flaky(3).run_if(True), 4), (flaky(3).run_if(flaky(0)), None),
+                         (flaky(3).run_if(flaky(2)), 4)):
+        workflow = total([flaky(1), gated])
+        forget()  # (two of these are one structure: each is a first sight here)
+        assert run(workflow, engine=engine) == value
+        assert template_key(workflow) not in SHARED
+    assert run([flaky(1), flaky(3).run_if(False)], engine=engine) == [1, None]
+    attempts.clear()
+    workflow = total([flaky(1), flaky(3).after(flaky(8), flaky(9))])
+    assert run(workflow, engine=engine) == 4 and template_key(workflow) not in SHARED
+    assert attempts.index(8) < attempts.index(3) and attempts.index(9) < attempts.index(3)
+    workflow = total([flaky(1), flaky(3, fails=1).with_retry(2, delay=0.001)])
+    assert run(workflow, engine=engine) == 4
+    assert template_key(workflow) in SHARED  # the engine's: a template was built
 
 
 @per_engine
