@@ -102,8 +102,9 @@ def _main(argv: list[str] | None) -> int:
         print(f"bench: {names} ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
         columns = {}
+        sizes = {w.name: w.sized(args.scale) for w in group}
         for workload in group:
-            size = workload.sized(args.scale)
+            size = sizes[workload.name]
             expected = workload.expected(size)
             repeats = workload.repeats or args.repeats
             columns[workload.name, "baseline"] = Column(
@@ -113,7 +114,7 @@ def _main(argv: list[str] | None) -> int:
                     partial(workload.engine, size, engine, options), expected, repeats)
         cells = sample_interleaved(columns, budget=args.budget, timeout=args.timeout)
         for workload in group:
-            by_name[workload.name] = Row(workload, workload.sized(args.scale), {
+            by_name[workload.name] = Row(workload, sizes[workload.name], {
                 name: cells.get((workload.name, name)) for name in ("baseline", *ENGINES)})
         print(f"bench: {names} done in {time.perf_counter() - started:.1f} s",
               file=sys.stderr, flush=True)

@@ -161,20 +161,6 @@ def sample_interleaved(columns: dict, *, budget: float, timeout: float | None) -
     return cells
 
 
-def sample_columns(
-    columns: dict[str, Callable[[], Sample]],
-    expected: object,
-    *,
-    repeats: int,
-    budget: float,
-    timeout: float | None,
-) -> dict[str, Cell]:
-    """Sample every column of one workload up to ``repeats`` times, interleaved."""
-    return sample_interleaved(
-        {name: Column(run_once, expected, repeats) for name, run_once in columns.items()},
-        budget=budget, timeout=timeout)
-
-
 def _short(value: object, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

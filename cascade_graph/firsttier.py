@@ -117,7 +117,9 @@ def _all_taken(order):
                     continue
             elif id(spec) in layouts:
                 continue
-        if lr.kind != CALL or (lr.policy is not None and not _inline(lr)):
+        # a policy is kept here as the engines keep it: conditions, ordering (``.after``
+        # lazies are children, so they run first), a retry or timeout made in line
+        if lr.kind != CALL or (lr.policy is not None and not inline_policy(lr.policy, task)):
             return False
         if layouts is None:
             if not _task_ok(task):
@@ -138,14 +140,6 @@ def _all_taken(order):
             task.check_call(*layout)
         last, last_spec = task, spec
     return _ASYNC if has_async else True
-
-
-def _inline(lr) -> bool:
-    """Is ``lr``'s policy one this tier keeps as the engines do: conditions
-    (``.run_if``), ordering (``.after``: those lazies are children, run before it),
-    and a retry or timeout made in line (``calls.inline_policy``: a sync task, no
-    pause between attempts, no cache)?"""
-    return inline_policy(lr.policy, lr.task)
 
 
 def _plain_containers(spec) -> bool:

@@ -732,17 +732,25 @@ def _memo_get(memo: dict, given: tuple):
 
 
 def _memo_put(memo: dict, given: tuple, value):
-    """Keep ``value`` for ``given`` when it is hashable (at most 4,096: then the memo
-    starts again); returns ``value``."""
+    """Keep ``value`` for ``given`` when it is hashable; returns ``value``."""
     try:
         key = (given, tuple(map(type, given)))
         hash(key)
     except TypeError:
         return value
-    if len(memo) >= 4096:
+    return _remember(memo, key, value)
+
+
+def _remember(memo: dict, key, value):
+    """``memo[key] = value``, the memo started again once it holds ``_MEMO_LIMIT``
+    entries (forgetting costs the work the memo saves, once per entry)."""
+    if len(memo) >= _MEMO_LIMIT:
         memo.clear()
     memo[key] = value
     return value
+
+
+_MEMO_LIMIT = 4096  # entries in each memo of this module
 
 
 _new_lazy = object.__new__
@@ -1067,7 +1075,6 @@ _PAIR_SPECS = {mask: _positional_spec(2, mask) for mask in (1, 2, 3)}
 _SHAPE = operator.attrgetter("shape")
 _FLAT_POLICY: dict = {}  # (task uid, nargs, kwnames, id(policy)) -> (policy, spec, shape)
 _FLAT_POLICY_VALUES: dict = {}  # the same by the policy's value -> (spec, shape)
-_MEMO_LIMIT = 4096  # entries in each (a memo: forgetting costs one token walk per entry)
 
 
 def _flat_with_policy(task_obj, args, kwargs, lits, policy: Policy) -> LazyResult:
@@ -1087,12 +1094,9 @@ def _flat_with_policy(task_obj, args, kwargs, lits, policy: Policy) -> LazyResul
                          True, policy)
         spec = ((None,) * len(args), kwnames, (None,) * len(kwnames),
                 ((), (), policy.retry, policy.timeout, policy.cache))
-        known = (policy, spec, intern_shape((task_obj.uid, spec_key(spec), ())))
-        for memo in (_FLAT_POLICY, _FLAT_POLICY_VALUES):
-            if len(memo) >= _MEMO_LIMIT:
-                memo.clear()
-        _FLAT_POLICY[key] = known
-        _FLAT_POLICY_VALUES[value] = known[1:]
+        known = _remember(_FLAT_POLICY, key, (policy, spec, intern_shape(
+            (task_obj.uid, spec_key(spec), ()))))
+        _remember(_FLAT_POLICY_VALUES, value, known[1:])
     return _node(task_obj, args, kwargs, lits, known[2], known[1], (), True, policy)
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from bench import phases, realistic, shapes
 from bench.__main__ import main
-from bench.measure import Cell, Sample, sample_columns
+from bench.measure import Cell, Column, Sample, sample_interleaved
 from bench.report import Row
 from bench.targets import TARGETS, Target, evaluate
 from bench.workloads import BY_NAME, WORKLOADS
@@ -66,10 +66,9 @@ def test_unknown_workload_is_a_usage_error(capsys):
 
 def test_wrong_value_becomes_a_cell_error():
     """A column returning the wrong value gets an error instead of a figure."""
-    cells = sample_columns(
-        {"right": lambda: Sample(0.001, "done"), "wrong": lambda: Sample(0.001, "oops")},
-        "done",
-        repeats=2,
+    cells = sample_interleaved(
+        {"right": Column(lambda: Sample(0.001, "done"), "done", 2),
+         "wrong": Column(lambda: Sample(0.001, "oops"), "done", 2)},
         budget=10.0,
         timeout=None,
     )
@@ -80,8 +79,6 @@ def test_wrong_value_becomes_a_cell_error():
 
 def test_interleaved_columns_take_turns_up_to_their_own_repeats():
     """Columns of several workloads are sampled in one rotation, each up to its repeats."""
-    from bench.measure import Column, sample_interleaved
-
     ran = []
 
     def column(name, value):
