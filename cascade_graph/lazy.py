@@ -283,8 +283,8 @@ class Task(Generic[P, R]):
         # (every argument a plain literal: each iteration of a tail loop) and a
         # chain link (one lazy argument). Everything else goes to _make*.
         if kwargs:
-            if len(args) == 1 and type(args[0]) in _LAZY_TYPES:
-                return self._keyword_link(args[0], args, kwargs)
+            if args and type(args[0]) in _LAZY_TYPES:
+                return self._literal_link(args[0], args, kwargs)
             return self._call_kw(args, kwargs)
         if len(args) == 1:
             a = args[0]
@@ -325,6 +325,8 @@ class Task(Generic[P, R]):
                 if type(a) in kinds:
                     if len(args) == 2:
                         return _make_pair(self, args)
+                    if type(args[0]) in _LAZY_TYPES:  # maybe ``step(x, 1, 2)``
+                        return self._literal_link(args[0], args, _NO_KWARGS)
                     return _make_plain(self, args, _NO_KWARGS)
             shape = self._flat.get(len(args))
             if shape is None:
@@ -358,37 +360,52 @@ class Task(Generic[P, R]):
             shape = self._flat_shape(key)
         return _node(self, args, kwargs, args + tuple(kwargs.values()), shape, None, (), True)
 
-    def _keyword_link(self, a, args: tuple, kwargs: dict) -> LazyResult:
-        """``step(x, scale=2)``: one lazy positional argument and keyword literals, its
-        shape interned per task by (keyword names, the child's shape), as for a chain link."""
+    def _literal_link(self, a, args: tuple, kwargs: dict) -> LazyResult:
+        """A link with literals: ``step(x, scale=2)``, ``step(x, 1)``: the first argument
+        lazy ``a``, every other one (positional or keyword) a plain literal. Its shape is
+        interned per task by (layout, the child's shape), as for a chain link, and a
+        run of such links of one task and layout numbers its shapes the same way
+        (``_link_shape``): no global table entry per link."""
         kinds = _ARG_KIND
-        lits = kwargs.values()  # a view of the call's own dict (never changed): no copy
-        for v in lits:
-            if type(v) in kinds:
-                return _make_plain(self, args, kwargs)
-        kwnames = tuple(kwargs)
+        if len(args) == 1:
+            lits = kwargs.values()  # a view of the call's own dict (never changed): no copy
+            for v in lits:
+                if type(v) in kinds:
+                    return _make_plain(self, args, kwargs)
+        else:
+            lits = args[1:]
+            for v in lits:
+                if type(v) in kinds:
+                    return _make_plain(self, args, kwargs)
+            if kwargs:
+                for v in kwargs.values():
+                    if type(v) in kinds:
+                        return _make_plain(self, args, kwargs)
+                lits += tuple(kwargs.values())
+        kwnames = tuple(kwargs) if kwargs else ()
         a.uses += 1
         spec = a.spec
         shape = a.shape
-        if (shape < 0 and a.task is self and id(spec) in _KW_LINK_SPEC_IDS
-                and spec[1] == kwnames):
+        same = (a.task is self and id(spec) in _LITERAL_LINK_SPEC_IDS
+                and len(spec[0]) == len(args) and spec[1] == kwnames)
+        if shape < 0 and same:
             shape -= 1  # one more link of a run (_link_shape)
         else:
-            run = a.task is self and id(spec) in _KW_LINK_SPEC_IDS and spec[1] == kwnames
-            spec = _POS_SPECS.get((1, 1, kwnames)) or _positional_spec(1, 1, kwnames)
+            if not same:
+                spec = _literal_link_spec(len(args), kwnames)
             one = self._one
-            key = (kwnames, shape)
+            key = (len(args), kwnames, shape)
             shape = one.get(key)
-            if shape is None:  # the first link of this task and keywords on this base
-                shape = _link_shape(one, key, run)
-        lr = _new_lazy(LazyResult)  # _node(), inlined: a keyword chain's allocation
+            if shape is None:  # the first link of this task and layout on this base
+                shape = _link_shape(one, key, same)
+        lr = _new_lazy(LazyResult)  # _node(), inlined: a link chain's allocation
         lr.task = self
         lr.args = args
         lr.kwargs = kwargs
         lr.lits = lits
         lr.shape = shape
         lr.spec = spec
-        lr.children = args
+        lr.children = args if len(args) == 1 else (a,)
         lr.tree = a.uses == 1 and a.tree and not a.copied
         lr.uses = 0
         lr.copied = False
@@ -961,8 +978,9 @@ _POS_SPECS: dict = {}  # (nargs, lazy-position mask[, kwnames]) -> the spec of s
 #: ids of the specs of *plain* calls: literals and distinct lazies, positional or keyword,
 #: nothing else (kept alive by _POS_SPECS); templates take their fast path (template.py)
 _POS_SPEC_IDS: set = set()
-#: ids of the specs of keyword links: one lazy positional argument, keyword literals
-_KW_LINK_SPEC_IDS: set = set()
+#: ids of the specs of links with literals: the first argument lazy, every other one
+#: (positional or keyword, at least one) a literal (``Task._literal_link``)
+_LITERAL_LINK_SPEC_IDS: set = set()
 #: ids of the specs of chain links: one argument, a lazy, with or without keyword literals
 _LINK_SPEC_IDS: set = set()
 
@@ -984,11 +1002,18 @@ def _positional_spec(nargs: int, mask: int, kwnames: tuple = ()) -> tuple:
                 specs.append(None)
         spec = _POS_SPECS[key] = (tuple(specs[:nargs]), kwnames, tuple(specs[nargs:]), None)
         _POS_SPEC_IDS.add(id(spec))
-        if nargs == 1 and mask == 1:
-            _LINK_SPEC_IDS.add(id(spec))
-            if kwnames:
-                _KW_LINK_SPEC_IDS.add(id(spec))
+        if mask == 1:
+            if nargs == 1:
+                _LINK_SPEC_IDS.add(id(spec))
+            if nargs > 1 or kwnames:
+                _LITERAL_LINK_SPEC_IDS.add(id(spec))
     return spec
+
+
+def _literal_link_spec(nargs: int, kwnames: tuple) -> tuple:
+    """The spec of a link with literals: argument 0 lazy, the other ones literals."""
+    return (_POS_SPECS.get((nargs, 1, kwnames) if kwnames else (nargs, 1))
+            or _positional_spec(nargs, 1, kwnames))
 
 
 def _make_plain(task_obj, args, kwargs: dict) -> LazyResult:
@@ -1049,9 +1074,8 @@ def _make_pair(task_obj, args) -> LazyResult:
             key = (task_obj.uid, _POSITIONAL, 2, 3, a.shape, b.shape)
         elif type(b) in _ARG_KIND:
             return _make_plain(task_obj, args, _NO_KWARGS)
-        else:
-            mask, lits, children = 1, (b,), (a,)
-            key = (task_obj.uid, _POSITIONAL, 2, 1, a.shape)
+        else:  # ``step(x, 1)``: a link with a literal
+            return task_obj._literal_link(a, args, _NO_KWARGS)
     elif type(a) in _ARG_KIND or type(b) not in lazy_types:
         return _make_plain(task_obj, args, _NO_KWARGS)  # a container or a marker among them
     else:

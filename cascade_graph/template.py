@@ -19,18 +19,16 @@ node ``i``; ``("C", type, specs)`` a list/tuple/set built from item specs;
 
 from __future__ import annotations
 
-import linecache
-import os
-from keyword import iskeyword
 from operator import itemgetter
 from typing import Any
 
 import attrs
 
 from .batch import BatchTask, expanded_members, members_of
-from .calls import direct, noted
+from .calls import direct, keyword_caller, noted
 from .lazy import (
     _LAZY_TYPES,
+    _LITERAL_LINK_SPEC_IDS,
     _ONE_LAZY_SPEC,
     _POS_SPEC_IDS,
     _SHAPES,
@@ -145,46 +143,6 @@ def call_function(node):
     if node.kwnames:
         return keyword_caller(node.task.fn, len(node.args), node.kwnames)
     return node.task.fn
-
-
-_KEYWORD_CALLERS: dict = {}
-
-
-def keyword_caller(fn, npos: int, kwnames: tuple):
-    """``fn`` taking its ``npos`` positional then its ``kwnames`` keyword values as
-    positional arguments: one small function per (fn, layout), so an engine's
-    positional call instructions serve keyword calls too."""
-    key = (fn, npos, kwnames)
-    caller = _KEYWORD_CALLERS.get(key)
-    if caller is None:
-        if len(_KEYWORD_CALLERS) >= 4096:
-            _KEYWORD_CALLERS.clear()  # bounded: a caller is cheap to make again
-        caller = _KEYWORD_CALLERS[key] = _make_keyword_caller(fn, npos, kwnames)
-        caller.kwnames = kwnames  # shown by the VM's disassembly
-    return caller
-
-
-def _make_keyword_caller(fn, npos: int, kwnames: tuple):
-    """The caller of ``keyword_caller``. When every keyword is an identifier, its source
-    names them (``def caller(p0, k0): return fn(p0, scale=k0)``): Python then passes
-    them without a dict, which makes such a call about 3x cheaper than ``**``."""
-    if all(name.isascii() and name.isidentifier() and not iskeyword(name) for name in kwnames):
-        params = [f"p{i}" for i in range(npos)] + [f"k{i}" for i in range(len(kwnames))]
-        passed = params[:npos] + [f"{name}=k{i}" for i, name in enumerate(kwnames)]
-        source = f"def caller({', '.join(params)}):\n    return fn({', '.join(passed)})\n"
-        # named inside this package, so tracebacks show its line and reports count its
-        # frame as the engine's, like any frame of this module
-        layout = f"{npos} positional, then {', '.join(kwnames)}"
-        filename = os.path.join(os.path.dirname(__file__), f"<keyword caller: {layout}>")
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        namespace = {"fn": fn}
-        exec(compile(source, filename, "exec"), namespace)
-        return namespace["caller"]
-
-    def caller(*values):  # a keyword only ** can pass (``f(**{"a-b": 1})``)
-        return fn(*values[:npos], **dict(zip(kwnames, values[npos:])))
-
-    return caller
 
 
 _new_node = object.__new__
@@ -561,17 +519,21 @@ def gather_node(i: int, batch: BatchTask, members: tuple, index: dict, first: in
 
 
 def _link_runs(order: list, fast: dict) -> dict | None:
-    """Runs of two or more chain links of one plain sync task in a tree's canonical
-    order, as {canonical index of the run's top link: number of links}; None when
-    there are none, or when the template has a router (route layouts name nodes
-    by index, so its nodes stay one per call)."""
+    """Runs of two or more links of one plain sync task and one layout in a tree's
+    canonical order, as {canonical index of the run's top link: number of links};
+    None when there are none, or when the template has a router (route layouts name
+    nodes by index, so its nodes stay one per call). A link's first argument is the
+    node below it; its other arguments, if any, are literals (``step(x)``,
+    ``step(x, 1)``, ``step(x, scale=2)``)."""
     one = _ONE_LAZY_SPEC
+    literal = _LITERAL_LINK_SPEC_IDS
     runs = {}
     n = len(order)
     i = 0
     while i < n:
         lr = order[i]
-        if lr.spec is not one:
+        spec = lr.spec
+        if spec is not one and id(spec) not in literal:
             if lr.kind == ROUTE:
                 return None
             i += 1
@@ -580,14 +542,24 @@ def _link_runs(order: list, fast: dict) -> dict | None:
         j = i + 1  # in pre-order a link's child comes right after it
         while j < n:
             c = order[j]
-            if c.spec is not one or c.task is not task:
+            if c.spec is not spec or c.task is not task:
                 break
             j += 1
-        if j - i >= 2 and not task.is_async and (fast.get(id(task)) == 1
-                                                 or _fast_ok(task, 1, fast)):
+        if j - i >= 2 and not task.is_async and _run_ok(task, spec, fast):
             runs[i] = j - i
         i = j
     return runs or None
+
+
+def _run_ok(task, spec, fast: dict) -> bool:
+    """May links of ``task`` with ``spec`` fold into a run (``_fast_ok``, for the
+    link's layout)? Raises the arity ``TypeError``."""
+    if spec is _ONE_LAZY_SPEC:
+        return fast.get(id(task)) == 1 or _fast_ok(task, 1, fast)
+    if task.internal or not direct(task):
+        return False
+    task.check_call(len(spec[0]), spec[1])
+    return True
 
 
 def _tree_index(order: list, runs: dict | None) -> dict:
@@ -631,7 +603,7 @@ def build_template(root: LazyResult, key: int | None = None, order=None) -> Temp
             if k is not None:
                 skip = k - 1
                 dropped += k - 1
-                b.add_run(i, lr.task, k)
+                b.add_run(i, lr, k)
                 continue
         if not b.add_fast(i, lr):
             b.add_general(i, lr)
@@ -662,15 +634,21 @@ class _Builder:
         # the canonical index less the links folded into runs before it
         self.runs = _link_runs(order, self.fast) if tree and len(order) > 2 else None
 
-    def add_run(self, i: int, task, k: int) -> None:
-        """Node ``i``: a run of ``k`` links of ``task`` on the node after it."""
+    def add_run(self, i: int, lr, k: int) -> None:
+        """Node ``i``: a run of ``k`` links like ``lr`` (its top link) on the node after
+        it. Links with literals read them as inputs, the top link's first (its
+        canonical order), so binding is the same as for the links unfolded."""
+        task = RepeatTask.of(lr.task, k, lr.spec)
         c = i + 1  # the run's base, next in pre-order
-        if c >= len(_LINK_ARGS) and not _grow_link_specs(c):
-            self.nodes.append(call_node(i, RepeatTask.of(task, k), (("L", c),), (c,),
-                                        self.first, 0))
+        n_lits = k * task.width
+        if n_lits:
+            self.nodes.append(call_node(i, task, (("L", c),) + (None,) * n_lits, (c,),
+                                        self.first, n_lits))
+            self.first += n_lits
+        elif c >= len(_LINK_ARGS) and not _grow_link_specs(c):
+            self.nodes.append(call_node(i, task, (("L", c),), (c,), self.first, 0))
         else:
-            self.nodes.append(call_node(i, RepeatTask.of(task, k), _LINK_ARGS[c], _ONE_DEP[c],
-                                        self.first, 0))
+            self.nodes.append(call_node(i, task, _LINK_ARGS[c], _ONE_DEP[c], self.first, 0))
 
     def add_fast(self, i: int, lr) -> bool:
         """Add node ``i`` when it is a chain link, a flat call, an expanded batch or a

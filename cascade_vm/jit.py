@@ -76,12 +76,15 @@ def jit_ops(code, lazy_types) -> tuple | None:
         if CALL0 <= o <= CALLN and type(_task) is RepeatTask:
             # a run of links, unrolled: link k returning a lazy hands back the run's
             # continuation after k links, as the run's own call would have returned
-            f, rt = const(_task.link.fn), const(_task)
-            lines.append(f"    v = {args}")
+            f, rt, w = const(_task.call), const(_task), _task.width
+            lines.append(f"    v = R[{regs[0]}]")
             for k in range(1, _task.count + 1):
+                j = 1 + (_task.count - k) * w  # link k's literals (the top link's first)
                 line_to_pc[len(lines) + 1] = p
-                lines.append(f"    v = {f}(v)")
-                lines.append(f"    if v.__class__ in LAZY: return {p}, {rt}.continuation(v, {k})")
+                passed = "".join(f", R[{r}]" for r in regs[j:j + w])
+                lines.append(f"    v = {f}(v{passed})")
+                lines.append(f"    if v.__class__ in LAZY: return {p}, {rt}.continuation(v, {k}, "
+                         f"({''.join(f'R[{r}], ' for r in regs[1:])}))")
             lines.append(f"    R[{a}] = v")
         elif CALL0 <= o <= CALLN:
             line_to_pc[len(lines) + 1] = p

@@ -180,3 +180,95 @@ def test_a_run_that_pauses_gives_the_same_values_and_events(engine):
     assert run(chain(inc, 500), engine=engine, yield_interval=0) == 500
     assert calls.order == list(range(500))
     assert run(chain(bump_async, 100), engine=engine, yield_interval=0) == 100
+
+
+# -- links with literals: step(x, k), step(x, k=...) ------------------------------
+
+_M = 1_000_003
+
+
+@task
+def mix(x, k=0):
+    calls.hit((x, k))
+    return (x * 3 + k) % _M  # each link's own literal, in order: a wrong order shows
+
+
+@task
+def mix_via(x, k=0):
+    """Every fourth link tail-calls ``mix``: the rest of the run goes on after it."""
+    return mix(x, k=k) if k % 4 == 1 else (x * 3 + k) % _M
+
+
+@task
+def explode_at_k(x, k=0):
+    if k == 3:
+        raise ValueError(f"link saw k={k}")
+    return x + k
+
+
+def lit_chain(t, n, base=0, keyword=True):
+    node = base
+    for k in range(n):
+        node = t(node, k=k) if keyword else t(node, k)
+    return node
+
+
+def lit_value(n, base=0):
+    v = base
+    for k in range(n):
+        v = (v * 3 + k) % _M
+    return v
+
+
+def test_links_with_literals_fold_by_task_and_layout():
+    assert _runs(lit_chain(mix, 10)) == [9]  # the first call is flat: the base
+    assert _runs(lit_chain(mix, 10, keyword=False)) == [9]
+    mixed = lit_chain(mix, 5, lit_chain(mix, 4), keyword=False)  # 5 positional on 3 keyword
+    assert _runs(mixed) == [5, 3]
+    assert _runs(mix(inc(mix(1, k=2)), k=3)) == []  # no two alike in a row
+    template = build_template(lit_chain(mix, 10))
+    assert template.n_inputs == 11  # the base's two, then one literal per link
+
+
+@per_engine
+@per_switches
+def test_links_with_literals_run_in_order_with_their_own_literals(engine, switches):
+    for keyword in (True, False):
+        for off in (0, 7, 11):  # a first sight, the template built, then warm
+            calls.order.clear()
+            assert run(lit_chain(mix, 200, off, keyword), engine=engine,
+                       **switches) == lit_value(200, off)
+            assert [k for _, k in calls.order] == list(range(200))
+    for off in range(12):  # short enough for the VM's second tier (jit.py)
+        assert run(lit_chain(mix, 20, off), engine=engine, **switches) == lit_value(20, off)
+        assert run(lit_chain(mix_via, 20, off), engine=engine,
+                   **switches) == lit_value(20, off)
+
+
+@per_engine
+@per_switches
+def test_links_with_literals_have_their_events_and_tail_calls(engine, switches):
+    value, rec = run_on(engine, lit_chain(mix, 9), switches)
+    assert value == lit_value(9)
+    kinds = rec.kinds()
+    assert kinds[("TaskStarted", "mix")] == kinds[("TaskFinished", "mix")] == 9
+    for off in (0, 5):  # a tail call in the middle of a run: the links above keep theirs
+        value, rec = run_on(engine, lit_chain(mix_via, 30, off), switches)
+        assert value == lit_value(30, off)
+        assert len(rec.of(ev.TailCall, "mix_via")) == 8  # k = 1, 5, ..., 29
+    exc, rec = run_failing(engine, lit_chain(explode_at_k, 8), switches)
+    assert isinstance(exc, ValueError)
+    assert "cascade: raised by task 'explode_at_k'" in exc.__notes__
+    assert len(rec.of(ev.TaskFinished, "explode_at_k")) == 3
+
+
+@per_engine
+def test_a_run_of_links_with_literals_that_pauses(engine):
+    for _ in range(2):
+        value, rec = run_on(engine, lit_chain(mix_via, 300), yield_interval=0)
+        assert value == lit_value(300)
+        assert len(rec.of(ev.TaskStarted, "mix_via")) == 300
+        calls.order.clear()
+        assert run(lit_chain(mix, 500, keyword=False), engine=engine,
+                   yield_interval=0) == lit_value(500)
+        assert [k for _, k in calls.order] == list(range(500))
