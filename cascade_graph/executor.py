@@ -221,40 +221,51 @@ class GraphRun:
     def _run_simple(self, inst, i, op) -> None:
         """The commonest node, in a quiet run: a sync positional call (nothing skipped).
         Then the nodes in line after it (``Plan.next_in_line``: each waits on the one
-        before alone) run one after the other without the ready queue, while the
-        pacer's budget lasts (so a line of slow calls yields as often as the queue
-        would); the last one's value completes like any node's."""
-        vals, waiting = inst.vals, inst.waiting
-        line = inst.plan.next_in_line
-        budget = self.budget
-        while True:
-            g = op.getter
-            try:
-                if op.single:
-                    value = op.fn(g(vals))
-                else:
-                    value = op.fn(*g(vals)) if g is not None else op.fn()
-            except BaseException as exc:
-                failed(self.ctx, op.node.task, exc)
-                raise
-            if not i or type(value) in _LAZY_TYPES:
-                self.budget = budget
-                self.complete(inst, i, value)
-                return
-            vals[i] = value
-            j = line[i]
-            if j <= 0 or budget <= 1:
-                break
-            waiting[j] = 0
-            budget -= 1
-            i = j
-            op = inst.plan.ops[j]
-        self.budget = budget
+        before alone) run one after the other without the ready queue, and then the
+        next ready node when it is such a call too (the scheduler would run it next:
+        no task can finish while this runs), while the pacer's budget lasts (so a line
+        of slow calls yields as often as the queue would); a root's or a lazy value
+        completes like any node's."""
         ready = self.ready
-        for d in inst.plan.dependents[i]:  # complete(), its common case inlined
-            waiting[d] -= 1
-            if not waiting[d]:
-                ready.append((inst, d))
+        budget = self.budget
+        vals, waiting, plan = inst.vals, inst.waiting, inst.plan
+        ops, line, inline, dependents = plan.ops, plan.next_in_line, plan.inline, plan.dependents
+        while True:
+            while True:
+                g = op.getter
+                try:
+                    if op.single:
+                        value = op.fn(g(vals))
+                    else:
+                        value = op.fn(*g(vals)) if g is not None else op.fn()
+                except BaseException as exc:
+                    failed(self.ctx, op.node.task, exc)
+                    raise
+                if not i or type(value) in _LAZY_TYPES:
+                    self.budget = budget
+                    self.complete(inst, i, value)
+                    return
+                vals[i] = value
+                j = line[i]
+                if j <= 0 or budget <= 1:
+                    break
+                waiting[j] = 0
+                budget -= 1
+                i = j
+                op = ops[j]
+            for d in dependents[i]:  # complete(), its common case inlined
+                waiting[d] -= 1
+                if not waiting[d]:
+                    ready.append((inst, d))
+            if budget <= 2 or not ready:
+                break
+            nxt, i = ready[0]
+            if nxt is not inst or not inline[i]:  # (nothing here makes inst skipped)
+                break
+            ready.popleft()
+            budget -= 1
+            op = ops[i]
+        self.budget = budget
 
     def _arguments(self, inst, op):
         """(args, kwargs) of a BUILT, INVOKE or ROUTER node, from its argument program."""
@@ -373,11 +384,11 @@ class GraphRun:
                     self.complete(inst, i, t.result())
             if ready:
                 inst, i = popleft()
-                op = inst.plan.ops[i]
-                if op.mode == SIMPLE and quiet and not inst.skipped and not op.is_async:
-                    run_simple(inst, i, op)  # the commonest node
+                plan = inst.plan
+                if quiet and plan.inline[i] and not inst.skipped:
+                    run_simple(inst, i, plan.ops[i])  # the commonest node
                 else:
-                    run_node(inst, i, op)
+                    run_node(inst, i, plan.ops[i])
                 self.budget -= 1
                 if self.budget <= 0:
                     self.budget = await pacer.batch_done()

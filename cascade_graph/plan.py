@@ -81,6 +81,8 @@ class Plan:
     # node index -> the node that waits on it alone and on nothing else, a sync SIMPLE
     # call (a chain's next link), or -1: a quiet run calls it right after (executor.py)
     next_in_line: tuple
+    # node index -> is it a sync SIMPLE call (a quiet run calls it without the protocol)
+    inline: tuple
 
 
 def compile_plan(template: Template) -> Plan:
@@ -124,6 +126,7 @@ def compile_plan(template: Template) -> Plan:
         value_nodes=template.value_nodes,
         flat=template.flat,
         next_in_line=_next_in_line(ops, dependents, indegree),
+        inline=tuple([op.mode == SIMPLE and not op.is_async for op in ops]),
     )
 
 
