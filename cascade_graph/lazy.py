@@ -372,6 +372,7 @@ class Task(Generic[P, R]):
             for v in lits:
                 if type(v) in kinds:
                     return _make_plain(self, args, kwargs)
+            layout = kwnames = tuple(kwargs)
         else:
             lits = args[1:]
             for v in lits:
@@ -382,17 +383,17 @@ class Task(Generic[P, R]):
                     if type(v) in kinds:
                         return _make_plain(self, args, kwargs)
                 lits += tuple(kwargs.values())
-        kwnames = tuple(kwargs) if kwargs else ()
+            kwnames = tuple(kwargs) if kwargs else ()
+            layout = (len(args), kwnames)
+        spec = _LINK_LAYOUTS.get(layout)
+        if spec is None:
+            spec = _LINK_LAYOUTS[layout] = _literal_link_spec(len(args), kwnames)
         a.uses += 1
-        spec = a.spec
         shape = a.shape
-        same = (a.task is self and id(spec) in _LITERAL_LINK_SPEC_IDS
-                and len(spec[0]) == len(args) and spec[1] == kwnames)
+        same = a.spec is spec and a.task is self
         if shape < 0 and same:
             shape -= 1  # one more link of a run (_link_shape)
         else:
-            if not same:
-                spec = _literal_link_spec(len(args), kwnames)
             one = self._one
             key = (len(args), kwnames, shape)
             shape = one.get(key)
@@ -1008,6 +1009,11 @@ def _positional_spec(nargs: int, mask: int, kwnames: tuple = ()) -> tuple:
             if nargs > 1 or kwnames:
                 _LITERAL_LINK_SPEC_IDS.add(id(spec))
     return spec
+
+
+#: a link's layout (its keyword names; with more positional arguments, (nargs, names))
+#: -> its spec (interned: a link of the same layout has the same spec object)
+_LINK_LAYOUTS: dict = {}
 
 
 def _literal_link_spec(nargs: int, kwnames: tuple) -> tuple:
