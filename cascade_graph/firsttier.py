@@ -297,12 +297,10 @@ class _FirstRun:
                 except BaseException as exc:
                     failed(self.ctx, task, exc)
                     raise
-                if k < last:  # a run of like nodes after this one: one inner loop
-                    above = order[k + 1]
-                    if spec is None and above.task is task:  # a fan-out's flat calls
-                        k, lr, v = self._flat_calls_after(order, k, lr, v)
-                    elif id(above.spec) in links:  # chain links on this node
-                        k, lr, v = self._links_above(order, k, lr, v)
+                if k < last:  # flat calls and links after this one: one inner loop
+                    above = order[k + 1].spec
+                    if above is None or id(above) in links:
+                        k, lr, v = self._sync_run(order, k, lr, v)
                 if type(v) in lazy:
                     v = self._continue(lr, v)
                     if lr is self.root:
@@ -317,71 +315,46 @@ class _FirstRun:
                 self.budget = await self.pacer.batch_done()
         return await self._value_of(self.root)
 
-    def _flat_calls_after(self, order: list, k: int, lr, v) -> tuple:
-        """Go on with the flat calls of ``lr``'s task after ``lr`` (at ``k``, value
-        ``v``) in ``order``, a fan-out's items: (k, lr, v) of the last one run. Paced
-        by the budget; a call returning a lazy ends the loop (the caller goes on)."""
-        budget = self.budget
-        last = len(order) - 1
-        values = self.values
-        task = lr.task
-        fn = task.fn
-        lazy = _LAZY_TYPES
-        while budget > 1 and k < last and type(v) not in lazy:
-            nxt = order[k + 1]
-            if nxt.spec is not None or nxt.task is not task:
-                break
-            values[id(lr)] = v
-            k += 1
-            lr = nxt
-            kw = lr.kwargs
-            try:
-                v = fn(*lr.args, **kw) if kw else fn(*lr.args)
-            except BaseException as exc:
-                failed(self.ctx, task, exc)
-                raise
-            budget -= 1
-        self.budget = budget
-        return k, lr, v
-
-    def _links_above(self, order: list, k: int, lr, v) -> tuple:
-        """Go on with the chain links above ``lr`` (at ``k``, value ``v``) in ``order``:
-        sync calls, of any task, whose first argument is the node just run and whose
-        other arguments are keyword literals (``step(x)``, ``step(x, scale=2)``):
-        (k, lr, v) of the last one run. Paced by the budget; a node another node also
-        reads keeps its value."""
+    def _sync_run(self, order: list, k: int, lr, v) -> tuple:
+        """Go on after ``lr`` (at ``k``, value ``v``) with the nodes after it in ``order``
+        while each is a sync flat call (a fan-out's items, a pipeline's first stage) or
+        a chain link on the node just run (``step(x)``, ``step(x, scale=2)``): (k, lr,
+        v) of the last one run. A value another node reads later is kept; a link's
+        child read by that link alone is not. Paced by the budget; a call returning a
+        lazy ends the loop (the caller goes on)."""
         budget = self.budget
         last = len(order) - 1
         values = self.values
         links, lazy = _LINK_SPEC_IDS, _LAZY_TYPES
-        known = task = fn = None  # the last link spec and task met (a run repeats them)
-        while budget > 1 and type(v) not in lazy:
+        task = fn = None  # the last task met (a fan-out or a run repeats it)
+        while budget > 1 and k < last and type(v) not in lazy:
             above = order[k + 1]
             spec = above.spec
-            if spec is not known:
-                if id(spec) not in links:
-                    break
-                known = spec
-            if above.args[0] is not lr:
+            if spec is None:
+                link = False
+            elif id(spec) in links and above.args[0] is lr:
+                link = True
+            else:
                 break
             if above.task is not task:
                 task = above.task
                 if task.is_async:
                     break
                 fn = task.fn
-            if lr.uses != 1:  # a shared node: other nodes read its value too
+            if not link or lr.uses != 1:  # read later (a shared node, a fan-in's item)
                 values[id(lr)] = v
             k += 1
             lr = above
             kw = lr.kwargs
             try:
-                v = fn(v, **kw) if kw else fn(v)
+                if link:
+                    v = fn(v, **kw) if kw else fn(v)
+                else:
+                    v = fn(*lr.args, **kw) if kw else fn(*lr.args)
             except BaseException as exc:
                 failed(self.ctx, task, exc)
                 raise
             budget -= 1
-            if k == last:
-                break
         self.budget = budget
         return k, lr, v
 
