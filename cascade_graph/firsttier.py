@@ -32,7 +32,10 @@ async work overlaps as on the engines; the root's tail call goes back to the
 engine as the run's next target. Once a node needs a task's value that is not
 there yet, the rest of the order runs by readiness (``by_readiness``: nodes
 run as their inputs arrive, and when none can, the oldest task is awaited),
-so a slow task never holds up work that does not need it. A task's value may
+so a slow task never holds up work that does not need it; when that node is
+the last one (a fan-in of async calls), it reads its started children in
+turn and runs (``_last_when_ready``): with nothing else left, readiness has
+no order to choose. A task's value may
 be ``SKIPPED`` (a continuation was skipped): its consumers are then skipped
 too, except the run's container target, which takes None for it, as on the
 engines. The loop yields to the event loop like every other loop (``Pacer``).
@@ -269,7 +272,9 @@ class _FirstRun:
         while k < last:
             k += 1
             lr = order[k]
-            if started and not self._read_finished(lr):
+            if started and lr.children and not self._read_finished(lr):
+                if k == last:  # the last node alone: readiness has nothing to order
+                    return await self._last_when_ready(lr)
                 return await self.by_readiness(order[k:])
             spec = lr.spec
             if ((spec is None or id(spec) in plain) and not self.skips
@@ -371,7 +376,7 @@ class _FirstRun:
         if lr.policy is not None and lr.policy.conds and not self._conditions_hold(lr):
             self.skips = True  # (its consumers check their inputs from now on)
             return skipped(ctx, task, "condition")
-        args, kwargs = _arguments(lr, values)
+        args, kwargs = (lr.args, lr.kwargs) if lr.spec is None else _arguments(lr, values)
         if task.is_async:  # started now: finished, or read at first use (as the engines do)
             v = start_async_quiet(ctx, task, args, kwargs or {}, self.follow)
             if type(v) is Task:
@@ -432,6 +437,22 @@ class _FirstRun:
             v = v.result() if v.done() else await v
             self._take(key, v)
         return v
+
+    async def _last_when_ready(self, lr):
+        """The value of ``lr``, the last node of the order (the root), run once its
+        started children have finished: each is read in turn (the others go on
+        meanwhile), as ``by_readiness`` would with nothing else left to run."""
+        values, started = self.values, self.started
+        for c in lr.children:
+            key = id(c)
+            if key in started:
+                t = values[key]
+                self._take(key, t.result() if t.done() else await t)
+        v = self.call(lr)
+        if v is _ROOT_TAIL_CALL:
+            return values.pop(id(lr))
+        values[id(lr)] = v
+        return await self._value_of(lr)
 
     async def by_readiness(self, rest: list):
         """Run ``rest`` as its inputs become ready: a node waiting on a task waits while

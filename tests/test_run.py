@@ -775,6 +775,34 @@ def test_flat_calls_of_one_task_run_in_one_loop_on_a_first_sight(engine):
 
 
 @per_engine
+def test_an_async_fan_in_on_a_first_sight_reads_each_item_once_it_ends(engine):
+    """A first sight whose last node waits on many started async calls (a fan-in of
+    ``await asyncio.sleep``): each is read as it ends, its tail call included, and
+    the fan-in runs once, after all of them; a failing item stops the run, named."""
+    ran = []
+
+    @task
+    async def tick(i, delay=0.0):
+        await asyncio.sleep(delay)
+        if i == 66:
+            raise Boom("sixty-six")
+        return tick(i + 1000) if i == 5 else i
+
+    @task
+    def total(xs):
+        ran.append(len(xs))
+        return sum(xs)
+
+    # the slower items first: later items end before earlier ones are read
+    items = [tick(i, 0.002 * (i % 3 == 0)) for i in range(40)]
+    assert run(total(items), engine=engine) == sum(range(40)) - 5 + 1005
+    assert ran == [40]
+    with pytest.raises(Boom, match="sixty-six") as caught:
+        run(total([tick(i) for i in range(60, 70)]), engine=engine)
+    assert caught.value.__notes__ == [f"cascade: raised by task '{tick.name}'"]
+
+
+@per_engine
 def test_inline_retries_and_timeouts_keep_a_first_sight_on_the_first_tier(engine):
     """A fan-out with one item under ``.with_retry()``, ``.with_timeout()``,
     ``.run_if()`` or ``.after()`` (made in line, as the engines make them) runs on the
