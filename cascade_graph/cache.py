@@ -40,9 +40,11 @@ from .lazy import _LAZY_TYPES
 from .template import (
     Node,
     Template,
+    bind_by_guide,
     bind_inputs,
     build_template,
     canonical_nodes,
+    dag_guide,
     inputs_from_order,
     key_and_order,
 )
@@ -155,7 +157,7 @@ def _build(job):
 class Entry:
     """A template and the engines' compiled forms of it (filled lazily)."""
 
-    __slots__ = ("template", "plan", "code", "tier", "bytes", "owner")
+    __slots__ = ("template", "plan", "code", "tier", "bytes", "owner", "guide")
 
     def __init__(self, template: Template):
         self.template = template
@@ -164,6 +166,8 @@ class Entry:
         self.tier = [0, None]  # the VM's second tier: [entries, JIT ops or ()] (jit.py)
         self.bytes = 0  # measured: the template and the compiled forms attached so far
         self.owner = None  # the TemplateCache holding it, if any
+        # a DAG's binding guide (template.dag_guide), made when its key comes back
+        self.guide = None
 
 
 class TemplateCache:
@@ -192,6 +196,9 @@ class TemplateCache:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        # a DAG's root shape (its structure unfolded as a tree) -> the entry of the
+        # last DAG of that shape met twice, with its binding guide (``lookup``)
+        self.dags: dict = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -205,6 +212,7 @@ class TemplateCache:
             for entry in self._entries.values():
                 entry.owner = None
             self._entries.clear()
+            self.dags.clear()
             self.nodes = 0
             self.bytes = 0
 
@@ -304,10 +312,20 @@ def lookup(root, use_cache: bool) -> tuple[Entry, list | tuple]:
     """The entry for ``root`` and its bound inputs (a fresh entry when ``use_cache`` is off).
 
     On a miss the canonical order that builds the template also gives the
-    inputs, so a cold workflow is walked once, not twice.
+    inputs, so a cold workflow is walked once, not twice. A DAG whose key comes
+    back (a loop whose body is a DAG, a workflow run again) gets a binding guide:
+    the next DAG of the same root shape is bound by following it
+    (``template.bind_by_guide``, which also checks the sharing is the same), with
+    no key walk; any other sharing takes the key walk as before.
     """
-    key, order = key_and_order(root)
     shared = SHARED if not DISTRIBUTED.get() else SHARED_DISTRIBUTED
+    if use_cache and not root.tree:
+        entry = shared.dags.get(root.shape)
+        if entry is not None and entry.owner is shared:
+            inputs = bind_by_guide(root, entry.guide)
+            if inputs is not None and shared.get(entry.template.key) is entry:
+                return entry, inputs
+    key, order = key_and_order(root)
     entry = shared.get(key) if use_cache else None
     if entry is None:
         if order is None and root.children:
@@ -315,6 +333,22 @@ def lookup(root, use_cache: bool) -> tuple[Entry, list | tuple]:
         entry = _new_entry(root, key, order)
         if use_cache:
             entry = shared.put(key, entry)
+    elif order is not None:  # a DAG met again: guide the binding of the next one
+        _guide(shared, root.shape, entry, order)
     if order is not None:
         return entry, inputs_from_order(order)
     return entry, bind_inputs(root, entry.template)
+
+
+_GUIDED_LIMIT = 4096  # root shapes with a guide, per cache
+
+
+def _guide(shared: TemplateCache, shape: int, entry: Entry, order: list) -> None:
+    if entry.guide is None:
+        guide = dag_guide(order)
+        if guide is None:
+            return
+        shared.attach(entry, "guide", guide)
+    if len(shared.dags) >= _GUIDED_LIMIT:
+        shared.dags.clear()  # bounded: a shape met again only walks its key once more
+    shared.dags[shape] = entry

@@ -270,6 +270,45 @@ def key_and_order(root: LazyResult) -> tuple:
     return (intern_shape(key) if shape is None else shape), order
 
 
+def dag_guide(order: list) -> tuple | None:
+    """For a DAG's canonical ``order``: per node, the canonical indices of its children
+    (``bind_by_guide`` follows them); None when the template has routers or batches
+    whose items are nodes (their layouts are not only children)."""
+    index = {id(n): i for i, n in enumerate(order)}
+    guide = []
+    for n in order:
+        if n.kind == ROUTE or (not n.children and type(n.task) is BatchTask):
+            return None
+        guide.append(tuple([index[id(c)] for c in n.children]))
+    return tuple(guide)
+
+
+def bind_by_guide(root: LazyResult, guide: tuple) -> list | None:
+    """The inputs of DAG ``root`` for the template whose ``dag_guide`` is ``guide``, or
+    None when ``root`` is not that DAG. Given the same root shape (the structure
+    unfolded as a tree), the walk follows the template's own child indices: a child
+    met again must be the node met first at that index, and the nodes must all be
+    distinct. That is the template key's check (``key_and_order``) without a
+    visited map, a stack or a key to build: one pass in canonical order."""
+    n = len(guide)
+    nodes = [None] * n
+    nodes[0] = root
+    inputs: list = []
+    for i, at in enumerate(guide):
+        lr = nodes[i]
+        if lr.lits:
+            inputs += lr.lits
+        for c, child in zip(at, lr.children):
+            held = nodes[c]
+            if held is None:
+                nodes[c] = child
+            elif held is not child:
+                return None  # a reference the template shares is two nodes here
+    if len(set(map(id, nodes))) != n:
+        return None  # two of the template's nodes are one node here
+    return inputs
+
+
 def inputs_from_order(order: list) -> list:
     """The input list, given the canonical node list."""
     inputs: list = []

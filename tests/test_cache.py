@@ -311,3 +311,58 @@ def test_the_bytes_bound_has_a_process_setting(monkeypatch):
     monkeypatch.setenv("CASCADE_TEMPLATE_CACHE_MB", "lots")
     with pytest.raises(ValueError, match="CASCADE_TEMPLATE_CACHE_MB='lots'.*megabytes"):
         TemplateCache()
+
+
+# -- a DAG met again is bound by its guide (cache.lookup, template.bind_by_guide) --------
+
+
+@task
+def _base(i):
+    return i
+
+
+@task
+def _join(a, b):
+    return a * 10 + b
+
+
+def _diamond(off: int, shared: bool, more: bool = False):
+    """join(join(x, y), join(x, z)) over leaves x, y, z; ``shared``: x one node (a DAG),
+    else two equal calls; ``more``: y and z are one node as well."""
+    x = _base(off)
+    y = _base(off + 1)
+    z = y if more else _base(off + 2)
+    return _join(_join(x, y), _join(x if shared else _base(off), z))
+
+
+def _diamond_value(off: int, more: bool = False) -> int:
+    z = off + 1 if more else off + 2
+    return (off * 10 + off + 1) * 10 + off * 10 + z
+
+
+@per_engine
+def test_a_dag_met_again_is_bound_by_its_guide_and_checked(engine, monkeypatch):
+    """From the second run of a DAG shape on, its binding follows the template's child
+    indices, with no key walk; a workflow of the same unfolded shape whose sharing
+    differs (less, or more) fails the guide's check and takes the key walk: every
+    value is still its own."""
+    from cascade_graph import template as template_mod
+
+    SHARED.clear()
+    for off in (1, 2):  # the first tier, then the template (the key is met again after)
+        assert run(_diamond(off, True), engine=engine) == _diamond_value(off)
+    run(_diamond(3, True), engine=engine)
+    walks = []
+    real = cache_mod.key_and_order
+    monkeypatch.setattr(cache_mod, "key_and_order",
+                        lambda root: walks.append(root) or real(root))
+    assert run(_diamond(4, True), engine=engine) == _diamond_value(4)
+    assert walks == []  # bound by the guide
+    assert run(_diamond(5, False), engine=engine) == _diamond_value(5)  # a tree: no guide
+    assert run(_diamond(6, True, more=True), engine=engine) == _diamond_value(6, more=True)
+    assert len(walks) == 2  # more sharing than the guide's: the key walk
+    for off in range(7, 12):  # the two DAGs in turn: each checked, each right
+        more = off % 2 == 0
+        assert run(_diamond(off, True, more), engine=engine) == _diamond_value(off, more)
+    assert template_mod.bind_by_guide(_diamond(1, True), template_mod.dag_guide(
+        template_mod.canonical_nodes(_diamond(1, True, more=True), False))) is None
