@@ -106,15 +106,23 @@ class RepeatTask(Task):
                     if type(v) in lazy:
                         return self.continuation(v, done), True
                 return v, False
+            count = self.count
+            done = start
+            span = lits[(count - end) * width:(count - start) * width]  # these links', top first
             if width == 1:  # (``step(x, 1)``, ``step(x, scale=2)``)
-                done = start
-                count = self.count
-                for lit in reversed(lits[count - end:count - start]):  # the bottom link first
+                for lit in reversed(span):  # the bottom link first
                     v = call(v, lit)
                     done += 1
                     if type(v) in lazy:
                         return self.continuation(v, done, lits), True
                 return v, False
+            # each link's literals as one tuple, made by zip (no slice per link)
+            for row in reversed(list(zip(*[span[k::width] for k in range(width)]))):
+                v = call(v, *row)
+                done += 1
+                if type(v) in lazy:
+                    return self.continuation(v, done, lits), True
+            return v, False
         count = self.count
         for done in range(start + 1, end + 1):
             j = (count - done) * width  # the link's literals (the top link's come first)

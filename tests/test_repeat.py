@@ -272,3 +272,38 @@ def test_a_run_of_links_with_literals_that_pauses(engine):
         assert run(lit_chain(mix, 500, keyword=False), engine=engine,
                    yield_interval=0) == lit_value(500)
         assert [k for _, k in calls.order] == list(range(500))
+
+
+@task
+def mix2(x, k=0, j=0):
+    calls.hit((x, k, j))
+    return mix2(x, k, j=j + 1000) if k % 5 == 2 and j < 1000 else (x * 3 + k - j) % _M
+
+
+def two_lit_chain(n, base=0):
+    node = base
+    for k in range(n):
+        node = mix2(node, k, j=k % 3)  # two literals a link, positional and keyword
+    return node
+
+
+def two_lit_value(n, base=0):
+    v = base
+    for k in range(n):
+        j = k % 3 + (1000 if k % 5 == 2 else 0)
+        v = (v * 3 + k - j) % _M
+    return v
+
+
+@per_engine
+@per_switches
+def test_links_with_two_literals_each(engine, switches):
+    """Each link's own two literals, in order, with tail calls in the middle of the run
+    (k = 2, 7, ...): on the first sight, the template, warm, the VM's second tier."""
+    assert _runs(two_lit_chain(10)) == [9]
+    for off in range(12):
+        n = 40 if off < 3 else 12  # then short enough for the second tier (jit.py)
+        assert run(two_lit_chain(n, off), engine=engine, **switches) == two_lit_value(n, off)
+    value, rec = run_on(engine, two_lit_chain(30, 4), switches)
+    assert value == two_lit_value(30, 4)
+    assert len(rec.of(ev.TailCall, "mix2")) == 6  # k = 2, 7, ..., 27
