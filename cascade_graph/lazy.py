@@ -1003,7 +1003,7 @@ def _positional_spec(nargs: int, mask: int, kwnames: tuple = ()) -> tuple:
                 specs.append(None)
         spec = _POS_SPECS[key] = (tuple(specs[:nargs]), kwnames, tuple(specs[nargs:]), None)
         _POS_SPEC_IDS.add(id(spec))
-        if mask == 1:
+        if mask == 1 and nargs:  # argument 0, a positional one, is the lazy
             if nargs == 1:
                 _LINK_SPEC_IDS.add(id(spec))
             if nargs > 1 or kwnames:

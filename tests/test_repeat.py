@@ -307,3 +307,34 @@ def test_links_with_two_literals_each(engine, switches):
     value, rec = run_on(engine, two_lit_chain(30, 4), switches)
     assert value == two_lit_value(30, 4)
     assert len(rec.of(ev.TailCall, "mix2")) == 6  # k = 2, 7, ..., 27
+
+
+@task
+def mix_kw(x=0, k=0):
+    calls.hit((x, k))
+    return mix_kw(x=x, k=k + 1000) if k % 5 == 3 and k < 1000 else (x * 3 + k) % _M
+
+
+def kw_lazy_chain(n, base=0):
+    node = base
+    for k in range(n):
+        node = mix_kw(x=node, k=k)  # the lazy passed by keyword: a plain call, not a link
+    return node
+
+
+def kw_lazy_value(n, base=0):
+    v = base
+    for k in range(n):
+        v = (v * 3 + k + (1000 if k % 5 == 3 else 0)) % _M
+    return v
+
+
+@per_engine
+@per_switches
+def test_a_lazy_passed_by_keyword_is_no_link(engine, switches):
+    """``f(x=node, k=1)``: the lazy is a keyword argument, so the call is a plain
+    keyword call on every tier (no run), its tail calls included."""
+    assert _runs(kw_lazy_chain(10)) == []
+    for off in range(12):
+        n = 40 if off < 3 else 12
+        assert run(kw_lazy_chain(n, off), engine=engine, **switches) == kw_lazy_value(n, off)
