@@ -62,7 +62,7 @@ from .calls import (
     start_async_quiet,
 )
 from .hotpath import Pacer
-from .lazy import _LAZY_TYPES, _LINK_SPEC_IDS, _POS_SPEC_IDS, CALL
+from .lazy import _LAZY_TYPES, _LINK_SPEC_IDS, _LITERAL_LINK_SPEC_IDS, _POS_SPEC_IDS, CALL
 from .template import canonical_nodes
 
 _SEEN: set = set()  # root shapes run by this tier (or by the engines) once already
@@ -264,7 +264,7 @@ class _FirstRun:
         """Run ``order`` (each node after its children) in turn, until a node needs a
         task's value that is not there yet: the rest then runs by readiness."""
         values, started = self.values, self.started
-        links = _LINK_SPEC_IDS
+        links, literal = _LINK_SPEC_IDS, _LITERAL_LINK_SPEC_IDS
         plain = _POS_SPEC_IDS
         lazy = _LAZY_TYPES
         k = -1
@@ -304,7 +304,7 @@ class _FirstRun:
                     raise
                 if k < last:  # flat calls and links after this one: one inner loop
                     above = order[k + 1].spec
-                    if above is None or id(above) in links:
+                    if above is None or id(above) in links or id(above) in literal:
                         k, lr, v = self._sync_run(order, k, lr, v)
                 if type(v) in lazy:
                     v = self._continue(lr, v)
@@ -330,14 +330,14 @@ class _FirstRun:
         budget = self.budget
         last = len(order) - 1
         values = self.values
-        links, lazy = _LINK_SPEC_IDS, _LAZY_TYPES
+        links, literal, lazy = _LINK_SPEC_IDS, _LITERAL_LINK_SPEC_IDS, _LAZY_TYPES
         task = fn = None  # the last task met (a fan-out or a run repeats it)
         while budget > 1 and k < last and type(v) not in lazy:
             above = order[k + 1]
             spec = above.spec
             if spec is None:
                 link = False
-            elif id(spec) in links and above.args[0] is lr:
+            elif (id(spec) in links or id(spec) in literal) and above.args[0] is lr:
                 link = True
             else:
                 break
@@ -352,10 +352,12 @@ class _FirstRun:
             lr = above
             kw = lr.kwargs
             try:
-                if link:
-                    v = fn(v, **kw) if kw else fn(v)
-                else:
+                if not link:
                     v = fn(*lr.args, **kw) if kw else fn(*lr.args)
+                elif len(lr.args) == 1:
+                    v = fn(v, **kw) if kw else fn(v)
+                else:  # a link with positional literals (``step(x, 1)``)
+                    v = fn(v, *lr.args[1:], **kw)
             except BaseException as exc:
                 failed(self.ctx, task, exc)
                 raise
