@@ -124,16 +124,15 @@ class RepeatTask(Task):
                     return self.continuation(v, done, lits), True
             return v, False
         count = self.count
-        for done in range(start + 1, end + 1):
+        for done in range(start + 1, end + 1):  # someone listens: each link's events
             j = (count - done) * width  # the link's literals (the top link's come first)
-            args = (v, *lits[j:j + width])
-            v = call(*args) if ctx is None or ctx.emit is None else listened_call(
-                ctx, self.link, call, args)
+            v = listened_call(ctx, self.link, call, (v, *lits[j:j + width]))
             if type(v) in lazy:
                 return self.continuation(v, done, lits), True
         return v, False
 
     def _spec(self):
+        """The spec of this run's links (None: one lazy argument)."""
         return None if self.layout is None else _literal_link_spec(*self.layout)
 
     def continuation(self, v, done: int, lits: tuple = ()):
