@@ -175,15 +175,15 @@ def _post_order(root) -> list:
     of first reference (iterative: the stack holds each open node with an iterator
     over its children still to look at)."""
     order = []
-    seen = {id(root)}
+    seen = {root}
     see = seen.add
     stack = [(root, iter(root.children))]
     push, pop, append = stack.append, stack.pop, order.append
     while stack:
         n, children = stack[-1]
         for c in children:
-            if id(c) not in seen:
-                see(id(c))
+            if c not in seen:
+                see(c)
                 push((c, iter(c.children)))
                 break
         else:
@@ -199,11 +199,11 @@ def _arguments(lr, values: dict) -> tuple:
         return lr.args, lr.kwargs
     lazy = _LAZY_TYPES
     if id(spec) in _POS_SPEC_IDS:
-        args = [values[id(a)] if type(a) in lazy else a for a in lr.args]
+        args = [values[a] if type(a) in lazy else a for a in lr.args]
         if not lr.kwargs:
             return args, None
-        return args, {k: values[id(a)] if type(a) in lazy else a for k, a in lr.kwargs.items()}
-    children = [values[id(c)] for c in lr.children]
+        return args, {k: values[a] if type(a) in lazy else a for k, a in lr.kwargs.items()}
+    children = [values[c] for c in lr.children]
     lits = iter(lr.lits)
     pos, kwnames, kws, _ = spec
     built = [_build(s, lits, children) for s in pos + kws]
@@ -240,7 +240,7 @@ def _build(spec, lits, children):
 
 def _skipped_input(lr, values: dict) -> bool:
     for c in lr.children:
-        if values[id(c)] is SKIPPED:
+        if values[c] is SKIPPED:
             return True
     return False
 
@@ -254,7 +254,7 @@ class _FirstRun:
         self.ctx = ctx
         self.root = root
         self.follow = follow
-        self.values: dict = {}  # id(node) -> value, or the task computing it
+        self.values: dict = {}  # node -> value, or the task computing it
         self.started: set = set()  # ids of nodes whose value is a task still to read
         self.skips = False  # a task's value was SKIPPED: consumers check their inputs
         self.pacer = Pacer(ctx.yield_interval)
@@ -289,16 +289,16 @@ class _FirstRun:
                     if spec is None:
                         v = fn(*lr.args, **kw) if kw else fn(*lr.args)
                     elif id(spec) in links:
-                        v = fn(values[id(lr.args[0])], **kw) if kw else fn(values[id(lr.args[0])])
+                        v = fn(values[lr.args[0]], **kw) if kw else fn(values[lr.args[0]])
                     elif kw:
                         args, kw = _arguments(lr, values)
                         v = fn(*args, **kw)
                     elif len(lr.args) == 2:  # (a DAG's commonest node)
                         a, b = lr.args
-                        v = fn(values[id(a)] if type(a) in lazy else a,
-                               values[id(b)] if type(b) in lazy else b)
+                        v = fn(values[a] if type(a) in lazy else a,
+                               values[b] if type(b) in lazy else b)
                     else:
-                        v = fn(*[values[id(a)] if type(a) in lazy else a for a in lr.args])
+                        v = fn(*[values[a] if type(a) in lazy else a for a in lr.args])
                 except BaseException as exc:
                     failed(self.ctx, task, exc)
                     raise
@@ -313,8 +313,8 @@ class _FirstRun:
             else:
                 v = self.call(lr)
                 if v is _ROOT_TAIL_CALL:
-                    return values.pop(id(lr))
-            values[id(lr)] = v
+                    return values.pop(lr)
+            values[lr] = v
             self.budget -= 1
             if not self.budget:
                 self.budget = await self.pacer.batch_done()
@@ -347,7 +347,7 @@ class _FirstRun:
                     break
                 fn = task.fn
             if not link or lr.uses != 1:  # read later (a shared node, a fan-in's item)
-                values[id(lr)] = v
+                values[lr] = v
             k += 1
             lr = above
             kw = lr.kwargs
@@ -382,7 +382,7 @@ class _FirstRun:
         if task.is_async:  # started now: finished, or read at first use (as the engines do)
             v = start_async_quiet(ctx, task, args, kwargs or {}, self.follow)
             if type(v) is Task:
-                self.started.add(id(lr))
+                self.started.add(lr)
                 return v
         elif lr.policy is not None:  # attempts and timeout in line (it notes a failure)
             v = call_inline(ctx, task, task.fn, args, kwargs, lr.policy, None)[0]
@@ -395,7 +395,7 @@ class _FirstRun:
         if type(v) in _LAZY_TYPES:
             v = self._continue(lr, v)
             if lr is self.root:
-                values[id(lr)] = v
+                values[lr] = v
                 return _ROOT_TAIL_CALL
         return v
 
@@ -403,7 +403,7 @@ class _FirstRun:
         """Are the ``.run_if`` conditions of ``lr`` all true (lazies by their values)?"""
         values = self.values
         for c in lr.policy.conds:
-            if not (values[id(c)] if type(c) in _LAZY_TYPES else c):
+            if not (values[c] if type(c) in _LAZY_TYPES else c):
                 return False
         return True
 
@@ -412,7 +412,7 @@ class _FirstRun:
         a task of its own (overlapping the rest), read at first use."""
         if lr is self.root:
             return v
-        self.started.add(id(lr))
+        self.started.add(lr)
         return self.ctx.spawn(self.follow(v))
 
     def _read_finished(self, lr) -> bool:
@@ -420,11 +420,11 @@ class _FirstRun:
         one is still running."""
         started, values = self.started, self.values
         for c in lr.children:
-            if id(c) in started and not values[id(c)].done():
+            if c in started and not values[c].done():
                 return False
         for c in lr.children:
-            if id(c) in started:
-                self._take(id(c), values[id(c)].result())
+            if c in started:
+                self._take(c, values[c].result())
         return True
 
     def _take(self, key: int, v) -> None:
@@ -433,7 +433,7 @@ class _FirstRun:
         self.skips = self.skips or v is SKIPPED
 
     async def _value_of(self, lr):
-        key = id(lr)
+        key = lr
         v = self.values[key]
         if key in self.started:
             v = v.result() if v.done() else await v
@@ -446,31 +446,31 @@ class _FirstRun:
         meanwhile), as ``by_readiness`` would with nothing else left to run."""
         values, started = self.values, self.started
         for c in lr.children:
-            key = id(c)
+            key = c
             if key in started:
                 t = values[key]
                 self._take(key, t.result() if t.done() else await t)
         v = self.call(lr)
         if v is _ROOT_TAIL_CALL:
-            return values.pop(id(lr))
-        values[id(lr)] = v
+            return values.pop(lr)
+        values[lr] = v
         return await self._value_of(lr)
 
     async def by_readiness(self, rest: list):
         """Run ``rest`` as its inputs become ready: a node waiting on a task waits while
         the others run; when none can, the oldest started task is awaited."""
         values, started = self.values, self.started
-        position = {id(n): k for k, n in enumerate(rest)}
+        position = {n: k for k, n in enumerate(rest)}
         waiting = [0] * len(rest)
         dependents: list = [[] for _ in rest]
-        on_task: dict = {}  # id(started node) -> positions waiting on it
+        on_task: dict = {}  # started node -> positions waiting on it
         for k, lr in enumerate(rest):
             for c in lr.children:
-                j = position.get(id(c))
+                j = position.get(c)
                 if j is not None:
                     dependents[j].append(k)
-                elif id(c) in started:
-                    on_task.setdefault(id(c), []).append(k)
+                elif c in started:
+                    on_task.setdefault(c, []).append(k)
                 else:
                     continue
                 waiting[k] += 1
@@ -495,11 +495,11 @@ class _FirstRun:
             lr = rest[k]
             v = self.call(lr)
             if v is _ROOT_TAIL_CALL:
-                return values.pop(id(lr))
-            values[id(lr)] = v
-            if id(lr) in started:
-                pending.append(id(lr))
-                on_task[id(lr)] = dependents[k]
+                return values.pop(lr)
+            values[lr] = v
+            if lr in started:
+                pending.append(lr)
+                on_task[lr] = dependents[k]
             else:
                 release(dependents[k])
             self.budget -= 1

@@ -826,7 +826,7 @@ class _Scan:
     def __init__(self, task_obj, original=None):
         self.lits: list = []
         self.children: list = []
-        self.index: dict[int, int] = {}
+        self.index: dict = {}  # lazy -> its child index
         self.nested = False  # some spec is more than a literal, a lazy or a one-level list
         # what a batch in these arguments tail-calls to gather its items' values (batch.py)
         self.gather = task_obj if task_obj.container_target else _collect
@@ -834,9 +834,9 @@ class _Scan:
         self.original = original
 
     def child(self, lazy) -> int:
-        i = self.index.get(id(lazy))
+        i = self.index.get(lazy)
         if i is None:
-            i = self.index[id(lazy)] = len(self.children)
+            i = self.index[lazy] = len(self.children)
             self.children.append(lazy)
         return i
 
@@ -888,9 +888,9 @@ class _Scan:
         for v in value:
             t = type(v)
             if t in lazy:
-                i = index.get(id(v))
+                i = index.get(v)
                 if i is None:
-                    i = index[id(v)] = len(children)
+                    i = index[v] = len(children)
                     children.append(v)
                 built.append(("L", i))
                 found = True
@@ -1046,7 +1046,7 @@ def _make_plain(task_obj, args, kwargs: dict) -> LazyResult:
         else:
             lits.append(a)
         bit <<= 1
-    if len(children) > 1 and len(set(map(id, children))) < len(children):
+    if len(children) > 1 and len(set(children)) < len(children):
         return _make(task_obj, args, kwargs, EMPTY_POLICY)  # a lazy passed twice
     kwnames = tuple(kwargs)
     tree = True
@@ -1073,11 +1073,25 @@ def _make_pair(task_obj, args) -> LazyResult:
     a, b = args
     lazy_types = _LAZY_TYPES
     if type(a) in lazy_types:
-        if type(b) in lazy_types:
+        if type(b) in lazy_types:  # a DAG's commonest node: every field set here
             if a is b:
                 return _make(task_obj, args, {}, EMPTY_POLICY)  # a lazy passed twice
-            mask, lits, children = 3, (), args
+            a.uses += 1
+            b.uses += 1
             key = (task_obj.uid, _POSITIONAL, 2, 3, a.shape, b.shape)
+            lr = _new_lazy(LazyResult)
+            lr.task = task_obj
+            lr.args = lr.children = args
+            lr.kwargs = _NO_KWARGS
+            lr.lits = ()
+            lr.shape = _SHAPES.get(key) or intern_shape(key)
+            lr.spec = _BOTH_LAZY_SPEC
+            lr.tree = (a.uses == 1 and b.uses == 1 and a.tree and b.tree
+                       and not (a.copied or b.copied))
+            lr.uses = 0
+            lr.copied = False
+            lr.policy = None
+            return lr
         elif type(b) in _ARG_KIND:
             return _make_plain(task_obj, args, _NO_KWARGS)
         else:  # ``step(x, 1)``: a link with a literal
@@ -1100,6 +1114,7 @@ _POSITIONAL = "positional"
 _POSITIONAL_LISTS = "positional-lists"
 _ONE_LAZY_SPEC = _positional_spec(1, 1)
 _PAIR_SPECS = {mask: _positional_spec(2, mask) for mask in (1, 2, 3)}
+_BOTH_LAZY_SPEC = _PAIR_SPECS[3]
 
 
 _SHAPE = operator.attrgetter("shape")

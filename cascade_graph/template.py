@@ -182,9 +182,9 @@ def canonical_nodes(root: LazyResult, tree: bool) -> list:
     seen = set()
     while stack:
         n = pop()
-        if id(n) in seen:
+        if n in seen:
             continue
-        seen.add(id(n))
+        seen.add(n)
         append(n)
         ch = n.children or expanded_members(n)
         if ch:
@@ -243,12 +243,12 @@ def key_and_order(root: LazyResult) -> tuple:
     count = 0
     while stack:
         n = pop()
-        i = get(id(n))
+        i = get(n)
         if i is not None:
             met(i)
             continue
         met(-1)
-        index[id(n)] = count
+        index[n] = count
         count += 1
         append(n)
         ch = n.children
@@ -274,12 +274,12 @@ def dag_guide(order: list) -> tuple | None:
     """For a DAG's canonical ``order``: per node, the canonical indices of its children
     (``bind_by_guide`` follows them); None when the template has routers or batches
     whose items are nodes (their layouts are not only children)."""
-    index = {id(n): i for i, n in enumerate(order)}
+    index = {n: i for i, n in enumerate(order)}
     guide = []
     for n in order:
         if n.kind == ROUTE or (not n.children and type(n.task) is BatchTask):
             return None
-        guide.append(tuple([index[id(c)] for c in n.children]))
+        guide.append(tuple([index[c] for c in n.children]))
     return tuple(guide)
 
 
@@ -304,7 +304,7 @@ def bind_by_guide(root: LazyResult, guide: tuple) -> list | None:
                 nodes[c] = child
             elif held is not child:
                 return None  # a reference the template shares is two nodes here
-    if len(set(map(id, nodes))) != n:
+    if len(set(nodes)) != n:
         return None  # two of the template's nodes are one node here
     return inputs
 
@@ -334,8 +334,8 @@ def _route_info(n, index, route_ids: dict) -> tuple:
     for k, v in n.args[1].items():
         if type(v) not in _LAZY_TYPES:
             out.append((k, None, (), None))
-        elif id(v) in index:
-            out.append((k, index[id(v)], (), None))
+        elif v in index:
+            out.append((k, index[v], (), None))
         else:
             rid = route_ids.setdefault(id(v), len(route_ids))
             out.append((k, None, tuple(route_frontier(v, index)), rid))
@@ -365,9 +365,9 @@ def _check_routes(route_node, params: list) -> None:
     seen = set()
     while stack:
         n = stack.pop()
-        if id(n) in seen:
+        if n in seen:
             continue
-        seen.add(id(n))
+        seen.add(n)
         if n.kind == CALL:
             n.task.check_call(len(n.args), tuple(n.kwargs))
         elif n.kind == ROUTE:
@@ -402,10 +402,10 @@ def route_frontier(route_root, index) -> list:
     pos = 0
     while stack:
         n = stack.pop()
-        if id(n) in seen:
+        if n in seen:
             continue
-        seen.add(id(n))
-        m = index.get(id(n))
+        seen.add(n)
+        m = index.get(n)
         if m is not None:
             found.append((pos, m))
         else:
@@ -550,7 +550,7 @@ def gather_node(i: int, batch: BatchTask, members: tuple, index: dict, first: in
     """The node of a batch whose items are nodes of a DAG (one is used elsewhere too):
     the batch's gather task over a container of the item nodes, built like the
     container the batch stands for."""
-    items = tuple([("L", index[id(m)]) for m in members])
+    items = tuple([("L", index[m]) for m in members])
     deps = tuple(dict.fromkeys(c for _, c in items))
     return Node(index=i, kind=CALL, task=batch.gather, args=(("C", batch.ctype, items),),
                 kwnames=(), kwargs=(), deps=deps, data_deps=deps, conds=(), after=(),
@@ -602,16 +602,16 @@ def _run_ok(task, spec, fast: dict) -> bool:
 
 
 def _tree_index(order: list, runs: dict | None) -> dict:
-    """Template index by id(node) for a tree's canonical ``order`` with ``runs`` folded
+    """Template index by node for a tree's canonical ``order`` with ``runs`` folded
     (links inside a run are referenced only by the run itself, so get none)."""
     if runs is None:
-        return {id(n): i for i, n in enumerate(order)}
+        return {n: i for i, n in enumerate(order)}
     index = {}
     t = 0
     ci = 0
     n = len(order)
     while ci < n:
-        index[id(order[ci])] = t
+        index[order[ci]] = t
         ci += runs.get(ci, 1)
         t += 1
     return index
@@ -658,9 +658,9 @@ class _Builder:
     def __init__(self, order: list, tree: bool):
         self.order = order  # the canonical order of the user's nodes
         self.tree = tree  # no node referenced twice
-        # canonical index by id(node); a tree's chain links need none (the one child of
+        # canonical index by node; a tree's chain links need none (the one child of
         # node i is node i + 1 in pre-order), so it is made at the first other reference
-        self.index = None if tree else {id(n): i for i, n in enumerate(order)}
+        self.index = None if tree else {n: i for i, n in enumerate(order)}
         self.nodes: list = []  # the template's nodes so far
         self.first = 0  # the next input slot
         self.value_nodes: list = []  # Param/Env nodes
@@ -725,7 +725,7 @@ class _Builder:
         task = lr.task
         first = self.first
         if lr.spec is _ONE_LAZY_SPEC:
-            c = i + 1 if self.tree else self.index[id(lr.children[0])]
+            c = i + 1 if self.tree else self.index[lr.children[0]]
             if c < len(_LINK_ARGS) or _grow_link_specs(c):
                 self.nodes.append(call_node(i, task, _LINK_ARGS[c], _ONE_DEP[c], first, 0))
             else:
@@ -760,11 +760,11 @@ class _Builder:
         if task.internal:
             _check_map(lr)
         ch = lr.children
-        args = tuple([None if s is None else ("L", index[id(ch[s[1]])]) for s in spec[0]])
-        deps = tuple([index[id(c)] for c in ch])
+        args = tuple([None if s is None else ("L", index[ch[s[1]]]) for s in spec[0]])
+        deps = tuple([index[c] for c in ch])
         n_inputs = nargs + len(kwnames) - len(ch)
         if kwnames:
-            kwargs = tuple([None if s is None else ("L", index[id(ch[s[1]])])
+            kwargs = tuple([None if s is None else ("L", index[ch[s[1]]])
                             for s in spec[2]])
             self.nodes.append(keyword_node(i, task, args, kwnames, kwargs, deps, self.first,
                                            n_inputs))
@@ -776,7 +776,7 @@ class _Builder:
         """Add node ``i`` of any kind: keywords, containers, policies, injections,
         Param/Env values, routers."""
         kind = lr.kind
-        local = [self.index[id(c)] for c in lr.children]
+        local = [self.index[c] for c in lr.children]
         if kind == PARAM or kind == ENV:
             self.value_nodes.append(i)
         args, kwnames, kwargs, conds, after, policy, data, n_inputs, named = _arguments(
