@@ -270,17 +270,53 @@ def key_and_order(root: LazyResult) -> tuple:
     return (intern_shape(key) if shape is None else shape), order
 
 
+_WRITTEN_GUIDE = 64  # nodes: a DAG up to this size is bound by a function of its own
+
+
 def dag_guide(order: list) -> tuple | None:
-    """For a DAG's canonical ``order``: per node, the canonical indices of its children
-    (``bind_by_guide`` follows them); None when the template has routers or batches
-    whose items are nodes (their layouts are not only children)."""
+    """For a DAG's canonical ``order``: (per node, the canonical indices of its
+    children; the guide written out as a function, or None), which ``bind_by_guide``
+    follows; None when the template has routers or batches whose items are nodes
+    (their layouts are not only children)."""
     index = {n: i for i, n in enumerate(order)}
-    guide = []
+    steps = []
     for n in order:
         if n.kind == ROUTE or (not n.children and type(n.task) is BatchTask):
             return None
-        guide.append(tuple([index[c] for c in n.children]))
-    return tuple(guide)
+        steps.append(tuple([index[c] for c in n.children]))
+    steps = tuple(steps)
+    return steps, (_written_guide(steps, order) if len(steps) <= _WRITTEN_GUIDE else None)
+
+
+def _written_guide(steps: tuple, order: list):
+    """``bind_by_guide``'s walk for ``steps``, written out as straight-line code (as
+    the VM's second tier writes out a block: jit.py): each node's children unpacked
+    into the names of their canonical indices, an identity test where a reference
+    meets a node again, one set of every node, and the literals of the nodes that
+    have some (the same nodes in every DAG of this key: the layout is structural)."""
+    lines = ["def bind(n0):"]
+    met = {0}
+    for i, at in enumerate(steps):
+        if not at:
+            continue
+        names, again = [], []
+        for p, c in enumerate(at):
+            if c in met:
+                names.append(f"m{i}_{p}")
+                again.append(f"m{i}_{p} is not n{c}")
+            else:
+                met.add(c)
+                names.append(f"n{c}")
+        lines.append(f"    {', '.join(names)}, = n{i}.children")
+        if again:
+            lines.append(f"    if {' or '.join(again)}: return None")
+    every = ", ".join(f"n{i}" for i in range(len(steps)))
+    lines.append(f"    if len({{{every}}}) != {len(steps)}: return None")
+    lits = ", ".join(f"*n{i}.lits" for i, n in enumerate(order) if n.lits)
+    lines.append(f"    return [{lits}]")
+    namespace: dict = {}
+    exec(compile("\n".join(lines), "<cascade guide>", "exec"), namespace)
+    return namespace["bind"]
 
 
 def bind_by_guide(root: LazyResult, guide: tuple) -> list | None:
@@ -289,12 +325,16 @@ def bind_by_guide(root: LazyResult, guide: tuple) -> list | None:
     unfolded as a tree), the walk follows the template's own child indices: a child
     met again must be the node met first at that index, and the nodes must all be
     distinct. That is the template key's check (``key_and_order``) without a
-    visited map, a stack or a key to build: one pass in canonical order."""
-    n = len(guide)
+    visited map, a stack or a key to build: one pass in canonical order (for a
+    small DAG, written out as code of its own)."""
+    steps, written = guide
+    if written is not None:
+        return written(root)
+    n = len(steps)
     nodes = [None] * n
     nodes[0] = root
     inputs: list = []
-    for i, at in enumerate(guide):
+    for i, at in enumerate(steps):
         lr = nodes[i]
         if lr.lits:
             inputs += lr.lits

@@ -366,3 +366,21 @@ def test_a_dag_met_again_is_bound_by_its_guide_and_checked(engine, monkeypatch):
         assert run(_diamond(off, True, more), engine=engine) == _diamond_value(off, more)
     assert template_mod.bind_by_guide(_diamond(1, True), template_mod.dag_guide(
         template_mod.canonical_nodes(_diamond(1, True, more=True), False))) is None
+
+
+@pytest.mark.parametrize("written", [True, False], ids=["written-out", "loop"])
+def test_both_forms_of_a_guide_bind_the_same_and_refuse_other_sharing(written):
+    """A small DAG's guide is written out as code of its own, a large one's is a loop
+    (``template.bind_by_guide``): each gives the key walk's inputs for a DAG of the
+    same sharing, and None for less sharing or more."""
+    from cascade_graph import template as template_mod
+
+    steps, code = template_mod.dag_guide(template_mod.canonical_nodes(_diamond(1, True), False))
+    guide = (steps, code if written else None)
+    assert (code is not None) and len(steps) <= template_mod._WRITTEN_GUIDE
+    for off in (2, 3):
+        dag = _diamond(off, True)
+        assert template_mod.bind_by_guide(dag, guide) == template_mod.inputs_from_order(
+            template_mod.canonical_nodes(dag, False))
+    assert template_mod.bind_by_guide(_diamond(4, False), guide) is None  # less sharing
+    assert template_mod.bind_by_guide(_diamond(4, True, more=True), guide) is None  # more
