@@ -47,6 +47,7 @@ from .template import (
     dag_guide,
     inputs_from_order,
     key_and_order,
+    tree_binder,
 )
 
 DEFAULT_MAXSIZE = 4096  # entries
@@ -166,7 +167,8 @@ class Entry:
         self.tier = [0, None]  # the VM's second tier: [entries, JIT ops or ()] (jit.py)
         self.bytes = 0  # measured: the template and the compiled forms attached so far
         self.owner = None  # the TemplateCache holding it, if any
-        # a DAG's binding guide (template.dag_guide), made when its key comes back
+        # how the next workflow of this key is bound, made when its key comes back: a
+        # DAG's guide (template.dag_guide), a tree's (steps, written binder or None)
         self.guide = None
 
 
@@ -316,7 +318,8 @@ def lookup(root, use_cache: bool) -> tuple[Entry, list | tuple]:
     back (a loop whose body is a DAG, a workflow run again) gets a binding guide:
     the next DAG of the same root shape is bound by following it
     (``template.bind_by_guide``, which also checks the sharing is the same), with
-    no key walk; any other sharing takes the key walk as before.
+    no key walk; any other sharing takes the key walk as before. A small tree
+    whose key comes back is bound by code written for its key (``_bind_tree``).
     """
     shared = SHARED if not DISTRIBUTED.get() else SHARED_DISTRIBUTED
     if use_cache and not root.tree:
@@ -337,7 +340,23 @@ def lookup(root, use_cache: bool) -> tuple[Entry, list | tuple]:
         _guide(shared, root.shape, entry, order)
     if order is not None:
         return entry, inputs_from_order(order)
+    if root.children and use_cache:
+        return entry, _bind_tree(entry, root)
     return entry, bind_inputs(root, entry.template)
+
+
+_UNWRITTEN = ((), None)  # Entry.guide of a tree that bind_inputs walks (large, or routed)
+
+
+def _bind_tree(entry: Entry, root) -> list:
+    """The inputs of tree ``root``, whose key is ``entry``'s: from the tree's binder
+    written out (``template.tree_binder``, made at the key's first hit: a small tree
+    run again, a tail loop's body) or by ``bind_inputs``' walk."""
+    guide = entry.guide
+    if guide is None:
+        binder = tree_binder(canonical_nodes(root, True))
+        guide = attach(entry, "guide", _UNWRITTEN if binder is None else ((), binder))
+    return guide[1](root) if guide[1] is not None else bind_inputs(root, entry.template)
 
 
 _GUIDED_LIMIT = 4096  # root shapes with a guide, per cache

@@ -278,22 +278,41 @@ def dag_guide(order: list) -> tuple | None:
     children; the guide written out as a function, or None), which ``bind_by_guide``
     follows; None when the template has routers or batches whose items are nodes
     (their layouts are not only children)."""
+    steps = _guide_steps(order)
+    if steps is None:
+        return None
+    return steps, (_written_guide(steps, order, True) if len(steps) <= _WRITTEN_GUIDE
+                   else None)
+
+
+def tree_binder(order: list):
+    """For a small tree's canonical ``order`` (at most ``_WRITTEN_GUIDE`` nodes):
+    ``bind(root) -> inputs`` for every tree of its key, written out as code (what
+    ``bind_inputs`` walks: a tree's key is its root's shape, so nothing is checked);
+    None for a larger tree, or one with routers or batches (``bind_inputs`` walks it)."""
+    steps = _guide_steps(order) if len(order) <= _WRITTEN_GUIDE else None
+    return None if steps is None else _written_guide(steps, order, False)
+
+
+def _guide_steps(order: list) -> tuple | None:
+    """Per node of canonical ``order``, the canonical indices of its children; None
+    when there are routers or batches whose items may be nodes."""
     index = {n: i for i, n in enumerate(order)}
     steps = []
     for n in order:
         if n.kind == ROUTE or (not n.children and type(n.task) is BatchTask):
             return None
         steps.append(tuple([index[c] for c in n.children]))
-    steps = tuple(steps)
-    return steps, (_written_guide(steps, order) if len(steps) <= _WRITTEN_GUIDE else None)
+    return tuple(steps)
 
 
-def _written_guide(steps: tuple, order: list):
+def _written_guide(steps: tuple, order: list, dag: bool):
     """``bind_by_guide``'s walk for ``steps``, written out as straight-line code (as
     the VM's second tier writes out a block: jit.py): each node's children unpacked
-    into the names of their canonical indices, an identity test where a reference
-    meets a node again, one set of every node, and the literals of the nodes that
-    have some (the same nodes in every DAG of this key: the layout is structural)."""
+    into the names of their canonical indices, for a ``dag`` an identity test where
+    a reference meets a node again and one set of every node, and the literals of
+    the nodes that have some (the same nodes in every workflow of this key: the
+    layout is structural)."""
     lines = ["def bind(n0):"]
     met = {0}
     for i, at in enumerate(steps):
@@ -310,8 +329,9 @@ def _written_guide(steps: tuple, order: list):
         lines.append(f"    {', '.join(names)}, = n{i}.children")
         if again:
             lines.append(f"    if {' or '.join(again)}: return None")
-    every = ", ".join(f"n{i}" for i in range(len(steps)))
-    lines.append(f"    if len({{{every}}}) != {len(steps)}: return None")
+    if dag:
+        every = ", ".join(f"n{i}" for i in range(len(steps)))
+        lines.append(f"    if len({{{every}}}) != {len(steps)}: return None")
     lits = ", ".join(f"*n{i}.lits" for i, n in enumerate(order) if n.lits)
     lines.append(f"    return [{lits}]")
     namespace: dict = {}

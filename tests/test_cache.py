@@ -384,3 +384,23 @@ def test_both_forms_of_a_guide_bind_the_same_and_refuse_other_sharing(written):
             template_mod.canonical_nodes(dag, False))
     assert template_mod.bind_by_guide(_diamond(4, False), guide) is None  # less sharing
     assert template_mod.bind_by_guide(_diamond(4, True, more=True), guide) is None  # more
+
+
+@per_engine
+def test_a_small_tree_met_again_is_bound_by_code_written_for_its_key(engine):
+    """From a tree key's first hit on, its inputs come from a binder written for the
+    key (``template.tree_binder``): the same list the walk gives (``bind_inputs``),
+    literals of every node in canonical order, so each run's values are its own."""
+    from cascade_graph import template as template_mod
+
+    def tree(off):  # join(join(x, y), join(x', z)): a tree, literals at several depths
+        return _join(_join(_base(off), _base(off + 1)), _join(_base(off), _base(off + 2)))
+
+    SHARED.clear()
+    for off in range(1, 6):
+        assert run(tree(off), engine=engine) == _diamond_value(off)
+    root = tree(7)
+    entry = SHARED.get(root.shape)
+    assert entry is not None and entry.guide[1] is not None
+    assert entry.guide[1](root) == template_mod.bind_inputs(root, entry.template) == [
+        7, 8, 7, 9]
