@@ -332,8 +332,9 @@ def call_inline(ctx, task, fn, args, kwargs, policy, parent):
     events, ``TaskRetrying`` between them, as ``invoke`` would make them. ``(value, call)``."""
     retry, timeout = policy.retry, policy.timeout
     number = 1
+    quiet = ctx.emit is None  # (a map's items under a policy: no begin or end to call)
     while True:
-        started = begin(ctx, task, parent)
+        started = None if quiet else begin(ctx, task, parent)
         try:
             if timeout is None:
                 value = fn(*args, **kwargs) if kwargs else fn(*args)
@@ -348,7 +349,7 @@ def call_inline(ctx, task, fn, args, kwargs, policy, parent):
                 continue
             failed(ctx, task, exc, started)
             raise
-        return value, end(ctx, started, value)
+        return value, (0 if started is None else end(ctx, started, value))
 
 
 async def call_async(ctx, task, args, kwargs, parent):
