@@ -354,7 +354,7 @@ def _bind_tree(entry: Entry, root) -> list:
     run again, a tail loop's body) or by ``bind_inputs``' walk."""
     guide = entry.guide
     if guide is None:
-        binder = tree_binder(canonical_nodes(root, True))
+        binder = tree_binder(root)
         guide = attach(entry, "guide", _UNWRITTEN if binder is None else ((), binder))
     return guide[1](root) if guide[1] is not None else bind_inputs(root, entry.template)
 

@@ -285,12 +285,22 @@ def dag_guide(order: list) -> tuple | None:
                    else None)
 
 
-def tree_binder(order: list):
-    """For a small tree's canonical ``order`` (at most ``_WRITTEN_GUIDE`` nodes):
-    ``bind(root) -> inputs`` for every tree of its key, written out as code (what
-    ``bind_inputs`` walks: a tree's key is its root's shape, so nothing is checked);
-    None for a larger tree, or one with routers or batches (``bind_inputs`` walks it)."""
-    steps = _guide_steps(order) if len(order) <= _WRITTEN_GUIDE else None
+def tree_binder(root: LazyResult):
+    """For a small tree (at most ``_WRITTEN_GUIDE`` nodes, found by a walk that stops
+    past that): ``bind(root) -> inputs`` for every tree of its key, written out as
+    code (what ``bind_inputs`` walks: a tree's key is its root's shape, so nothing is
+    checked); None for a larger tree, or one with routers or batches (``bind_inputs``
+    walks it)."""
+    order = []
+    stack = [root]
+    while stack:  # the canonical pre-order of a tree (canonical_nodes), bounded
+        n = stack.pop()
+        order.append(n)
+        if len(order) > _WRITTEN_GUIDE:
+            return None
+        if n.children:
+            stack += n.children[::-1]
+    steps = _guide_steps(order)
     return None if steps is None else _written_guide(steps, order, False)
 
 
