@@ -376,8 +376,8 @@ def test_both_forms_of_a_guide_bind_the_same_and_refuse_other_sharing(written):
     from cascade_graph import template as template_mod
 
     steps, code = template_mod.dag_guide(template_mod.canonical_nodes(_diamond(1, True), False))
+    assert code is not None and len(steps) <= template_mod._WRITTEN_GUIDE
     guide = (steps, code if written else None)
-    assert (code is not None) and len(steps) <= template_mod._WRITTEN_GUIDE
     for off in (2, 3):
         dag = _diamond(off, True)
         assert template_mod.bind_by_guide(dag, guide) == template_mod.inputs_from_order(
@@ -404,3 +404,53 @@ def test_a_small_tree_met_again_is_bound_by_code_written_for_its_key(engine):
     assert entry is not None and entry.guide[1] is not None
     assert entry.guide[1](root) == template_mod.bind_inputs(root, entry.template) == [
         7, 8, 7, 9]
+
+
+def _layered(off: int, width: int = 12, layers: int = 8, broken: int | None = None):
+    """A layered DAG of ``width * layers + 1`` nodes (node j of a layer joins nodes j
+    and j + 1 of the layer before); ``broken``: in the second layer, node ``broken``
+    reads a fresh equal call instead of the shared node (less sharing, same shape)."""
+    layer = [_base(off + j) for j in range(width)]
+    for k in range(1, layers):
+        below = layer
+        layer = []
+        for j in range(width):
+            right = below[(j + 1) % width]
+            if k == 1 and j == broken:
+                right = _base(off + (j + 1) % width)
+            layer.append(_join(below[j], right))
+    return _sum(layer)
+
+
+@task
+def _sum(values):
+    return sum(values)
+
+
+def _layered_value(off: int, width: int = 12, layers: int = 8) -> int:
+    layer = [off + j for j in range(width)]
+    for _ in range(1, layers):
+        layer = [layer[j] * 10 + layer[(j + 1) % width] for j in range(width)]
+    return sum(layer)
+
+
+@per_engine
+def test_a_large_dag_met_again_is_bound_by_its_guide(engine, monkeypatch):
+    """A DAG above the written-out size is bound by its guide's loop from its key's
+    first hit on, with no key walk; a DAG of the same shape with less sharing takes
+    the key walk; every run's value is its own."""
+    from cascade_graph import template as template_mod
+
+    SHARED.clear()
+    assert len(template_mod.canonical_nodes(_layered(0), False)) > template_mod._WRITTEN_GUIDE
+    for off in (1, 2, 3):  # first tier, template, first hit (the guide is made)
+        assert run(_layered(off), engine=engine) == _layered_value(off)
+    walks = []
+    real = cache_mod.key_and_order
+    monkeypatch.setattr(cache_mod, "key_and_order",
+                        lambda root: walks.append(root) or real(root))
+    for off in (4, 5):
+        assert run(_layered(off), engine=engine) == _layered_value(off)
+    assert walks == []  # bound by the guide's loop
+    assert run(_layered(6, broken=3), engine=engine) == _layered_value(6)
+    assert len(walks) == 1  # less sharing: the key walk
