@@ -322,7 +322,12 @@ class VM:
                     deferred.add(a)
                     continue
                 stack.append((ops, R, pc, a, skipped, deferred, parent))
-            # enter the continuation (frame reused when flag: the root's tail call)
+            # enter the continuation (frame reused when flag: the root's tail call); a
+            # body with instructions is loaded here, with no coroutine for ``_enter``
+            loaded, R = self._load(v)
+            if loaded is not None:
+                ops, pc, a, skipped, deferred, parent = loaded, 0, 0, False, (), into
+                continue
             ops, R, pc, a, skipped, deferred, parent = await self._enter(v, into, stack)
             if ops is None:
                 return R
