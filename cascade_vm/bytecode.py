@@ -108,7 +108,8 @@ OPS = (
     OpInfo(CALLN, "CALLN", "A f (B...) task", "lowered CALL with three or more arguments",
            call=True, lowered=True),
     OpInfo(JIT, "JIT", "n block", "run the frame's n calls as one compiled block (jit.py); "
-           "a tail call in it continues after the call that made it", call=True, lowered=True),
+           "a tail call in it continues after the call that made it; an async block "
+           "awaits its started calls", call=True, lowered=True, awaits=True),
 )
 
 OPNAMES = {o.code: o.name for o in OPS}

@@ -28,17 +28,31 @@ lowered ops (``JIT`` ops, then the ops themselves shifted by one):
 
 A run of links (a ``RepeatTask`` call, see cascade_graph/repeat.py) is
 unrolled into the block, one statement per link, and counts as that many
-calls. Qualifying programs hold only sync calls, container builds and the
-return, and at most ``MAX_CALLS`` calls (the dispatch loop reads the clock every 64
-calls, so a block never runs longer between yield checks). The block is
-used only when no event listener is attached (it emits nothing); otherwise
-the dispatch loop runs the same code. ``SKIPPED`` cannot occur in such a
-frame: its registers hold literals and the values of its own sync calls
-until the first tail call, after which the dispatch loop runs the frame.
+calls. Qualifying programs hold only sync calls, container builds, plain
+async calls (``START`` without keywords, ``AWAIT``) and the return, and at
+most ``MAX_CALLS`` calls (the dispatch loop reads the clock every 64 calls, so
+a block never runs longer between yield checks). The block is used only when
+no event listener is attached (it emits nothing); otherwise the dispatch loop
+runs the same code.
+
+A program with async calls (a loop body whose DAG has an ``async def`` task,
+as agent loops have) becomes an ``async def`` block, flagged on its ``JIT``
+instruction, that the dispatch loop awaits: ``START`` is the dispatch loop's
+quiet start (``calls.start_async_quiet``: the call's first step now, a task
+only when it suspends), ``AWAIT`` reads a task's value (awaiting it when not
+done yet). ``SKIPPED`` cannot occur in a block's registers until an ``AWAIT``
+reads it (a started call's continuation was skipped): the block then hands
+the frame back to the dispatch loop after that ``AWAIT`` (``(p, SKIPPED)``),
+which goes on with the skip bookkeeping. A failing async call was reported
+where it failed (by the quiet start or its task), so only sync calls' lines
+name a task (``failed_at``).
 """
 
 from __future__ import annotations
 
+import asyncio
+
+from cascade_graph.calls import SKIPPED, start_async_quiet
 from cascade_graph.repeat import RepeatTask
 
 from . import bytecode as bc
@@ -53,16 +67,27 @@ def jit_ops(code, lazy_types) -> tuple | None:
     when the program does not qualify (see module docstring)."""
     ops = code.ops
     calls = 0
+    awaits = False  # an async block (see module docstring)
     for op in ops:
         o = op[0]
         if CALL0 <= o <= CALLN:
             calls += op[4].count if type(op[4]) is RepeatTask else 1
+        elif o == bc.START and not op[2].kwnames:
+            calls += 1
+            awaits = True
+        elif o == bc.AWAIT:
+            awaits = True
         elif o not in (bc.BUILD, bc.BUILD_DICT, bc.RET):
             return None
     if calls > MAX_CALLS or ops[-1][0] != bc.RET:
         return None
-    lines = ["def block(R, {params}):"]
-    consts: dict = {"LAZY": lazy_types}
+    if awaits:
+        lines = ["async def block(R, ctx, follow, {params}):"]
+        consts: dict = {"LAZY": lazy_types, "START": start_async_quiet, "TASK": asyncio.Task,
+                        "SK": SKIPPED}
+    else:
+        lines = ["def block(R, {params}):"]
+        consts = {"LAZY": lazy_types}
     line_to_pc: dict = {}
 
     def const(value) -> str:
@@ -91,6 +116,15 @@ def jit_ops(code, lazy_types) -> tuple | None:
             lines.append(f"    v = {const(x)}({args})")
             lines.append(f"    if v.__class__ in LAZY: return {p}, v")
             lines.append(f"    R[{a}] = v")
+        elif o == bc.START:  # the quiet start: a value, or the task computing it
+            lines.append(f"    v = START(ctx, {const(x.task)}, [{args}], None, follow)")
+            lines.append("    if v.__class__ in LAZY: v = ctx.spawn(follow(v))")
+            lines.append(f"    R[{a}] = v")
+        elif o == bc.AWAIT:  # a skipped value hands the frame back (module docstring)
+            lines.append(f"    v = R[{a}]")
+            lines.append("    if v.__class__ is TASK:")
+            lines.append(f"        v = R[{a}] = v.result() if v.done() else await v")
+            lines.append(f"        if v is SK: return {p + 1}, v")
         elif o == bc.BUILD:
             if x is list:
                 lines.append(f"    R[{a}] = [{args}]")
@@ -106,7 +140,7 @@ def jit_ops(code, lazy_types) -> tuple | None:
     exec(compile("\n".join(lines), f"<cascade block {id(code):#x}>", "exec"), namespace)
     block = namespace["block"]
     block.line_to_pc = line_to_pc
-    return ((JIT, calls, block, (), None, False),) + ops
+    return ((JIT, calls, block, (), None, awaits),) + ops
 
 
 def failed_at(block, exc: BaseException) -> int | None:

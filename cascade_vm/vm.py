@@ -218,8 +218,8 @@ class VM:
                         budget = await pacer.batch_done()
                     continue
             elif op == JIT:  # a hot frame's calls as one compiled block (jit.py)
-                try:
-                    p, v = x(R)
+                try:  # (flag: an async block, with started calls to await)
+                    p, v = (await x(R, ctx, self._follow)) if flag else x(R)
                 except BaseException as exc:
                     _block_failed(ctx, x, ops, exc)
                     raise
@@ -228,6 +228,10 @@ class VM:
                     budget = await pacer.batch_done()
                 if p < 0:
                     pc = len(ops) - 1  # ran to the end: return
+                    continue
+                if v is SK:  # an awaited call's continuation was skipped: go on at p
+                    skipped = True
+                    pc = p
                     continue
                 # call p made a tail call: go on as if the dispatch loop had made it
                 op, a, x, regs, ex, flag = ops[p]

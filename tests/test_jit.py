@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+
 import pytest
 
 from cascade_graph import task
@@ -174,3 +177,74 @@ def test_runs_of_links_are_unrolled_with_their_tail_calls_and_errors():
     with pytest.raises(ValueError) as info:
         run(hop_loop(1000, 0))  # the 1000th link fails, inside a compiled block
     assert "cascade: raised by task 'hop'" in info.value.__notes__
+
+
+# -- async blocks: a hot body with async calls (START, AWAIT) -------------------------
+
+
+@task
+async def lift(x):
+    """Async: suspends on every third value (a task to await), else finishes at once."""
+    if x % 3 == 0:
+        await asyncio.sleep(0)
+    if x == 10_000:
+        raise ValueError("lift reached 10000")
+    return x + 1
+
+
+@task
+async def lift_or_skip(x):
+    """Async: tail-calls a call skipped by its condition once ``x`` reaches 40 (the
+    loop's twentieth round: its body is hot by then)."""
+    await asyncio.sleep(0)
+    return inc(x).run_if(x < 40)
+
+
+@task
+def agent(n, acc, aux, lifter):
+    """A loop whose body is a DAG with one async call (``lifter``), as agent loops are."""
+    if n <= 0:
+        return (acc, aux)
+    a = inc(acc)
+    return agent(n - 1, LIFTERS[lifter](a), add(a, inc(aux)), lifter)
+
+
+LIFTERS = {"lift": lift, "skip": lift_or_skip}
+
+
+def _agent_value(n, acc=0, aux=0):
+    for _ in range(n):
+        a = acc + 1
+        acc, aux = a + 1, a + aux + 1
+    return (acc, aux)
+
+
+def test_a_hot_body_with_async_calls_runs_as_an_async_block():
+    """The block starts the async call, awaits it when it suspended, and gives the
+    dispatch loop's values; the compiled block is flagged async."""
+    assert run(agent(LOOPS, 0, 0, "lift")) == _agent_value(LOOPS)
+    a = inc(0)
+    body = agent(0, lift(a), add(a, inc(0)), "lift")  # the body's shape: ``a`` shared
+    jit = _tier(body)[1][0]
+    assert jit[5] is True and inspect.iscoroutinefunction(jit[2])
+    assert run(agent(LOOPS, 0, 0, "lift"), engine="graph") == _agent_value(LOOPS)
+
+
+def test_a_failing_async_call_in_an_async_block_is_noted_once():
+    """An async call failing inside the block: the error names its task once."""
+    run(agent(LOOPS, 0, 0, "lift"))  # hot
+    with pytest.raises(ValueError, match="10000") as info:
+        run(agent(LOOPS, 9_989, 0, "lift"))  # lift(10000) in the sixth round
+    notes = [n for n in info.value.__notes__ if "raised by task" in n]
+    assert notes == ["cascade: raised by task 'lift'"]
+
+
+def test_a_skipped_continuation_hands_the_frame_back_to_the_dispatch_loop():
+    """An awaited call whose tail call was skipped: its consumers are skipped as in
+    the dispatch loop and on the graph executor (the block gives the frame back): the
+    loop's next round is skipped, so the run's value is None."""
+    assert run(agent(LOOPS, 1, 0, "skip"), engine="graph") is None
+    assert run(agent(LOOPS, 1, 0, "skip")) is None
+    a = inc(0)
+    assert _tier(agent(0, lift_or_skip(a), add(a, inc(0)), "skip"))[1][0][5] is True  # async
+    assert run(agent(LOOPS, 1, 0, "skip"), hot_path=False) is None
