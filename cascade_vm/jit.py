@@ -29,7 +29,7 @@ lowered ops (``JIT`` ops, then the ops themselves shifted by one):
 A run of links (a ``RepeatTask`` call, see cascade_graph/repeat.py) is
 unrolled into the block, one statement per link, and counts as that many
 calls. Qualifying programs hold only sync calls, container builds, plain
-async calls (``START`` without keywords, ``AWAIT``) and the return, and at
+async calls (``START``, ``AWAIT``) and the return, and at
 most ``MAX_CALLS`` calls (the dispatch loop reads the clock every 64 calls, so
 a block never runs longer between yield checks). The block is used only when
 no event listener is attached (it emits nothing); otherwise the dispatch loop
@@ -72,7 +72,7 @@ def jit_ops(code, lazy_types) -> tuple | None:
         o = op[0]
         if CALL0 <= o <= CALLN:
             calls += op[4].count if type(op[4]) is RepeatTask else 1
-        elif o == bc.START and not op[2].kwnames:
+        elif o == bc.START:
             calls += 1
             awaits = True
         elif o == bc.AWAIT:
@@ -117,7 +117,10 @@ def jit_ops(code, lazy_types) -> tuple | None:
             lines.append(f"    if v.__class__ in LAZY: return {p}, v")
             lines.append(f"    R[{a}] = v")
         elif o == bc.START:  # the quiet start: a value, or the task computing it
-            lines.append(f"    v = START(ctx, {const(x.task)}, [{args}], None, follow)")
+            npos = _task  # (a START's positional argument count)
+            pos = ", ".join(f"R[{r}]" for r in regs[:npos])
+            kw = ", ".join(f"{k!r}: R[{r}]" for k, r in zip(x.kwnames, regs[npos:]))
+            lines.append(f"    v = START(ctx, {const(x.task)}, [{pos}], {{{kw}}}, follow)")
             lines.append("    if v.__class__ in LAZY: v = ctx.spawn(follow(v))")
             lines.append(f"    R[{a}] = v")
         elif o == bc.AWAIT:  # a skipped value hands the frame back (module docstring)

@@ -248,3 +248,29 @@ def test_a_skipped_continuation_hands_the_frame_back_to_the_dispatch_loop():
     a = inc(0)
     assert _tier(agent(0, lift_or_skip(a), add(a, inc(0)), "skip"))[1][0][5] is True  # async
     assert run(agent(LOOPS, 1, 0, "skip"), hot_path=False) is None
+
+
+@task
+async def lift_by(x, *, by):
+    """Async, keyword-only: suspends on every third value."""
+    if x % 3 == 0:
+        await asyncio.sleep(0)
+    return x + by
+
+
+@task
+def agent_kw(n, acc, aux):
+    """``agent``'s loop with the async call made by keyword (``lift_by(a, by=1)``)."""
+    if n <= 0:
+        return (acc, aux)
+    a = inc(acc)
+    return agent_kw(n - 1, lift_by(a, by=1), add(a, inc(aux)))
+
+
+def test_an_async_call_with_keywords_runs_in_the_async_block():
+    """A started call's keywords are passed as the dispatch loop passes them."""
+    assert run(agent_kw(LOOPS, 0, 0)) == _agent_value(LOOPS)
+    a = inc(0)
+    jit = _tier(agent_kw(0, lift_by(a, by=1), add(a, inc(0))))[1][0]
+    assert jit[5] is True
+    assert run(agent_kw(LOOPS, 0, 0), engine="graph") == _agent_value(LOOPS)
