@@ -95,16 +95,16 @@ def jit_ops(code, lazy_types) -> tuple | None:
         consts[name] = value
         return name
 
-    for i, (o, a, x, regs, _task, _tail) in enumerate(ops):
+    for i, (o, a, x, regs, ex, _tail) in enumerate(ops):  # ex: a call's task, a START's npos
         p = i + 1  # its index behind the JIT instruction
         args = ", ".join(f"R[{r}]" for r in regs)
-        if CALL0 <= o <= CALLN and type(_task) is RepeatTask:
+        if CALL0 <= o <= CALLN and type(ex) is RepeatTask:
             # a run of links, unrolled: link k returning a lazy hands back the run's
             # continuation after k links, as the run's own call would have returned
-            f, rt, w = const(_task.call), const(_task), _task.width
+            f, rt, w = const(ex.call), const(ex), ex.width
             lines.append(f"    v = R[{regs[0]}]")
-            for k in range(1, _task.count + 1):
-                j = 1 + (_task.count - k) * w  # link k's literals (the top link's first)
+            for k in range(1, ex.count + 1):
+                j = 1 + (ex.count - k) * w  # link k's literals (the top link's first)
                 line_to_pc[len(lines) + 1] = p
                 passed = "".join(f", R[{r}]" for r in regs[j:j + w])
                 lines.append(f"    v = {f}(v{passed})")
@@ -117,9 +117,8 @@ def jit_ops(code, lazy_types) -> tuple | None:
             lines.append(f"    if v.__class__ in LAZY: return {p}, v")
             lines.append(f"    R[{a}] = v")
         elif o == bc.START:  # the quiet start: a value, or the task computing it
-            npos = _task  # (a START's positional argument count)
-            pos = ", ".join(f"R[{r}]" for r in regs[:npos])
-            kw = ", ".join(f"{k!r}: R[{r}]" for k, r in zip(x.kwnames, regs[npos:]))
+            pos = ", ".join(f"R[{r}]" for r in regs[:ex])
+            kw = ", ".join(f"{k!r}: R[{r}]" for k, r in zip(x.kwnames, regs[ex:]))
             lines.append(f"    v = START(ctx, {const(x.task)}, [{pos}], {{{kw}}}, follow)")
             lines.append("    if v.__class__ in LAZY: v = ctx.spawn(follow(v))")
             lines.append(f"    R[{a}] = v")

@@ -230,11 +230,13 @@ def test_a_hot_body_with_async_calls_runs_as_an_async_block():
     assert run(agent(LOOPS, 0, 0, "lift"), engine="graph") == _agent_value(LOOPS)
 
 
-def test_a_failing_async_call_in_an_async_block_is_noted_once():
-    """An async call failing inside the block: the error names its task once."""
-    run(agent(LOOPS, 0, 0, "lift"))  # hot
+@pytest.mark.parametrize("engine", ["vm", "graph"])
+def test_a_failing_async_call_in_an_async_block_is_noted_once(engine):
+    """An async call failing inside the block (on the VM; the same loop on the graph
+    executor): the error names its task once."""
+    run(agent(LOOPS, 0, 0, "lift"), engine=engine)  # hot
     with pytest.raises(ValueError, match="10000") as info:
-        run(agent(LOOPS, 9_989, 0, "lift"))  # lift(10000) in the sixth round
+        run(agent(LOOPS, 9_989, 0, "lift"), engine=engine)  # lift(10000) in round six
     notes = [n for n in info.value.__notes__ if "raised by task" in n]
     assert notes == ["cascade: raised by task 'lift'"]
 
