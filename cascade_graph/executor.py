@@ -31,6 +31,7 @@ the shared hot path (``hotpath.hot_loop``).
 from __future__ import annotations
 
 import asyncio
+from asyncio import Task
 from collections import deque
 
 from .cache import attach, lookup, without_gc
@@ -49,7 +50,7 @@ from .context import SKIPPED, TARGET
 from .firsttier import tiered
 from .hotpath import Pacer, hot_loop
 from .lazy import _LAZY_TYPES, Inject
-from .plan import INVOKE, ROUTER, SIMPLE, compile_plan
+from .plan import INVOKE, ROUTER, SIMPLE, SWEEP_MANY, SWEEP_ONE, SWEEP_OTHER, compile_plan
 from .router import SharedRoute, evaluate_once, select
 from .template import run_program
 
@@ -59,12 +60,14 @@ _PENDING = object()
 class Instance:
     """One evaluation of a plan (see module docstring)."""
 
-    __slots__ = ("plan", "vals", "waiting", "parent", "slot", "skipped", "parent_call")
+    __slots__ = ("plan", "vals", "waiting", "parent", "slot", "skipped", "parent_call", "swept")
 
-    def __init__(self, plan, vals, parent, slot, parent_call):
+    def __init__(self, plan, vals, parent, slot, parent_call, swept=0):
         self.plan = plan
         self.vals = vals
-        self.waiting = list(plan.indegree)
+        # a swept instance (``GraphRun._sweep``) counts nothing until it takes the queue
+        self.waiting = None if swept else list(plan.indegree)
+        self.swept = swept  # nodes of ``plan.sweep`` called so far, plus one; 0: not swept
         self.parent = parent
         self.slot = slot
         self.skipped = False  # some node value is SKIPPED: consumers must check
@@ -84,6 +87,8 @@ class GraphRun:
         self.quiet_run = ctx.emit is None  # no listener: events need no building
         self.remote = ctx.executor is not LOCAL  # values may be held remotely (fetch them)
         self.budget = 1  # nodes until the pacer reads the clock (set by run)
+        # plans of sync calls alone run in their queue's order without the queue (_sweep)
+        self.sweeps = self.quiet_run and not self.remote
 
     # -- starting evaluations -------------------------------------------
     def start(self, lazy, parent, slot, parent_call=None, found=None) -> None:
@@ -103,6 +108,9 @@ class GraphRun:
         n = plan.n
         vals = [None] * n
         vals += inputs
+        if plan.sweep is not None and self.sweeps:  # every node a sync call: no queue
+            self.ready.append((Instance(plan, vals, parent, slot, parent_call, 1), -1))
+            return
         inst = Instance(plan, vals, parent, slot, parent_call)
         if entry.template.resource_names:
             ctx.resources.check(entry.template.resource_names)
@@ -206,13 +214,7 @@ class GraphRun:
                 skip(self.ctx, op.node.task, reason)
                 self.complete(inst, i, SKIPPED)
                 return
-        if op.mode == SIMPLE:
-            g = op.getter
-            vals = inst.vals
-            args = () if g is None else ((g(vals),) if op.single else g(vals))
-            self._call(inst, i, op, args, None)
-            return
-        args, kwargs = self._arguments(inst, op)
+        args, kwargs = self._args_of(inst, op)
         if op.mode == ROUTER:
             self._route(inst, i, op, args)
         else:
@@ -267,6 +269,65 @@ class GraphRun:
             op = ops[i]
         self.budget = budget
 
+    def _sweep(self, inst) -> None:
+        """Call the nodes of ``inst`` (a plan of unconditional calls, in a quiet run) in
+        the order the ready queue would (``Plan.sweep``), with no queue and no counts,
+        while the pacer's budget lasts (then the sweep is queued again, to go on after
+        the pacer's turn). The root's value completes the instance. A lazy value of
+        another node (a tail call), or an async call that did not finish when started,
+        hands the instance to the queue (``_to_queue``), which waits on that node."""
+        sweep = inst.plan.sweep
+        vals = inst.vals
+        first = k = inst.swept - 1
+        end = min(len(sweep), k + max(self.budget, 1))  # one less here, one in run's loop
+        while k < end:
+            i, fn, g, how = sweep[k]
+            k += 1
+            if how == SWEEP_OTHER:  # g: the op (its protocol call notes a failure)
+                value = self._call_now(g, *self._args_of(inst, g), inst.parent_call)[0]
+            else:
+                try:
+                    if how == SWEEP_ONE:
+                        value = fn(g(vals))
+                    else:
+                        value = fn(*g(vals)) if how == SWEEP_MANY else fn()
+                except BaseException as exc:
+                    failed(self.ctx, inst.plan.ops[i].node.task, exc)
+                    raise
+            t = type(value)
+            if not i or t in _LAZY_TYPES or t is Task:  # root (last), tail call, call going
+                self.budget -= k - first - 1
+                if i:
+                    self._to_queue(inst, k)
+                if t is Task:  # its value is the node's (no call number)
+                    self._when_done(value, inst, i, False)
+                else:
+                    self.complete(inst, i, value)
+                return
+            vals[i] = value
+        self.budget -= k - first - 1
+        inst.swept = k + 1
+        self.ready.append((inst, -1))
+
+    def _to_queue(self, inst, k: int) -> None:
+        """Sweep node ``k - 1`` of ``inst`` made a tail call: from here on its nodes
+        run from the ready queue (counts of the nodes swept before it; ready: the
+        unswept nodes with nothing left to wait on)."""
+        plan = inst.plan
+        sweep = plan.sweep
+        dependents = plan.dependents
+        waiting = list(plan.indegree)
+        for j in range(k - 1):
+            for d in dependents[sweep[j][0]]:
+                waiting[d] -= 1
+        inst.waiting = waiting
+        inst.swept = 0
+        ready = self.ready
+        for j in range(k, len(sweep)):
+            i = sweep[j][0]
+            if not waiting[i]:
+                ready.append((inst, i))
+
     def _arguments(self, inst, op):
         """(args, kwargs) of a BUILT, INVOKE or ROUTER node, from its argument program."""
         vals = inst.vals
@@ -275,29 +336,40 @@ class GraphRun:
         out = run_program(op.program, vals, Inject)
         return tuple(out[: op.nargs]), dict(zip(op.node.kwnames, out[op.nargs:]))
 
+    def _args_of(self, inst, op) -> tuple:
+        """(args, kwargs) of node ``op`` of ``inst``: a SIMPLE node's from its getter
+        (kwargs None), any other's from its argument program."""
+        if op.mode == SIMPLE:
+            g = op.getter
+            vals = inst.vals
+            return (() if g is None else ((g(vals),) if op.single else g(vals))), None
+        return self._arguments(inst, op)
+
     def _call(self, inst, i, op, args, kwargs) -> None:
         """Call node ``i``'s task through the protocol (inline, or as a task)."""
-        ctx = self.ctx
-        task = op.node.task
         if op.mode == INVOKE:
-            self._spawn(invoke(ctx, op.node, args, kwargs, self.follow, inst.parent_call),
+            self._spawn(invoke(self.ctx, op.node, args, kwargs, self.follow, inst.parent_call),
                         inst, i)
-        elif op.is_async:
-            if not self.quiet_run:
-                self._spawn(call_async(ctx, task, args, kwargs, inst.parent_call), inst, i)
-                return
-            value = start_async_quiet(ctx, task, args, kwargs or {}, self.follow)
-            if type(value) is asyncio.Task:  # its value is the node's (no call number)
+        elif op.is_async and not self.quiet_run:
+            self._spawn(call_async(self.ctx, op.node.task, args, kwargs, inst.parent_call),
+                        inst, i)
+        else:
+            value, call = self._call_now(op, args, kwargs, inst.parent_call)
+            if type(value) is Task:  # its value is the node's (no call number)
                 self._when_done(value, inst, i, False)
             else:
-                self.complete(inst, i, value)
-        elif op.node.policy is not None:  # an inline retry or timeout (calls.inline_policy)
-            value, call = call_inline(ctx, task, op.fn, args, kwargs, op.node.policy,
-                                      inst.parent_call)
-            self.complete(inst, i, value, call)
-        else:
-            value, call = call_sync(ctx, task, op.fn, args, kwargs, inst.parent_call)
-            self.complete(inst, i, value, call)
+                self.complete(inst, i, value, call)
+
+    def _call_now(self, op, args, kwargs, parent) -> tuple:
+        """``(value, call)`` of a call made here and now: a sync one (under its inline
+        retry or timeout, if any), or in a quiet run an async one started eagerly,
+        whose value is its asyncio ``Task`` when it did not finish at once."""
+        task = op.node.task
+        if op.is_async:
+            return start_async_quiet(self.ctx, task, args, kwargs or {}, self.follow), 0
+        if op.node.policy is not None:  # an inline retry or timeout (calls.inline_policy)
+            return call_inline(self.ctx, task, op.fn, args, kwargs, op.node.policy, parent)
+        return call_sync(self.ctx, task, op.fn, args, kwargs, parent)
 
     def _route(self, inst, i, op, args) -> None:
         """A router node: its selected route's value, or the route as a continuation."""
@@ -385,7 +457,9 @@ class GraphRun:
             if ready:
                 inst, i = popleft()
                 plan = inst.plan
-                if quiet and plan.inline[i] and not inst.skipped:
+                if i < 0:
+                    self._sweep(inst)  # a plan of sync calls alone
+                elif quiet and plan.inline[i] and not inst.skipped:
                     run_simple(inst, i, plan.ops[i])  # the commonest node
                 else:
                     run_node(inst, i, plan.ops[i])

@@ -14,6 +14,7 @@ bound inputs, so a node's arguments are fetched with one ``itemgetter``.
 
 from __future__ import annotations
 
+from collections import deque
 from operator import itemgetter
 
 import attrs
@@ -83,6 +84,12 @@ class Plan:
     next_in_line: tuple
     # node index -> is it a sync SIMPLE call (a quiet run calls it without the protocol)
     inline: tuple
+    # when every node is a call with no conditions, SIMPLE or BUILT (containers,
+    # keywords, an inline policy; sync, or async: started at once in a quiet run):
+    # ``(i, fn, getter, how)`` per node (``_sweep_entry``), in the order the ready
+    # queue would run them (``sweep_order``); a quiet run calls them in that order with
+    # no queue (executor.py ``GraphRun._sweep``). Else None.
+    sweep: tuple | None = None
 
 
 def compile_plan(template: Template) -> Plan:
@@ -116,6 +123,8 @@ def compile_plan(template: Template) -> Plan:
         else:
             append(_op(node, n))
     sources = tuple([i for i in range(n) if not indegree[i] and nodes[i].kind not in (PARAM, ENV)])
+    inline = tuple([op.mode == SIMPLE and not op.is_async for op in ops])
+    line = _next_in_line(ops, dependents, indegree)
     return Plan(
         template=template,
         n=n,
@@ -125,9 +134,59 @@ def compile_plan(template: Template) -> Plan:
         sources=sources,
         value_nodes=template.value_nodes,
         flat=template.flat,
-        next_in_line=_next_in_line(ops, dependents, indegree),
-        inline=tuple([op.mode == SIMPLE and not op.is_async for op in ops]),
+        next_in_line=line,
+        inline=inline,
+        sweep=plan_sweep(ops, dependents, indegree, sources, line),
     )
+
+
+#: how a sweep calls a node (``Plan.sweep``): a sync SIMPLE node's fn(value),
+#: fn(*values) or fn(); any other through the protocol (executor ``_call_now``)
+SWEEP_ONE, SWEEP_MANY, SWEEP_NONE, SWEEP_OTHER = range(4)
+
+
+def _sweepable(op: Op) -> bool:
+    """Is this node called (or, async, started) at once in a quiet run, with no
+    condition to check: a SIMPLE or BUILT node without conditions?"""
+    return (op.mode == SIMPLE or op.mode == BUILT) and not op.gated
+
+
+def _sweep_entry(i: int, op: Op) -> tuple:
+    if op.mode != SIMPLE or op.is_async:
+        return i, None, op, SWEEP_OTHER
+    if op.getter is None:
+        return i, op.fn, None, SWEEP_NONE
+    return i, op.fn, op.getter, SWEEP_ONE if op.single else SWEEP_MANY
+
+
+def plan_sweep(ops: list, dependents: list, indegree: list, sources: tuple,
+               line: tuple) -> tuple | None:
+    """``Plan.sweep``: when every node is ``_sweepable``, an entry per node in
+    ``sweep_order``; else None (and for a single node, which the hot path runs)."""
+    if len(ops) < 2 or not all(map(_sweepable, ops)):
+        return None
+    return tuple([_sweep_entry(i, ops[i])
+                  for i in sweep_order(dependents, indegree, sources, line)])
+
+
+def sweep_order(dependents, indegree, sources, line) -> list:
+    """The order in which a quiet run's scheduler would call the nodes of a plan of
+    sync calls (none returning a lazy call): the ready queue, first in first out from
+    the sources, a node's ``next_in_line`` called right after it (``_run_simple``)."""
+    waiting = list(indegree)
+    ready = deque(sources)
+    order: list = []
+    while ready:
+        i = ready.popleft()
+        order.append(i)
+        while line[i] > 0:
+            i = line[i]
+            order.append(i)
+        for d in dependents[i]:
+            waiting[d] -= 1
+            if not waiting[d]:
+                ready.append(d)
+    return order
 
 
 def _next_in_line(ops: list, dependents: list, indegree: list) -> tuple:

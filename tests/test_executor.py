@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import sys
 
+import pytest
+
 from cascade_graph import TaskFinished, TaskStarted, task
 from cascade_graph.plan import compile_plan, to_dot
 from cascade_graph.template import build_template
-from cascade_vm import run
-from tests.helpers import run_on, ticks_during
+from cascade_vm import arun, run
+from tests.helpers import per_engine, run_on, ticks_during
 
 
 @task
@@ -162,3 +164,173 @@ def test_wide_fanout_of_sync_tasks():
         return sum(xs)
 
     assert run(total(*[ident(i) for i in range(5000)]), engine="graph") == sum(range(5000))
+
+
+# --- sweeps: a plan of unconditional calls, called in its queue's order with no queue
+
+
+def _layers(leaf, node, off, width=6, depth=5):
+    """A layered DAG: ``width`` leaves ``leaf(off + j)``, then ``depth`` layers of
+    ``node(j, j + 1)`` over the layer below (node 0 of the last layer is the root's)."""
+    layer = [leaf(off + j) for j in range(width)]
+    for _ in range(depth):
+        layer = [node(layer[j], layer[(j + 1) % width]) for j in range(width)]
+    return layer
+
+
+def _layers_value(off, width=6, depth=5):
+    layer = [off + j for j in range(width)]
+    for _ in range(depth):
+        layer = [layer[j] + layer[(j + 1) % width] for j in range(width)]
+    return layer
+
+
+def test_a_sweep_calls_the_nodes_in_the_ready_queues_order(monkeypatch):
+    """A plan of sync calls alone is swept (``Plan.sweep``): in a quiet run its nodes
+    are called in the order the ready queue calls them without a sweep (given a
+    budget that lasts the whole run: where the pacer's budget runs out, a line breaks
+    and the queue's order changes), and the run's value is the same; each workflow
+    is run enough times to leave the first tier."""
+    from cascade_graph import executor as executor_mod
+    from cascade_graph import plan as plan_mod
+    from cascade_graph.hotpath import Pacer
+
+    class Unlimited(Pacer):
+        def __init__(self, interval):
+            super().__init__(interval)
+            self.batch = 1 << 20
+
+    monkeypatch.setattr(executor_mod, "Pacer", Unlimited)
+    calls = []
+
+    @task
+    def leaf(x):
+        calls.append(("leaf", x))
+        return x
+
+    @task
+    def node(a, b):
+        calls.append(("node", a, b))
+        return a + b
+
+    @task
+    def inc(x):
+        calls.append(("inc", x))
+        return x + 1
+
+    @task
+    def gather(*xs):
+        return list(xs)
+
+    def workflow(off):  # the layers, and a line of links (Plan.next_in_line)
+        return gather(*_layers(leaf, node, off), inc(inc(leaf(off))))
+
+    def calls_of(off):
+        calls.clear()
+        assert run(workflow(off), engine="graph") == _layers_value(off) + [off + 2]
+        return list(calls)
+
+    sweeps = []
+    real = executor_mod.GraphRun._sweep
+    monkeypatch.setattr(executor_mod.GraphRun, "_sweep",
+                        lambda self, inst: sweeps.append(inst) or real(self, inst))
+    for off in range(3):  # first tier, then the template: swept from here on
+        swept = calls_of(off)
+    assert sweeps
+    monkeypatch.setattr(plan_mod, "plan_sweep", lambda *a: None)
+    from cascade_graph.cache import SHARED
+    SHARED.clear()
+    for _ in range(3):
+        queued = calls_of(2)
+    assert queued == swept
+    assert run(workflow(7), engine="vm") == _layers_value(7) + [9]
+
+
+@per_engine
+def test_a_tail_call_in_a_swept_plan_hands_it_to_the_queue(engine, monkeypatch):
+    """A node of a swept plan that returns a lazy call (not the root): its continuation
+    runs, the nodes waiting on it run after it, the others go on; every run's value is
+    its own, on both engines."""
+    from cascade_graph import executor as executor_mod
+
+    handed = []
+    real = executor_mod.GraphRun._to_queue
+    monkeypatch.setattr(executor_mod.GraphRun, "_to_queue",
+                        lambda self, inst, k: handed.append(k) or real(self, inst, k))
+
+    @task
+    def count(n, acc):  # a tail loop: a node's value only after n more calls
+        return acc if n == 0 else count(n - 1, ident(acc + 1))
+
+    @task
+    def node(a, b):
+        return a + b
+
+    @task
+    def gather(*xs):
+        return list(xs)
+
+    def workflow(off):  # the tail call early in the sweep, more nodes ready meanwhile
+        return gather(node(count(3, ident(off)), ident(off + 1)),
+                      *_layers(ident, node, off, depth=2))
+
+    def value(off):
+        return [2 * off + 4, *_layers_value(off, depth=2)]
+
+    async def main():  # (a node the queue never gets would hang the run: time out)
+        for off in range(4):
+            assert await asyncio.wait_for(arun(workflow(off), engine=engine), 10) == value(off)
+
+    asyncio.run(main())
+    assert bool(handed) == (engine == "graph")
+
+
+@per_engine
+def test_async_calls_of_a_swept_plan_still_overlap(engine):
+    """An async node that does not finish when started hands a swept plan to the queue,
+    which starts the next one while the first waits: two calls that each wait for the
+    other to start both finish (one at a time, they would time out)."""
+
+    @task
+    async def meet(name, started, other):
+        started[name].set()
+        await asyncio.wait_for(started[other].wait(), 5)
+        return name
+
+    @task
+    def pair(a, b):
+        return a + b
+
+    async def main():
+        for _ in range(3):  # the first tier, then the template (a swept plan)
+            started = {"a": asyncio.Event(), "b": asyncio.Event()}
+            assert await arun(pair(meet("a", started, "b"), meet("b", started, "a")),
+                              engine=engine) == "ab"
+
+    asyncio.run(main())
+
+
+@per_engine
+def test_a_swept_plan_yields_to_the_loop_and_names_a_failing_task(engine):
+    """A long swept plan lets other coroutines run (with ``yield_interval=0``, after
+    every call); a failing node's error names its task."""
+
+    @task
+    def node(a, b):
+        if a == -1:
+            raise ValueError("no")
+        return a + b
+
+    @task
+    def gather(*xs):
+        return list(xs)
+
+    def workflow(off):
+        return gather(*_layers(ident, node, off, width=20, depth=10))
+
+    for off in range(3):
+        assert run(workflow(off), engine=engine) == _layers_value(off, 20, 10)
+    assert ticks_during(workflow(3), engine=engine, yield_interval=0) >= 100
+    with pytest.raises(ValueError) as info:
+        run(workflow(-1), engine=engine)
+    assert any("node" in note for note in getattr(info.value, "__notes__", []))
