@@ -1042,7 +1042,9 @@ def _make_plain(task_obj, args, kwargs: dict) -> LazyResult:
             children.append(a)
             mask |= bit
         elif t in kinds:
-            return _make(task_obj, args, kwargs, EMPTY_POLICY)
+            if kwargs:
+                return _make(task_obj, args, kwargs, EMPTY_POLICY)
+            return _make_lists(task_obj, args)
         else:
             lits.append(a)
         bit <<= 1
@@ -1065,6 +1067,73 @@ def _make_plain(task_obj, args, kwargs: dict) -> LazyResult:
     spec = (_POS_SPECS.get((len(args), mask, kwnames) if kwnames else (len(args), mask))
             or _positional_spec(len(args), mask, kwnames))
     return _node(task_obj, args, kwargs, tuple(lits), shape, spec, tuple(children), tree)
+
+
+def _make_lists(task_obj, args) -> LazyResult:
+    """``_make`` for positional arguments that are literals, lazies, and lists or tuples
+    of those (``pair([x, 1])``, a fan-in; a list of like flat calls becomes a batch,
+    as ``_Scan._one_level`` makes it): the same spec, shape and literals, without the
+    scan object; anything else (a nested container, a marker) goes to ``_make``."""
+    lazy_types = _LAZY_TYPES
+    kinds = _ARG_KIND
+    lits: list = []
+    children: list = []
+    index: dict = {}  # lazy -> its child index (one child however often it is passed)
+    pos = []
+    for a in args:
+        t = type(a)
+        if t in lazy_types:
+            i = index.get(a)
+            if i is None:
+                i = index[a] = len(children)
+                children.append(a)
+            pos.append(("L", i))
+        elif t not in kinds:
+            lits.append(a)
+            pos.append(None)
+        elif t is list or t is tuple:
+            if (len(a) >= BATCH_MIN and type(a[0]) is LazyResult and a[0].spec is None
+                    and type(a[-1]) is LazyResult):  # like flat calls: maybe a batch
+                batch = batch_of(a, task_obj if task_obj.container_target else _collect)
+                if batch is not None:
+                    index[batch] = len(children)
+                    pos.append(("L", len(children)))
+                    children.append(batch)
+                    continue
+            mark = len(lits)
+            items = []
+            for v in a:
+                tv = type(v)
+                if tv in lazy_types:
+                    i = index.get(v)
+                    if i is None:
+                        i = index[v] = len(children)
+                        children.append(v)
+                    items.append(("L", i))
+                elif tv in kinds:
+                    return _make(task_obj, args, _NO_KWARGS, EMPTY_POLICY)
+                else:
+                    lits.append(v)
+                    items.append(None)
+            if len(lits) - mark == len(a):  # nothing lazy in it: one literal
+                del lits[mark:]
+                lits.append(a)
+                pos.append(None)
+            else:
+                pos.append(("C", t, tuple(items)))
+        else:
+            return _make(task_obj, args, _NO_KWARGS, EMPTY_POLICY)
+    if not children:
+        return _flat(task_obj, args, _NO_KWARGS, tuple(lits))
+    tree = True
+    for c in children:
+        c.uses += 1
+        if c.uses > 1 or not c.tree or c.copied:
+            tree = False
+    spec = _intern_spec((tuple(pos), (), (), None))
+    key = (task_obj.uid, _POSITIONAL_LISTS, spec[0], *map(_SHAPE, children))
+    shape = _SHAPES.get(key) or intern_shape(key)
+    return _node(task_obj, args, _NO_KWARGS, tuple(lits), shape, spec, tuple(children), tree)
 
 
 def _make_pair(task_obj, args) -> LazyResult:
@@ -1167,6 +1236,22 @@ def spec_key(spec) -> tuple:
     return tuple(out)
 
 
+_SPECS: dict = {}  # the specs of calls with containers, markers or a lazy passed twice
+_SPEC_LIMIT = 1 << 14  # entries; then emptied (an equal spec made later is a new object)
+
+
+def _intern_spec(spec: tuple) -> tuple:
+    """One object per spec value: calls of one layout share their spec, so what is
+    worked out once per spec (the first tier's check of a layout, keyed by the spec's
+    id) serves every call of it."""
+    found = _SPECS.get(spec)
+    if found is None:
+        if len(_SPECS) >= _SPEC_LIMIT:
+            _SPECS.clear()
+        found = _SPECS[spec] = spec
+    return found
+
+
 def _make(task_obj, args, kwargs, policy: Policy, original: LazyResult | None = None):
     """Build a LazyResult whose arguments or policy hold lazies (the general path)."""
     scan = _Scan(task_obj, original)
@@ -1198,13 +1283,15 @@ def _make(task_obj, args, kwargs, policy: Policy, original: LazyResult | None = 
     if not children and pkey is None and all(x is None for x in pos + kws):
         return _flat(task_obj, args, kwargs, tuple(scan.lits))
     spec = (pos, kwnames, kws, pkey)
-    shapes = tuple(map(_SHAPE, children))
+    if pkey is None and not scan.nested:  # (a policy's key may hold values that do not
+        spec = _intern_spec(spec)  # hash; a nested spec may be deeper than C recursion)
     if not scan.nested and not kws and pkey is None:
         # literals, lazies and one-level lists only: the specs are flat enough to be
-        # the key themselves (hashed in C, no token walk)
-        shape = intern_shape((task_obj.uid, _POSITIONAL_LISTS, pos, shapes))
+        # the key themselves (hashed in C, no token walk; the spec's own, shared, so
+        # a key kept in the shape table costs one tuple: _make_lists makes the same)
+        shape = intern_shape((task_obj.uid, _POSITIONAL_LISTS, spec[0], *map(_SHAPE, children)))
     else:
-        shape = intern_shape((task_obj.uid, spec_key(spec), shapes))
+        shape = intern_shape((task_obj.uid, spec_key(spec), tuple(map(_SHAPE, children))))
     return _node(task_obj, args, kwargs, tuple(scan.lits), shape, spec, children, tree,
                  None if policy is EMPTY_POLICY else policy)
 

@@ -91,6 +91,8 @@ def injection_order(task, nargs: int, kwnames: tuple, named) -> tuple:
     the first parameter's resource is set up first (and torn down last); several
     filling ``*args`` or ``**kwargs`` go in argument order.
     """
+    if not named and not task.injects:
+        return ()  # (the commonest call: nothing to inject)
     given = set(kwnames)  # parameters the call fills: a default is not used there
     sig = task.signature
     rank: dict = {}

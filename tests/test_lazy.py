@@ -942,3 +942,61 @@ def test_a_policy_given_again_is_checked_alike_and_shared():
     chained = f(1).with_retry(2).with_timeout(1)
     assert chained.policy.retry.max_attempts == 2 and chained.policy.timeout == 1
     assert a.policy.timeout is None  # the shared policy was not changed by the chain
+
+
+#: argument layouts with lists and tuples (x, y: fresh lazies; f: a fresh flat call)
+_LIST_LAYOUTS = {
+    "lazy and literal": lambda x, y, f: ([x, 1],),
+    "tuple": lambda x, y, f: ((1, x), 2),
+    "two lists": lambda x, y, f: ([x], [2, y]),
+    "one lazy twice": lambda x, y, f: ([x, x, 3],),
+    "literals only": lambda x, y, f: ([1, 2], x),
+    "empty list": lambda x, y, f: ([], x),
+    "flat calls (a batch)": lambda x, y, f: ([f, echo(2)],),
+    "nested (general)": lambda x, y, f: ([[x], 1],),
+    "dict (general)": lambda x, y, f: ({"k": x},),
+}
+
+
+@pytest.mark.parametrize("layout", _LIST_LAYOUTS.values(), ids=_LIST_LAYOUTS.keys())
+def test_calls_with_lists_make_the_general_paths_node(layout):
+    """A call whose arguments hold lists or tuples is made by its own lane
+    (``lazy._make_lists``): the same spec (one object per layout), shape, literals,
+    children and tree flag as the general path (``lazy._make``) gives it."""
+    from cascade_graph import lazy as lazy_mod
+
+    def made(by_lane: bool):
+        args = layout(ident(1), ident(2), echo(1))
+        if by_lane:
+            return echo(*args)
+        return lazy_mod._make(echo, args, {}, lazy_mod.EMPTY_POLICY)
+
+    lane, general, again = made(True), made(False), made(True)
+    assert lane.shape == general.shape == again.shape
+    assert lane.spec == general.spec
+    assert lane.lits == general.lits
+    assert [c.shape for c in lane.children] == [c.shape for c in general.children]
+    assert lane.tree == general.tree
+    one_level = lane.spec is not None and all(
+        s is None or s[0] == "L" or (s[0] == "C" and all(i is None or i[0] == "L" for i in s[2]))
+        for s in lane.spec[0])
+    assert (lane.spec is again.spec) == one_level  # one spec object per one-level layout
+
+
+@per_engine
+def test_a_chain_of_links_through_lists_runs_on_every_tier(engine):
+    """``pair([x, 1])`` links: first sight, template, and warm runs each give their
+    own value."""
+
+    @task
+    def pair(xs):
+        return xs[0] + xs[1]
+
+    def chain(off, n=300):
+        x = ident(off)
+        for _ in range(n):
+            x = pair([x, 1])
+        return x
+
+    for off in range(4):
+        assert run(chain(off), engine=engine) == off + 300
