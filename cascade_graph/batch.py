@@ -19,7 +19,8 @@ same O(1) as for any flat call. The user's ``LazyResult``s are unchanged
 When a list is batched (all must hold, else the items stay nodes):
 
 - at least ``BATCH_MIN`` items, all ``LazyResult``s of one shape that is a
-  flat call (positional literals only, no policy): so one task, one arity;
+  flat call (literals only, positional or keyword, no policy): so one task,
+  one arity, the same keyword names;
 - the task is plain: sync, not offloaded, no injected resource, not internal;
 - every item is fresh: distinct, not used by another call yet, not copied.
   (A policy copy of the consumer, `.run_if` and friends, shares its
@@ -79,13 +80,15 @@ class BatchTask(Task):
 
     @classmethod
     def of(cls, member: Task, nargs: int, ctype: type, gather: Task,
-           policy=None) -> BatchTask:
-        return derived_task(member, "_batches", (nargs, ctype, gather, policy),
-                            lambda: cls(member, nargs, ctype, gather, policy))
+           policy=None, kwnames: tuple = ()) -> BatchTask:
+        return derived_task(member, "_batches", (nargs, kwnames, ctype, gather, policy),
+                            lambda: cls(member, nargs, ctype, gather, policy, kwnames))
 
-    def __init__(self, member: Task, nargs: int, ctype: type, gather: Task, policy=None):
+    def __init__(self, member: Task, nargs: int, ctype: type, gather: Task, policy=None,
+                 kwnames: tuple = ()):
         self.member = member
         self.nargs = nargs
+        self.kwnames = kwnames  # the items' keyword names (``fetch(i, timeout=5)``)
         self.ctype = ctype
         self.gather = gather
         self.policy = policy  # each item's inline policy (a map's .with_retry), or None
@@ -96,7 +99,7 @@ class BatchTask(Task):
 
     def check_call(self, nargs: int, kwnames: tuple) -> None:
         """The items' arity, checked on the item task (the error names it)."""
-        self.member.check_call(self.nargs, ())
+        self.member.check_call(self.nargs, self.kwnames)
 
     def _run(self, members: tuple):
         ctx = CURRENT_RUN.get()
@@ -113,16 +116,17 @@ class BatchTask(Task):
         fn = self.member.fn
         if self.policy is not None and ctx is not None:  # each item under its policy
             fn = partial(_inline_item, ctx, self.member, self.policy)
+        calls = _keyword_calls if self.kwnames else _calls
         if ctx is None or (ctx.emit is None and len(members) <= FIRST_SPAN):
-            out += starmap(fn, map(_ARGS, members))
+            out += calls(fn, members)
         else:
             end = 0
             for start, end in spans(ctx, len(members)):
                 part = members[start:end]
                 if ctx.emit is None or self.policy is not None:
-                    out += starmap(fn, map(_ARGS, part))
+                    out += calls(fn, part)
                 else:
-                    out += [listened_call(ctx, self.member, fn, m.args) for m in part]
+                    out += [listened_call(ctx, self.member, fn, m.args, m.kwargs) for m in part]
             if end < len(members):  # the run's yield interval has passed
                 return pause(partial(self._go, out, members[end:]))
         if not _LAZY_TYPES.isdisjoint(map(type, out)):
@@ -131,9 +135,19 @@ class BatchTask(Task):
         return out if self.ctype is list else self.ctype(out)
 
 
-def _inline_item(ctx, task, policy, *args):
+def _calls(fn, members):
+    """The values of ``fn`` called with each member's arguments (a C-level ``starmap``)."""
+    return starmap(fn, map(_ARGS, members))
+
+
+def _keyword_calls(fn, members):
+    """The values of ``fn`` called with each member's positional and keyword arguments."""
+    return [fn(*m.args, **m.kwargs) for m in members]
+
+
+def _inline_item(ctx, task, policy, /, *args, **kwargs):
     """One item of a batch with a policy: its attempts with their events."""
-    return call_inline(ctx, task, task.fn, args, None, policy, ctx.folded_parent)[0]
+    return call_inline(ctx, task, task.fn, args, kwargs, policy, ctx.folded_parent)[0]
 
 
 def batch_of(items, gather: Task, policy=None) -> LazyResult | None:
@@ -144,7 +158,7 @@ def batch_of(items, gather: Task, policy=None) -> LazyResult | None:
     if type(first) is not LazyResult or first.spec is not None or first.kind != CALL:
         return None
     task = first.task
-    if (task.internal or task.is_async or not direct(task) or first.kwargs
+    if (task.internal or task.is_async or not direct(task)
             or len(set(map(type, items))) != 1 or len(set(map(_SHAPE, items))) != 1
             or any(map(_USES, items)) or any(map(_COPIED, items))
             or len(set(map(id, items))) != len(items)):
@@ -152,7 +166,8 @@ def batch_of(items, gather: Task, policy=None) -> LazyResult | None:
     members = tuple(items)
     for m in members:
         m.uses = 1
-    bt = BatchTask.of(task, len(first.args), type(items), gather, policy)
+    # (one shape: one task, one argument count, the same keyword names)
+    bt = BatchTask.of(task, len(first.args), type(items), gather, policy, tuple(first.kwargs))
     shape = bt._flat1
     if shape is None:
         shape = bt._flat1 = bt._flat_shape(1)

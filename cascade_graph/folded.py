@@ -29,10 +29,11 @@ CURRENT_RUN: ContextVar = ContextVar("cascade_run", default=None)
 FIRST_SPAN = 16  # a node of at most this many calls, with no listener, never reads the clock
 
 
-def listened_call(ctx, task: Task, fn, args: tuple):
-    """``fn(*args)`` as one call of ``task`` with its events (``calls.call_sync``); the
-    parent of the call is the folded node's (``ctx.folded_parent``)."""
-    return call_sync(ctx, task, fn, args, None, ctx.folded_parent)[0]
+def listened_call(ctx, task: Task, fn, args: tuple, kwargs: dict | None = None):
+    """``fn(*args, **kwargs)`` as one call of ``task`` with its events
+    (``calls.call_sync``); the parent of the call is the folded node's
+    (``ctx.folded_parent``)."""
+    return call_sync(ctx, task, fn, args, kwargs or None, ctx.folded_parent)[0]
 
 
 def spans(ctx, n: int):

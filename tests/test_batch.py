@@ -274,3 +274,45 @@ def test_a_batch_that_pauses_gives_the_same_values_and_events(engine, ctype):
     assert run(echo(items), engine=engine, yield_interval=0) == expected
     assert run(total([double(i) for i in range(300)]), engine=engine, yield_interval=0) == (
         299 * 300)
+
+
+# -- keyword items ------------------------------------------------------------
+
+
+@task
+def scale(x, by=1, plus=0):
+    calls.hit(x)
+    if x == -1:
+        raise ValueError("bad item -1")
+    return x * by + plus
+
+
+def test_like_keyword_calls_are_one_batch():
+    """Flat calls with the same keyword names are like calls: one batch; other names,
+    or names in another order, keep the list as nodes."""
+    assert _is_batch(total([scale(i, by=3) for i in range(5)]))
+    assert _is_batch(total([scale(i, plus=1, by=2) for i in range(5)]))
+    assert not _is_batch(total([scale(1, by=3), scale(2, plus=3)]))
+    assert not _is_batch(total([scale(1, by=3, plus=1), scale(2, plus=1, by=3)]))
+    assert not _is_batch(total([scale(1, by=3), scale(2)]))
+
+
+@per_engine
+@per_switches
+def test_keyword_items_have_their_values_events_and_error_note(engine, switches):
+    """A batch of keyword calls: each item's value, once, with its own events (paused
+    or not); a failing item is named."""
+    for off in range(3):  # first sight, template, warm
+        items = [scale(i + off, by=2, plus=1) for i in range(40)]
+        assert run(total(items), engine=engine, **switches) == sum(
+            2 * (i + off) + 1 for i in range(40))
+    assert set(calls.counts.values()) <= {1, 2, 3}
+    value, rec = run_on(engine, echo([scale(i, plus=i) for i in range(30)]), switches,
+                        yield_interval=0)
+    assert value == ([2 * i for i in range(30)],)
+    assert len(rec.of(ev.TaskStarted, "scale")) == 30
+    assert run(echo([scale(i, by=3) for i in range(300)]), engine=engine, yield_interval=0,
+               **switches) == ([3 * i for i in range(300)],)
+    exc, _ = run_failing(engine, total([scale(i, by=2) for i in (1, 2, -1, 4)]), switches)
+    assert isinstance(exc, ValueError)
+    assert "cascade: raised by task 'scale'" in exc.__notes__
