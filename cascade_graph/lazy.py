@@ -818,6 +818,15 @@ def _contains_special(value) -> bool:
     return False
 
 
+def _child_index(index: dict, children: list, lazy) -> int:
+    """The index of child ``lazy`` among ``children`` (added at its first reference)."""
+    i = index.get(lazy)
+    if i is None:
+        i = index[lazy] = len(children)
+        children.append(lazy)
+    return i
+
+
 class _Scan:
     """Collects literals and children while argument specs are built."""
 
@@ -834,11 +843,7 @@ class _Scan:
         self.original = original
 
     def child(self, lazy) -> int:
-        i = self.index.get(lazy)
-        if i is None:
-            i = self.index[lazy] = len(self.children)
-            self.children.append(lazy)
-        return i
+        return _child_index(self.index, self.children, lazy)
 
     def spec(self, value):
         """The spec of one argument; literal values go to ``lits`` in slot order."""
@@ -1083,11 +1088,7 @@ def _make_lists(task_obj, args) -> LazyResult:
     for a in args:
         t = type(a)
         if t in lazy_types:
-            i = index.get(a)
-            if i is None:
-                i = index[a] = len(children)
-                children.append(a)
-            pos.append(("L", i))
+            pos.append(("L", _child_index(index, children, a)))
         elif t not in kinds:
             lits.append(a)
             pos.append(None)
@@ -1096,20 +1097,14 @@ def _make_lists(task_obj, args) -> LazyResult:
                     and type(a[-1]) is LazyResult):  # like flat calls: maybe a batch
                 batch = batch_of(a, task_obj if task_obj.container_target else _collect)
                 if batch is not None:
-                    index[batch] = len(children)
-                    pos.append(("L", len(children)))
-                    children.append(batch)
+                    pos.append(("L", _child_index(index, children, batch)))
                     continue
             mark = len(lits)
             items = []
             for v in a:
                 tv = type(v)
                 if tv in lazy_types:
-                    i = index.get(v)
-                    if i is None:
-                        i = index[v] = len(children)
-                        children.append(v)
-                    items.append(("L", i))
+                    items.append(("L", _child_index(index, children, v)))
                 elif tv in kinds:
                     return _make(task_obj, args, _NO_KWARGS, EMPTY_POLICY)
                 else:
