@@ -47,7 +47,7 @@ from .calls import (
 )
 from .calls import skipped as skip
 from .context import SKIPPED, TARGET
-from .firsttier import tiered
+from .firsttier import NOT_TAKEN, run_first, tiered, wants
 from .hotpath import Pacer, hot_loop
 from .lazy import _LAZY_TYPES, Inject
 from .plan import INVOKE, ROUTER, SIMPLE, SWEEP_MANY, SWEEP_ONE, SWEEP_OTHER, compile_plan
@@ -98,6 +98,9 @@ class GraphRun:
         ``found`` is ``lookup(lazy)`` when the caller has it already.
         """
         ctx = self.ctx
+        if found is None and wants(ctx, lazy):  # seen for the first time: from its lazies
+            self._spawn(self._first_sight(lazy), parent, slot)
+            return
         entry, inputs = found if found is not None else lookup(lazy, ctx.tail_cache)
         plan = entry.plan
         if plan is None:
@@ -124,6 +127,13 @@ class GraphRun:
         ready = self.ready
         for i in plan.sources:
             ready.append((inst, i))
+
+    async def _first_sight(self, lazy):
+        """``(value, 0)`` of ``lazy`` run by the first tier (firsttier.py): its value, or
+        its root's tail call, or ``lazy`` itself when the tier hands it back (then
+        ``complete`` starts it again, on the plan this time)."""
+        value = await run_first(self.ctx, lazy, self.follow)
+        return (lazy if value is NOT_TAKEN else value), 0
 
     def _spawn(self, coro, inst, i) -> None:
         """Run ``coro`` (giving ``(value, call)``) as a task; it completes node ``i``."""
@@ -428,13 +438,16 @@ class GraphRun:
         parent = None
         if ctx.hot_path:
             # A flat target runs its tail loop right here, with no task hop.
-            while found[0].template.flat:
+            while found is not None and found[0].template.flat:
                 value, call = await hot_loop(ctx, root, parent)
                 if type(value) not in _LAZY_TYPES:
                     return value
                 root, parent = value, call or parent
-                found = lookup(root, ctx.tail_cache)
-        self.start(root, None, 0, parent, found)
+                found = None if wants(ctx, root) else lookup(root, ctx.tail_cache)
+        if found is None:  # the loop's continuation, seen for the first time
+            self._spawn(self._first_sight(root), None, 0)
+        else:
+            self.start(root, None, 0, parent, found)
         ready, done = self.ready, self.done
         popleft = ready.popleft
         run_node, run_simple = self._run_node, self._run_simple

@@ -42,7 +42,11 @@ engines. The loop yields to the event loop like every other loop (``Pacer``).
 
 "Seen" is by the root's shape (the structure unfolded as a tree, free on
 every lazy): a second workflow of that shape builds the template, even when
-its sharing differs (then only a faster first run is lost).
+its sharing differs (then only a faster first run is lost). A continuation
+(a tail call's lazy, a map's items) is asked about in the same way when the
+engine is about to evaluate it (``wants``; the VM's ``_load``/``_enter``, the
+graph executor's ``start``), so a sub-workflow made at run time is a first
+sight too, and only its second sight builds a template.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ from .template import canonical_nodes
 _SEEN: set = set()  # root shapes run by this tier (or by the engines) once already
 _SEEN_LIMIT = 1 << 16
 NOT_TAKEN = object()  # run_first's answer when the engine must run the workflow
+FIRST_SIGHT = object()  # an engine's mark of a continuation this tier takes (``wants``)
 
 
 def forget() -> None:
@@ -76,13 +81,15 @@ def forget() -> None:
 
 
 def wants(ctx, root) -> bool:
-    """Should ``root``, the run's target, be run by this tier? (Remembers its shape.)"""
+    """Should ``root``, the run's target or a continuation (a tail call's lazy, a map's
+    items) the engine is about to evaluate, be run by this tier? (Remembers its
+    shape.)"""
+    shape = root.shape
+    if shape in _SEEN or not root.children:  # (seen: a loop's body from its second turn)
+        return False  # a flat target: the hot path's
     if not (ctx.tail_cache and ctx.hot_path) or ctx.emit is not None:
         return False
-    if ctx.executor is not LOCAL or DISTRIBUTED.get() or not root.children:
-        return False  # a flat target: the hot path's
-    shape = root.shape
-    if shape in _SEEN:
+    if ctx.executor is not LOCAL or DISTRIBUTED.get():
         return False
     if len(_SEEN) >= _SEEN_LIMIT:
         _SEEN.clear()  # forgetting only gives a shape one more first-tier run

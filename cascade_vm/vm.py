@@ -45,7 +45,7 @@ from cascade_graph.calls import (
 )
 from cascade_graph.calls import skipped as skip
 from cascade_graph.context import SKIPPED, as_root
-from cascade_graph.firsttier import tiered
+from cascade_graph.firsttier import FIRST_SIGHT, NOT_TAKEN, run_first, tiered, wants
 from cascade_graph.hotpath import Pacer, hot_loop
 from cascade_graph.lazy import _LAZY_TYPES
 from cascade_graph.router import SharedRoute, evaluate_once, select
@@ -87,8 +87,11 @@ class VM:
         return code_for(entry).has_async
 
     def _load(self, lazy):
-        """(ops, registers) for ``lazy``, or (None, None) when it takes the hot path."""
+        """(ops, registers) for ``lazy``, or (None, None) when it takes the hot path, or
+        (None, ``FIRST_SIGHT``) when the first tier takes it (``_enter`` runs it)."""
         ctx = self.ctx
+        if wants(ctx, lazy):
+            return None, FIRST_SIGHT
         entry, inputs = lookup(lazy, ctx.tail_cache)
         t = entry.template
         if t.flat and ctx.hot_path:
@@ -151,15 +154,27 @@ class VM:
         return v
 
     # -- frames ----------------------------------------------------------------
-    async def _enter(self, v, parent, stack: list) -> tuple:
+    async def _enter(self, v, parent, stack: list, first: bool = False) -> tuple:
         """Evaluate lazy ``v`` (made by call ``parent``): the frame to run next,
         ``(ops, R, pc, a, skipped, deferred, parent)``, or ``(None, value)`` when the
-        value is the run's (a flat loop on the hot path may finish a frame below)."""
+        value is the run's (a flat loop on the hot path, or a first sight run from its
+        lazies, may finish a frame below). ``first``: ``_load`` gave ``v`` to the first
+        tier already."""
         load = self._load
         while True:
+            if first:  # a structure seen for the first time: from its lazies
+                got = await run_first(self.ctx, v, self._follow)
+                if type(got) not in _LAZY_TYPES:
+                    if got is not NOT_TAKEN:
+                        return _resume(stack, got)
+                else:
+                    v = got  # its root's tail call
             ops, R = load(v)
             if ops is not None:
                 return ops, R, 0, 0, False, (), parent
+            first = R is FIRST_SIGHT
+            if first:
+                continue
             v, call = await hot_loop(self.ctx, v, parent)
             if type(v) not in _LAZY_TYPES:
                 return _resume(stack, v)
@@ -332,7 +347,8 @@ class VM:
             if loaded is not None:
                 ops, pc, a, skipped, deferred, parent = loaded, 0, 0, False, (), into
                 continue
-            ops, R, pc, a, skipped, deferred, parent = await self._enter(v, into, stack)
+            ops, R, pc, a, skipped, deferred, parent = await self._enter(
+                v, into, stack, R is FIRST_SIGHT)
             if ops is None:
                 return R
 

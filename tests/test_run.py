@@ -1022,3 +1022,57 @@ def test_the_collector_leaves_a_threshold_the_user_changed():
         del kept, node
     finally:
         gc.set_threshold(*before)
+
+
+@per_engine
+def test_a_continuation_seen_for_the_first_time_runs_on_the_first_tier(engine):
+    """A tail call's lazy or a map's items that no run has seen yet run from their
+    lazies (firsttier.py), as a target seen for the first time does: no template is
+    built for them; from the second sight on they are templates. A continuation the
+    tier does not take (a delayed retry) goes to the engine; a continuation's own tail
+    call goes on; a failing call in one is named; every value is the run's own."""
+    from cascade_graph.cache import SHARED
+    from cascade_graph.template import template_key
+
+    @task
+    async def fetch(i):
+        await asyncio.sleep(0)
+        return i
+
+    @task
+    def add(a, b):
+        return a + b
+
+    @task
+    def fail_at(i, bad):
+        if i == bad:
+            raise LookupError(f"no {i}")
+        return i
+
+    @task
+    def plan(n, bad=-1):  # a sub-workflow made at run time: a continuation
+        return add(fetch(n), fail_at(n + 1, bad))
+
+    @task
+    def again(n):  # a continuation whose root tail-calls into another one
+        return plan(n) if n > 0 else add(fetch(0), fetch(0))
+
+    assert run(fetch.map(range(50)), engine=engine) == list(range(50))
+    sub = plan.fn(3)
+    assert template_key(sub) not in SHARED  # run from its lazies, in the run of plan(3)
+    assert run(plan(3), engine=engine) == 7
+    assert template_key(plan.fn(4)) not in SHARED
+    assert run(plan(4), engine=engine) == 9  # second sight: the template
+    assert template_key(plan.fn(5)) in SHARED
+    assert run(plan(5), engine=engine) == 11
+    assert run(add(again(6), again(0)), engine=engine) == 13
+    with pytest.raises(LookupError, match="no 9") as caught:
+        run(add(plan(8, 9), 1), engine=engine)
+    assert caught.value.__notes__ == [f"cascade: raised by task '{fail_at.name}'"]
+
+    @task
+    def retried(n):  # a delayed retry: a continuation the first tier leaves alone
+        return add(fetch(n), fail_at(n, -1).with_retry(2, delay=0.001))
+
+    assert run(retried(2), engine=engine) == 4
+    assert template_key(retried.fn(3)) in SHARED
