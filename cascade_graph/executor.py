@@ -18,7 +18,11 @@ State (all plain data, owned by one ``GraphRun``):
 Invariants: a node is started only when ``waiting[node] == 0``; the root
 (node 0) finishes last in its instance, since every node is reachable from
 it. The scheduler loop runs sync calls inline, starts async calls as tasks,
-and sleeps only when nothing is ready and nothing has finished.
+and sleeps only when nothing is ready and nothing has finished. In a quiet
+run, an instance of a plan of unconditional calls is *swept* instead: its
+nodes are called in the order the queue would call them (``Plan.sweep``),
+with no counts, until a tail call or an async call still going hands it to
+the queue (``_sweep``, ``_to_queue``).
 
 Tail calls: a node whose call returns a ``LazyResult`` starts an instance of
 the continuation's plan whose root delivers to that node. A tail call by an
@@ -111,14 +115,14 @@ class GraphRun:
         n = plan.n
         vals = [None] * n
         vals += inputs
-        if plan.sweep is not None and self.sweeps:  # every node a sync call: no queue
-            self.ready.append((Instance(plan, vals, parent, slot, parent_call, 1), -1))
-            return
-        inst = Instance(plan, vals, parent, slot, parent_call)
         if entry.template.resource_names:
             ctx.resources.check(entry.template.resource_names)
         for p in entry.template.route_params:
             ctx.value_of(p)
+        if plan.sweep is not None and self.sweeps:  # unconditional calls alone: no queue
+            self.ready.append((Instance(plan, vals, parent, slot, parent_call, 1), -1))
+            return
+        inst = Instance(plan, vals, parent, slot, parent_call)
         if plan.value_nodes:
             ops = plan.ops
             values = [ctx.value_of(ops[i].node.task) for i in plan.value_nodes]
@@ -320,9 +324,9 @@ class GraphRun:
         self.ready.append((inst, -1))
 
     def _to_queue(self, inst, k: int) -> None:
-        """Sweep node ``k - 1`` of ``inst`` made a tail call: from here on its nodes
-        run from the ready queue (counts of the nodes swept before it; ready: the
-        unswept nodes with nothing left to wait on)."""
+        """Sweep node ``k - 1`` of ``inst`` made a tail call, or its async call is still
+        going: from here on the instance runs from the ready queue (counts of the nodes
+        swept before that node; ready: the unswept nodes with nothing to wait on)."""
         plan = inst.plan
         sweep = plan.sweep
         dependents = plan.dependents
@@ -471,7 +475,7 @@ class GraphRun:
                 inst, i = popleft()
                 plan = inst.plan
                 if i < 0:
-                    self._sweep(inst)  # a plan of sync calls alone
+                    self._sweep(inst)  # a swept plan (Plan.sweep), from where it stopped
                 elif quiet and plan.inline[i] and not inst.skipped:
                     run_simple(inst, i, plan.ops[i])  # the commonest node
                 else:

@@ -85,8 +85,8 @@ def wants(ctx, root) -> bool:
     items) the engine is about to evaluate, be run by this tier? (Remembers its
     shape.)"""
     shape = root.shape
-    if shape in _SEEN or not root.children:  # (seen: a loop's body from its second turn)
-        return False  # a flat target: the hot path's
+    if shape in _SEEN or not root.children:  # seen (a loop's body from its second turn),
+        return False  # or flat: the hot path's
     if not (ctx.tail_cache and ctx.hot_path) or ctx.emit is not None:
         return False
     if ctx.executor is not LOCAL or DISTRIBUTED.get():

@@ -1231,7 +1231,7 @@ def spec_key(spec) -> tuple:
     return tuple(out)
 
 
-_SPECS: dict = {}  # the specs of calls with containers, markers or a lazy passed twice
+_SPECS: dict = {}  # one-level specs of general calls (lists, keywords, a lazy passed twice)
 _SPEC_LIMIT = 1 << 14  # entries; then emptied (an equal spec made later is a new object)
 
 
