@@ -818,6 +818,38 @@ def _contains_special(value) -> bool:
     return False
 
 
+def _list_spec(value, lits: list, index: dict, children: list):
+    """The spec of list or tuple ``value`` of lazies and plain literals, its literals
+    added to ``lits`` and its new lazies to ``children`` (``index``: lazy -> child
+    index); ``_LITERAL`` when it holds no lazy (then it is one literal, added whole);
+    None when it holds a container or a lazy-like argument (the general walk; the
+    children found stay valid). An ``inject()`` marker in it is a plain value."""
+    mark = len(lits)
+    built = []
+    lazy, kinds = _LAZY_TYPES, _ARG_KIND
+    found = False
+    for v in value:
+        t = type(v)
+        if t in lazy:
+            i = index.get(v)
+            if i is None:
+                i = index[v] = len(children)
+                children.append(v)
+            built.append(("L", i))
+            found = True
+        elif t in kinds and t is not Inject:
+            del lits[mark:]
+            return None
+        else:
+            lits.append(v)
+            built.append(None)
+    if not found:  # nothing lazy: the list is one literal
+        del lits[mark:]
+        lits.append(value)
+        return _LITERAL
+    return ("C", type(value), tuple(built))
+
+
 def _child_index(index: dict, children: list, lazy) -> int:
     """The index of child ``lazy`` among ``children`` (added at its first reference)."""
     i = index.get(lazy)
@@ -884,32 +916,7 @@ class _Scan:
                 batch = batch_of(value, self.gather)
             if batch is not None:
                 return ("L", self.child(batch))
-        lits = self.lits
-        mark = len(lits)
-        built = []
-        lazy, kinds = _LAZY_TYPES, _ARG_KIND
-        index, children = self.index, self.children
-        found = False
-        for v in value:
-            t = type(v)
-            if t in lazy:
-                i = index.get(v)
-                if i is None:
-                    i = index[v] = len(children)
-                    children.append(v)
-                built.append(("L", i))
-                found = True
-            elif t in kinds and t is not Inject:
-                del lits[mark:]  # nested: the general walk (children found stay valid)
-                return None
-            else:
-                lits.append(v)
-                built.append(None)
-        if not found:  # nothing lazy: the list is one literal
-            del lits[mark:]
-            lits.append(value)
-            return _LITERAL
-        return ("C", type(value), tuple(built))
+        return _list_spec(value, self.lits, self.index, self.children)
 
     def _container_spec(self, root):
         """Iterative post-order over nested containers, items in order, each visited once.
@@ -1099,23 +1106,10 @@ def _make_lists(task_obj, args) -> LazyResult:
                 if batch is not None:
                     pos.append(("L", _child_index(index, children, batch)))
                     continue
-            mark = len(lits)
-            items = []
-            for v in a:
-                tv = type(v)
-                if tv in lazy_types:
-                    items.append(("L", _child_index(index, children, v)))
-                elif tv in kinds:
-                    return _make(task_obj, args, _NO_KWARGS, EMPTY_POLICY)
-                else:
-                    lits.append(v)
-                    items.append(None)
-            if len(lits) - mark == len(a):  # nothing lazy in it: one literal
-                del lits[mark:]
-                lits.append(a)
-                pos.append(None)
-            else:
-                pos.append(("C", t, tuple(items)))
+            spec = _list_spec(a, lits, index, children)
+            if spec is None:  # a container or a marker in it
+                return _make(task_obj, args, _NO_KWARGS, EMPTY_POLICY)
+            pos.append(None if spec is _LITERAL else spec)
         else:
             return _make(task_obj, args, _NO_KWARGS, EMPTY_POLICY)
     if not children:
