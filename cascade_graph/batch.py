@@ -115,7 +115,8 @@ class BatchTask(Task):
         ctx = CURRENT_RUN.get()
         fn = self.member.fn
         if self.policy is not None and ctx is not None:  # each item under its policy
-            fn = partial(_inline_item, ctx, self.member, self.policy)
+            fn = partial(_inline_keyword_item if self.kwnames else _inline_item, ctx,
+                         self.member, self.policy)
         calls = _keyword_calls if self.kwnames else _calls
         if ctx is None or (ctx.emit is None and len(members) <= FIRST_SPAN):
             out += calls(fn, members)
@@ -145,8 +146,14 @@ def _keyword_calls(fn, members):
     return [fn(*m.args, **m.kwargs) for m in members]
 
 
-def _inline_item(ctx, task, policy, /, *args, **kwargs):
+def _inline_item(ctx, task, policy, *args):
     """One item of a batch with a policy: its attempts with their events."""
+    return call_inline(ctx, task, task.fn, args, None, policy, ctx.folded_parent)[0]
+
+
+def _inline_keyword_item(ctx, task, policy, /, *args, **kwargs):
+    """``_inline_item`` for an item with keyword arguments (kept apart: a positional
+    item, the common one, makes no dict)."""
     return call_inline(ctx, task, task.fn, args, kwargs, policy, ctx.folded_parent)[0]
 
 

@@ -316,3 +316,22 @@ def test_keyword_items_have_their_values_events_and_error_note(engine, switches)
     exc, _ = run_failing(engine, total([scale(i, by=2) for i in (1, 2, -1, 4)]), switches)
     assert isinstance(exc, ValueError)
     assert "cascade: raised by task 'scale'" in exc.__notes__
+
+
+@per_engine
+def test_a_keyword_map_under_a_retry_runs_each_item_with_its_keywords(engine):
+    """``.map`` over positional and keyword iterables makes keyword items: one batch,
+    also under ``.with_retry`` (each item's attempts made in line, with its keywords)."""
+    tries = Calls()
+
+    @task
+    def shaky(x, by=1):
+        tries.hit(x)
+        if x == 2 and tries.counts[2] < 2:
+            raise ConnectionError("once")
+        return x * by
+
+    assert run(shaky.map([0, 1, 3], by=[10] * 3), engine=engine) == [0, 10, 30]
+    tries.counts.clear()
+    assert run(shaky.map(range(4), by=[3] * 4).with_retry(2), engine=engine) == [0, 3, 6, 9]
+    assert tries.counts[2] == 2 and tries.counts[1] == 1
