@@ -171,8 +171,9 @@ def plan_sweep(ops: list, dependents: list, indegree: list, sources: tuple,
 
 def sweep_order(dependents, indegree, sources, line) -> list:
     """The order in which a quiet run's scheduler would call the nodes of a plan of
-    sync calls (none returning a lazy call): the ready queue, first in first out from
-    the sources, a node's ``next_in_line`` called right after it (``_run_simple``)."""
+    unconditional calls, when none returns a lazy call and every async one finishes
+    when started: the ready queue, first in first out from the sources, a node's
+    ``next_in_line`` called right after it (``_run_simple``, budget unlimited)."""
     waiting = list(indegree)
     ready = deque(sources)
     order: list = []
