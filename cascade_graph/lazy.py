@@ -346,7 +346,8 @@ class Task(Generic[P, R]):
         return lr
 
     def _call_kw(self, args: tuple, kwargs: dict) -> LazyResult:
-        """A call with keyword arguments: flat when nothing in it is lazy or a container."""
+        """A call with keyword arguments, the first positional one (if any) not lazy:
+        flat when nothing in it is lazy or a container, else ``_make_plain``."""
         kinds = _ARG_KIND
         for a in args:
             if type(a) in kinds:
@@ -818,17 +819,25 @@ def _contains_special(value) -> bool:
     return False
 
 
-def _list_spec(value, lits: list, index: dict, children: list):
-    """The spec of list or tuple ``value`` of lazies and plain literals, its literals
-    added to ``lits`` and its new lazies to ``children`` (``index``: lazy -> child
-    index); ``_LITERAL`` when it holds no lazy (then it is one literal, added whole);
-    None when it holds a container or a lazy-like argument (the general walk; the
-    children found stay valid). An ``inject()`` marker in it is a plain value."""
+def _one_level_spec(value, lits: list, index: dict, children: list):
+    """The spec of ``value``, a list, a tuple or a dict with str keys, of lazies and
+    plain literals, its literals added to ``lits`` and its new lazies to ``children``
+    (``index``: lazy -> child index); ``_LITERAL`` when it holds no lazy (then it is
+    one literal, added whole); None when it holds a container or a lazy-like argument,
+    or is a dict with a key that is not a str (the general walk; the children found
+    stay valid). An ``inject()`` marker in it is a plain value."""
     mark = len(lits)
     built = []
     lazy, kinds = _LAZY_TYPES, _ARG_KIND
     found = False
-    for v in value:
+    if type(value) is dict:
+        for k in value:
+            if type(k) is not str:
+                return None
+        items = value.values()
+    else:
+        items = value
+    for v in items:
         t = type(v)
         if t in lazy:
             i = index.get(v)
@@ -843,10 +852,12 @@ def _list_spec(value, lits: list, index: dict, children: list):
         else:
             lits.append(v)
             built.append(None)
-    if not found:  # nothing lazy: the list is one literal
+    if not found:  # nothing lazy: the container is one literal
         del lits[mark:]
         lits.append(value)
         return _LITERAL
+    if type(value) is dict:
+        return ("D", tuple(value), tuple(built))
     return ("C", type(value), tuple(built))
 
 
@@ -891,7 +902,7 @@ class _Scan:
         hook = _ARG_HOOKS.get(t)
         if hook is not None:
             return ("L", self.child(hook(value)))
-        if t is list or t is tuple:
+        if t is list or t is tuple or t is dict:
             spec = self._one_level(value)
             if spec is _LITERAL:
                 return None
@@ -904,11 +915,11 @@ class _Scan:
         return self._container_spec(value)
 
     def _one_level(self, value):
-        """The spec of a list or tuple of lazies and plain literals (a fan-in's list):
-        None as a spec when it holds no lazy (it is one literal), None as the
-        answer when it holds another container or a marker (the general walk).
-        A list of like flat calls becomes one batch child (see batch.py)."""
-        if len(value) >= BATCH_MIN:
+        """The spec of a list, tuple or str-keyed dict of lazies and plain literals (a
+        fan-in's list): ``_LITERAL`` when it holds no lazy (it is one literal), None
+        when it holds another container or a marker (the general walk). A list or
+        tuple of like flat calls becomes one batch child (see batch.py)."""
+        if len(value) >= BATCH_MIN and type(value) is not dict:
             batch = None
             if self.original is not None:
                 batch = batch_in(self.original.children, value)
@@ -916,7 +927,7 @@ class _Scan:
                 batch = batch_of(value, self.gather)
             if batch is not None:
                 return ("L", self.child(batch))
-        return _list_spec(value, self.lits, self.index, self.children)
+        return _one_level_spec(value, self.lits, self.index, self.children)
 
     def _container_spec(self, root):
         """Iterative post-order over nested containers, items in order, each visited once.
@@ -1036,31 +1047,38 @@ def _literal_link_spec(nargs: int, kwnames: tuple) -> tuple:
 
 def _make_plain(task_obj, args, kwargs: dict) -> LazyResult:
     """The common general case: each argument, positional or keyword, a literal or a
-    distinct lazy (``add(x, 1)``, ``step(x, scale=2)``).
+    distinct lazy (``add(x, 1)``, ``scale(x=y, k=2)``, ``fetch(i, timeout=5)``).
 
-    The shape key is a flat tuple (task, nargs, lazy-position mask, the keyword
-    names when there are any, child shapes), cheap to hash; containers, markers
-    and a lazy passed twice go to ``_make``.
+    A call without lazies is flat (``_flat``), one with a single lazy is interned per
+    task (``_lone_lazy``, or a link's own lane when the lazy comes first); with more
+    lazies, the shape key is a flat tuple (task, nargs, lazy-position mask, the keyword
+    names when there are any, child shapes), cheap to hash. Containers, markers and a
+    lazy passed twice go to ``_make``.
     """
     lazy_types = _LAZY_TYPES
     kinds = _ARG_KIND
+    every = args + tuple(kwargs.values()) if kwargs else args
     lits = []
     children = []
     mask = 0
     bit = 1
-    for a in itertools.chain(args, kwargs.values()) if kwargs else args:
+    for a in every:
         t = type(a)
         if t in lazy_types:
             children.append(a)
             mask |= bit
         elif t in kinds:
-            if kwargs:
-                return _make(task_obj, args, kwargs, EMPTY_POLICY)
-            return _make_lists(task_obj, args)
+            return _make_lists(task_obj, args, kwargs)
         else:
             lits.append(a)
         bit <<= 1
-    if len(children) > 1 and len(set(children)) < len(children):
+    if len(children) == 1:
+        if mask == 1 and args:  # the lazy first: a link (with literals, if any)
+            return task_obj(*args, **kwargs)
+        return _lone_lazy(task_obj, children[0], args, kwargs, tuple(lits), mask)
+    if not children:  # a flat call: every argument is a literal
+        return _flat(task_obj, args, kwargs, every)
+    if len(set(children)) < len(children):
         return _make(task_obj, args, kwargs, EMPTY_POLICY)  # a lazy passed twice
     kwnames = tuple(kwargs)
     tree = True
@@ -1081,48 +1099,69 @@ def _make_plain(task_obj, args, kwargs: dict) -> LazyResult:
     return _node(task_obj, args, kwargs, tuple(lits), shape, spec, tuple(children), tree)
 
 
-def _make_lists(task_obj, args) -> LazyResult:
-    """``_make`` for positional arguments that are literals, lazies, and lists or tuples
-    of those (``pair([x, 1])``, a fan-in; a list of like flat calls becomes a batch,
-    as ``_Scan._one_level`` makes it): the same spec, shape and literals, without the
-    scan object; anything else (a nested container, a marker) goes to ``_make``."""
+def _make_lists(task_obj, args, kwargs: dict = _NO_KWARGS) -> LazyResult:
+    """``_make`` for arguments, positional or keyword, that are literals, lazies, and
+    lists, tuples or str-keyed dicts of those (``pair([x, 1])``, ``report({"a": x})``,
+    a fan-in; a list of like flat calls becomes a batch, as ``_Scan._one_level`` makes
+    it): the same spec, shape and literals, without the scan object; anything else (a
+    nested container, a marker) goes to ``_make``."""
     lazy_types = _LAZY_TYPES
     kinds = _ARG_KIND
     lits: list = []
     children: list = []
     index: dict = {}  # lazy -> its child index (one child however often it is passed)
-    pos = []
-    for a in args:
+    specs = []
+    for a in args + tuple(kwargs.values()) if kwargs else args:
         t = type(a)
         if t in lazy_types:
-            pos.append(("L", _child_index(index, children, a)))
+            specs.append(("L", _child_index(index, children, a)))
         elif t not in kinds:
             lits.append(a)
-            pos.append(None)
-        elif t is list or t is tuple:
-            if (len(a) >= BATCH_MIN and type(a[0]) is LazyResult and a[0].spec is None
-                    and type(a[-1]) is LazyResult):  # like flat calls: maybe a batch
+            specs.append(None)
+        elif t is list or t is tuple or t is dict:
+            if (t is not dict and len(a) >= BATCH_MIN and type(a[0]) is LazyResult
+                    and a[0].spec is None and type(a[-1]) is LazyResult):  # maybe a batch
                 batch = batch_of(a, task_obj if task_obj.container_target else _collect)
                 if batch is not None:
-                    pos.append(("L", _child_index(index, children, batch)))
+                    specs.append(("L", _child_index(index, children, batch)))
                     continue
-            spec = _list_spec(a, lits, index, children)
+            spec = _one_level_spec(a, lits, index, children)
             if spec is None:  # a container or a marker in it
-                return _make(task_obj, args, _NO_KWARGS, EMPTY_POLICY)
-            pos.append(None if spec is _LITERAL else spec)
+                return _make(task_obj, args, kwargs, EMPTY_POLICY)
+            specs.append(None if spec is _LITERAL else spec)
         else:
-            return _make(task_obj, args, _NO_KWARGS, EMPTY_POLICY)
+            return _make(task_obj, args, kwargs, EMPTY_POLICY)
     if not children:
-        return _flat(task_obj, args, _NO_KWARGS, tuple(lits))
+        return _flat(task_obj, args, kwargs, tuple(lits))
     tree = True
     for c in children:
         c.uses += 1
         if c.uses > 1 or not c.tree or c.copied:
             tree = False
-    spec = _intern_spec((tuple(pos), (), (), None))
-    key = (task_obj.uid, _POSITIONAL_LISTS, spec[0], *map(_SHAPE, children))
-    shape = _SHAPES.get(key) or intern_shape(key)
-    return _node(task_obj, args, _NO_KWARGS, tuple(lits), shape, spec, tuple(children), tree)
+    n = len(args)
+    spec, sid = _intern_spec((tuple(specs[:n]), tuple(kwargs), tuple(specs[n:]), None))
+    shape = _one_level_shape(task_obj, spec, sid, children)
+    return _node(task_obj, args, kwargs, tuple(lits), shape, spec, tuple(children), tree)
+
+
+def _one_level_shape(task_obj, spec: tuple, sid: int, children) -> int:
+    """The shape of a call of ``task_obj`` whose arguments are literals, lazies and
+    one-level containers of those: interned ``spec`` (numbered ``sid``) over
+    ``children``. With one child, it is interned per task by (spec, the child's
+    shape), and such calls stacked on each other number their shapes as a run of
+    links does (``_link_shape``; ``pair([x, 1])``); else in the global table, by the
+    spec's number (an int: cheap to hash) and the children's shapes."""
+    if len(children) == 1:
+        a = children[0]
+        shape = a.shape
+        same = a.spec is spec and a.task is task_obj
+        if shape < 0 and same:
+            return shape - 1  # one more call of a run (_link_shape)
+        one = task_obj._one
+        key = (sid, shape)  # two ints (a _lone_lazy key holds a tuple first)
+        return one.get(key) or _link_shape(one, key, same)
+    key = (task_obj.uid, _POSITIONAL_LISTS, sid, *map(_SHAPE, children))
+    return _SHAPES.get(key) or intern_shape(key)
 
 
 def _make_pair(task_obj, args) -> LazyResult:
@@ -1156,16 +1195,31 @@ def _make_pair(task_obj, args) -> LazyResult:
             return task_obj._literal_link(a, args, _NO_KWARGS)
     elif type(a) in _ARG_KIND or type(b) not in lazy_types:
         return _make_plain(task_obj, args, _NO_KWARGS)  # a container or a marker among them
+    return _lone_lazy(task_obj, b, args, _NO_KWARGS, (a,), 2)  # ``put(1, x)``
+
+
+def _lone_lazy(task_obj, a, args: tuple, kwargs: dict, lits: tuple, mask: int) -> LazyResult:
+    """A call whose one lazy argument ``a`` is not the first positional one (bit
+    ``mask`` of its arguments, keywords counted after the positional ones) and whose
+    other arguments are plain literals ``lits``: ``scale(x=y, k=2)``, ``put(1, y)``.
+    As for a link (``Task._literal_link``), its shape is interned per task by (layout,
+    the child's shape), and such calls of one task and layout stacked on each other
+    number their shapes as a run of links does (``_link_shape``): no global table
+    entry, and no key of every argument, per call."""
+    kwnames = tuple(kwargs)
+    layout = (len(args), mask, kwnames) if kwnames else (len(args), mask)
+    spec = _POS_SPECS.get(layout) or _positional_spec(len(args), mask, kwnames)
+    a.uses += 1
+    shape = a.shape
+    same = a.spec is spec and a.task is task_obj
+    if shape < 0 and same:
+        shape -= 1  # one more call of a run (_link_shape)
     else:
-        mask, lits, children = 2, (a,), (b,)
-        key = (task_obj.uid, _POSITIONAL, 2, 2, b.shape)
-    tree = True
-    for c in children:
-        c.uses += 1
-        if c.uses > 1 or not c.tree or c.copied:
-            tree = False
-    shape = _SHAPES.get(key) or intern_shape(key)
-    return _node(task_obj, args, _NO_KWARGS, lits, shape, _PAIR_SPECS[mask], children, tree)
+        one = task_obj._one
+        key = (layout, shape)  # (a chain link's key is an int, a literal link's a 3-tuple)
+        shape = one.get(key) or _link_shape(one, key, same)
+    return _node(task_obj, args, kwargs, lits, shape, spec, (a,),
+                 a.uses == 1 and a.tree and not a.copied)
 
 
 _POSITIONAL = "positional"
@@ -1216,6 +1270,8 @@ def spec_key(spec) -> tuple:
         ):
             out.append(s[0])  # a container spec: tag, type or keys, item count, items
             out.append(s[1])
+            if s[0] == "D":  # keys equal across types (1, 1.0, True) are not one layout
+                out.append(tuple(map(type, s[1])))
             out.append(len(s[2]))
             stack.extend(reversed(s[2]))
         else:
@@ -1225,19 +1281,23 @@ def spec_key(spec) -> tuple:
     return tuple(out)
 
 
-_SPECS: dict = {}  # one-level specs of general calls (lists, keywords, a lazy passed twice)
+_SPECS: dict = {}  # one-level spec -> (the spec, its number): specs of general calls
 _SPEC_LIMIT = 1 << 14  # entries; then emptied (an equal spec made later is a new object)
+_next_spec = itertools.count(1).__next__
 
 
 def _intern_spec(spec: tuple) -> tuple:
-    """One object per spec value: calls of one layout share their spec, so what is
-    worked out once per spec (the first tier's check of a layout, keyed by the spec's
-    id) serves every call of it."""
+    """(one object per spec value, its number): calls of one layout share their spec,
+    so what is worked out once per spec (the first tier's check of a layout, keyed by
+    the spec's id) serves every call of it. The number, never reused, names the spec
+    in shape keys (``_one_level_shape``): an equal spec interned after the table was
+    emptied gets a new one, so its calls get new shapes (a cache miss, never a wrong
+    hit)."""
     found = _SPECS.get(spec)
     if found is None:
         if len(_SPECS) >= _SPEC_LIMIT:
             _SPECS.clear()
-        found = _SPECS[spec] = spec
+        found = _SPECS[spec] = (spec, _next_spec())
     return found
 
 
@@ -1272,13 +1332,12 @@ def _make(task_obj, args, kwargs, policy: Policy, original: LazyResult | None = 
     if not children and pkey is None and all(x is None for x in pos + kws):
         return _flat(task_obj, args, kwargs, tuple(scan.lits))
     spec = (pos, kwnames, kws, pkey)
-    if pkey is None and not scan.nested:  # (a policy's key may hold values that do not
-        spec = _intern_spec(spec)  # hash; a nested spec may be deeper than C recursion)
-    if not scan.nested and not kws and pkey is None:
-        # literals, lazies and one-level lists only: the specs are flat enough to be
-        # the key themselves (hashed in C, no token walk; the spec's own, shared, so
-        # a key kept in the shape table costs one tuple: _make_lists makes the same)
-        shape = intern_shape((task_obj.uid, _POSITIONAL_LISTS, spec[0], *map(_SHAPE, children)))
+    if pkey is None and not scan.nested:
+        # literals, lazies and one-level containers only: the spec is interned and
+        # numbered, its calls shaped as _make_lists shapes them (a policy's key may
+        # hold values that do not hash; a nested spec may be deeper than C recursion)
+        spec, sid = _intern_spec(spec)
+        shape = _one_level_shape(task_obj, spec, sid, children)
     else:
         shape = intern_shape((task_obj.uid, spec_key(spec), tuple(map(_SHAPE, children))))
     return _node(task_obj, args, kwargs, tuple(scan.lits), shape, spec, children, tree,

@@ -944,32 +944,37 @@ def test_a_policy_given_again_is_checked_alike_and_shared():
     assert a.policy.timeout is None  # the shared policy was not changed by the chain
 
 
-#: argument layouts with lists and tuples (x, y: fresh lazies; f: a fresh flat call)
+#: argument layouts with containers, as (args, kwargs) (x, y: fresh lazies; f: a fresh
+#: flat call)
 _LIST_LAYOUTS = {
-    "lazy and literal": lambda x, y, f: ([x, 1],),
-    "tuple": lambda x, y, f: ((1, x), 2),
-    "two lists": lambda x, y, f: ([x], [2, y]),
-    "one lazy twice": lambda x, y, f: ([x, x, 3],),
-    "literals only": lambda x, y, f: ([1, 2], x),
-    "empty list": lambda x, y, f: ([], x),
-    "flat calls (a batch)": lambda x, y, f: ([f, echo(2)],),
-    "nested (general)": lambda x, y, f: ([[x], 1],),
-    "dict (general)": lambda x, y, f: ({"k": x},),
+    "lazy and literal": lambda x, y, f: (([x, 1],), {}),
+    "tuple": lambda x, y, f: (((1, x), 2), {}),
+    "two lists": lambda x, y, f: (([x], [2, y]), {}),
+    "one lazy twice": lambda x, y, f: (([x, x, 3],), {}),
+    "literals only": lambda x, y, f: (([1, 2], x), {}),
+    "empty list": lambda x, y, f: (([], x), {}),
+    "flat calls (a batch)": lambda x, y, f: (([f, echo(2)],), {}),
+    "dict": lambda x, y, f: (({"k": x, "n": 1},), {}),
+    "dict of literals": lambda x, y, f: (({"k": 1}, x), {}),
+    "list by keyword": lambda x, y, f: ((), {"a": [x, 1]}),
+    "dict and list by keyword": lambda x, y, f: ((x,), {"a": {"k": y}, "b": [1, x]}),
+    "nested (general)": lambda x, y, f: (([[x], 1],), {}),
+    "dict with an int key (general)": lambda x, y, f: (({1: x},), {}),
 }
 
 
 @pytest.mark.parametrize("layout", _LIST_LAYOUTS.values(), ids=_LIST_LAYOUTS.keys())
-def test_calls_with_lists_make_the_general_paths_node(layout):
-    """A call whose arguments hold lists or tuples is made by its own lane
-    (``lazy._make_lists``): the same spec (one object per layout), shape, literals,
-    children and tree flag as the general path (``lazy._make``) gives it."""
+def test_calls_with_containers_make_the_general_paths_node(layout):
+    """A call whose arguments hold lists, tuples or dicts is made by its own lane
+    (``lazy._make_lists``): the same spec (one object per one-level layout), shape,
+    literals, children and tree flag as the general path (``lazy._make``) gives it."""
     from cascade_graph import lazy as lazy_mod
 
     def made(by_lane: bool):
-        args = layout(ident(1), ident(2), echo(1))
+        args, kwargs = layout(ident(1), ident(2), echo(1))
         if by_lane:
-            return echo(*args)
-        return lazy_mod._make(echo, args, {}, lazy_mod.EMPTY_POLICY)
+            return echo(*args, **kwargs)
+        return lazy_mod._make(echo, args, kwargs, lazy_mod.EMPTY_POLICY)
 
     lane, general, again = made(True), made(False), made(True)
     assert lane.shape == general.shape == again.shape
@@ -977,10 +982,28 @@ def test_calls_with_lists_make_the_general_paths_node(layout):
     assert lane.lits == general.lits
     assert [c.shape for c in lane.children] == [c.shape for c in general.children]
     assert lane.tree == general.tree
-    one_level = lane.spec is not None and all(
-        s is None or s[0] == "L" or (s[0] == "C" and all(i is None or i[0] == "L" for i in s[2]))
-        for s in lane.spec[0])
-    assert (lane.spec is again.spec) == one_level  # one spec object per one-level layout
+
+    def one_level(s):
+        return s is None or s[0] == "L" or (
+            (s[0] == "C" or (s[0] == "D" and all(type(k) is str for k in s[1])))
+            and all(i is None or i[0] == "L" for i in s[2]))
+
+    flat = lane.spec is not None and all(map(one_level, lane.spec[0] + lane.spec[2]))
+    assert (lane.spec is again.spec) == flat  # one spec object per one-level layout
+
+
+@per_engine
+def test_dict_keys_equal_across_types_are_kept(engine):
+    """``{1: x}``, ``{True: x}`` and ``{1.0: x}`` are equal keys of different types:
+    each call gets its own keys back, however often each layout runs."""
+
+    @task
+    def key_types(d):
+        return [type(k).__name__ for k in d]
+
+    for _ in range(3):
+        for key in (1, True, 1.0, "1"):
+            assert run(key_types({key: ident(5)}), engine=engine) == [type(key).__name__]
 
 
 @per_engine
