@@ -273,7 +273,7 @@ def _compile_sync(t: Template) -> Code | None:
                     else:
                         src.append(phys[s[1]])
                 src = tuple(src)
-        elif not nd.kwnames and _one_level(nd.args):
+        elif _one_level(nd.args + nd.kwargs):
             # containers of literals and lazies, one level deep (a fan-in's list)
             src, n_regs = _one_level_args(nd, phys, free, n_regs, append, pool)
         else:
@@ -294,10 +294,10 @@ def _compile_sync(t: Template) -> Code | None:
         phys[i] = dst
         if id(task) not in pool:
             pool[id(task)] = task
-        if nd.simple or not (nd.kwnames or nd.policy is not None):
+        if nd.policy is None:  # (a simple node has none)
             fn = call_function(nd) if nd.kwnames else task.fn
             op = (by_arity[len(src)] if len(src) < 3 else bc.CALLN, dst, fn, src, task, i == 0)
-        else:  # keywords around containers, or an inline policy: the general sync call
+        else:  # an inline policy: the general sync call
             op = (bc.CALL_KW, dst, nd, src, len(nd.args), i == 0)
             pool.setdefault(id(nd), nd)
         if nd.deps:  # equal instructions share one tuple (a chain's links do)
@@ -329,14 +329,14 @@ def _one_level(specs) -> bool:
 
 
 def _one_level_args(nd, phys, free, n_regs, append, pool):
-    """Registers of the positional arguments of ``nd``, whose containers hold literals
-    and lazies only: each container built into a temporary, free again once the
-    call has read it. Returns (source registers, n_regs)."""
+    """Registers of the positional then keyword arguments of ``nd``, whose containers
+    hold literals and lazies only: each container built into a temporary, free again
+    once the call has read it. Returns (source registers, n_regs)."""
     src = []
     temps = []
     lit = nd.first_input
     target = nd.task is TARGET
-    for s in nd.args:
+    for s in nd.args + nd.kwargs:
         if s is None:
             src.append(lit)
             lit += 1
@@ -361,7 +361,7 @@ def _one_level_args(nd, phys, free, n_regs, append, pool):
 
 
 def _fused_args(nd, phys, free, n_regs, n_nodes, append, pool):
-    """Registers of a node's positional arguments, building its containers into
+    """Registers of a node's positional then keyword arguments, building its containers into
     temporaries (each freed once read). Returns (source registers, n_regs)."""
     stack: list = []  # node/input slots (ints) and temporaries ([register])
     target = nd.task is TARGET

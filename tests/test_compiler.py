@@ -20,6 +20,11 @@ def inc(x):
 
 
 @task
+def pair(a, b):
+    return (a, b)
+
+
+@task
 def add(a, b):
     return a + b
 
@@ -108,11 +113,17 @@ def test_root_call_flagged_tail():
 
 def test_plain_keyword_call_is_a_positional_call_of_its_keyword_caller():
     """A keyword call of literals and lazies compiles to CALL (the task's keyword caller
-    takes its values in order); one with a container argument to CALL_KW."""
+    takes its values in order), and so does one with containers (built first, one level
+    deep or nested); one with an inline policy to CALL_KW."""
     code = _code(add(a=inc(1), b=2))
     assert "CALL_KW" not in _opnames(code)
     assert any(i.opname == "CALL" and "kw=['a', 'b']" in i.argrepr for i in code.instructions)
-    assert "CALL_KW" in _opnames(_code(add(a=inc(1), b=[inc(2)])))
+    assert _opnames(_code(add(a=inc(1), b=[inc(2)]))) == ["CALL", "CALL", "BUILD", "CALL", "RET"]
+    nested = add(a=inc(1), b={"k": [inc(2), 1]})
+    assert _opnames(_code(nested)) == ["CALL", "CALL", "BUILD", "BUILD_DICT", "CALL", "RET"]
+    assert run(pair(1, b=[inc(2), 5])) == (1, [3, 5])
+    assert run(pair(b={"k": [inc(2), 1]}, a=inc(0))) == (1, {"k": [3, 1]})
+    assert "CALL_KW" in _opnames(_code(add(a=inc(1), b=[inc(2)]).with_timeout(5)))
     assert run(add(a=inc(1), b=2)) == 4
 
 
