@@ -19,10 +19,10 @@ from operator import itemgetter
 
 import attrs
 
-from .calls import needs_invoke
+from .calls import direct, needs_invoke
 from .drawing import to_dot  # noqa: F401 - re-exported: python -m cascade_vm graph
 from .lazy import CALL, ENV, PARAM, ROUTE
-from .template import Template, arg_program, call_function, gathered_program
+from .template import Template, arg_program, call_function, gathered_program, one_level_getter
 
 # op modes
 SIMPLE = 0  # positional literal/node arguments, no policy: call fn(*getter(vals))
@@ -121,7 +121,7 @@ def compile_plan(template: Template) -> Plan:
             else:
                 append(SimpleOp(f, *_simple_getter(node, n), node))
         else:
-            append(_op(node, n))
+            append(_one_level_op(node, n, facts) or _op(node, n))
     sources = tuple([i for i in range(n) if not indegree[i] and nodes[i].kind not in (PARAM, ENV)])
     inline = tuple([op.mode == SIMPLE and not op.is_async for op in ops])
     line = _next_in_line(ops, dependents, indegree)
@@ -215,6 +215,25 @@ def _simple_getter(node, base: int) -> tuple:
         else:
             idx.append(s[1])
     return (itemgetter(*idx) if idx else None), len(idx) == 1, len(idx)
+
+
+def _one_level_op(node, base: int, facts: dict) -> SimpleOp | None:
+    """A SIMPLE op for a plain call whose arguments hold one-level containers of
+    literals and lazies (``pair([x, 1])``, ``report(parts={"a": x})``): called as
+    ``fn(*get(vals))``, its containers built by ``one_level_getter``, with the task's
+    keyword caller for keywords, as a plain keyword call is; None for any other node
+    (a policy, a condition, an injection, an internal task, nesting)."""
+    task = node.task
+    if (node.kind != CALL or node.policy is not None or node.conds or node.after
+            or node.injects or task.internal or not direct(task)):
+        return None
+    get = one_level_getter(node, base)
+    if get is None:
+        return None
+    f = facts.get(id(task))
+    if f is None:
+        f = facts[id(task)] = (task.fn, task.is_async, task.name, bool(task.internal))
+    return SimpleOp((call_function(node),) + f[1:], get, False, len(node.args), node)
 
 
 def _op(node, base: int) -> Op:

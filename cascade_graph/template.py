@@ -968,6 +968,77 @@ def arg_program(node: Node, base: int) -> list:
     return prog
 
 
+_BUILDERS: dict = {}  # one-level argument layout -> its builder, or None
+_BUILDER_LIMIT = 4096  # layouts; then emptied (a builder is made again when asked for)
+
+
+def one_level_getter(node: Node, base: int):
+    """For a call whose arguments (positional then keyword) are literals, lazies and
+    one-level containers of those: ``get(vals) -> argument values``, in order, as a
+    simple call takes them (the graph executor calls the node as ``fn(*get(vals))``);
+    None for any other layout. The values are fetched by one ``itemgetter`` and put
+    into their containers by a builder written out as code once per layout (a list
+    display for a list), which is what ``run_program`` would do, without its loop."""
+    specs = node.args + node.kwargs
+    build = _BUILDERS.get(specs, False)
+    if build is False:
+        if len(_BUILDERS) >= _BUILDER_LIMIT:
+            _BUILDERS.clear()
+        build = _BUILDERS[specs] = _one_level_builder(specs)
+    if build is None:
+        return None
+    slots = []
+    lit = base + node.first_input
+    for s in specs:
+        for x in (s,) if s is None or s[0] == "L" else s[2]:
+            if x is None:
+                slots.append(lit)
+                lit += 1
+            else:
+                slots.append(x[1])
+    if len(slots) == 1:
+        fetch1 = itemgetter(slots[0])
+        return lambda vals: build(fetch1(vals))
+    fetch = itemgetter(*slots)
+    return lambda vals: build(*fetch(vals))
+
+
+def _one_level_builder(specs: tuple):
+    """``build(v0, v1, ...) -> argument values`` for ``specs``, written out (see
+    ``one_level_getter``); None when a spec is nested or an injection, or a dict has
+    a key that is not a str."""
+    consts: dict = {}  # name -> a dict key or a container type, bound in the code
+
+    def const(value) -> str:
+        name = f"c{len(consts)}"
+        consts[name] = value
+        return name
+
+    n = 0  # values taken so far: the next one is v{n}
+    parts = []
+    for s in specs:
+        if s is None or s[0] == "L":
+            parts.append(f"v{n}")
+            n += 1
+            continue
+        if s[0] not in ("C", "D") or any(x is not None and x[0] != "L" for x in s[2]):
+            return None
+        if s[0] == "D" and any(type(k) is not str for k in s[1]):
+            return None  # (layouts are keyed by equal keys: 1 and True would be one)
+        items = [f"v{n + k}" for k in range(len(s[2]))]
+        n += len(items)
+        if s[0] == "D":
+            parts.append("{" + ", ".join(f"{const(k)}: {v}" for k, v in zip(s[1], items)) + "}")
+        elif s[1] is list:
+            parts.append("[" + ", ".join(items) + "]")
+        else:  # a tuple or a set, from a tuple display
+            parts.append(f"{const(s[1])}(({', '.join(items)},))")
+    params = ", ".join(f"v{k}" for k in range(n))
+    source = f"def build({params}):\n    return ({', '.join(parts)},)\n"
+    exec(compile(source, "<cascade argument builder>", "exec"), consts)
+    return consts["build"]
+
+
 def gathered_program(prog: list) -> tuple:
     """``prog`` with each run of two or more ``("V", i)`` pushes merged into one
     ``("G", itemgetter, n)``: a fan-in's 2,000 values are fetched by one C call."""

@@ -334,3 +334,38 @@ def test_a_swept_plan_yields_to_the_loop_and_names_a_failing_task(engine):
     with pytest.raises(ValueError) as info:
         run(workflow(-1), engine=engine)
     assert any("node" in note for note in getattr(info.value, "__notes__", []))
+
+
+@task
+def _show(*args, **kwargs):
+    return args, kwargs
+
+
+def test_calls_with_one_level_containers_are_simple_calls():
+    """A plain call whose arguments hold lists, tuples or str-keyed dicts of literals and
+    lazies, positional or keyword, is a SIMPLE op (its containers built by a builder
+    written once per layout, keywords through the task's keyword caller); a nested
+    container, a dict with a key that is not a str, or a policy keeps the argument
+    program."""
+    from cascade_graph.plan import SIMPLE
+
+    x = ident(1)
+    plain = _show([x, 1], (2, x), {"a": x}, k=[x, 3], t=(x,))
+    assert compile_plan(build_template(plain)).ops[0].mode == SIMPLE
+    for other in (_show([[x], 1]), _show({1: x}), _show([x]).with_timeout(5)):
+        assert compile_plan(build_template(other)).ops[0].mode != SIMPLE
+
+
+@per_engine
+def test_one_level_container_calls_run_alike_on_every_tier(engine):
+    """Their values, their events, and a skipped lazy inside a container, on each sight
+    of a layout (first tier, template, warm)."""
+    for off in range(3):
+        x = ident(off)
+        value, rec = run_on(engine, _show([x, 1], {"a": x, "b": (x, 2)}, k=[x], t=(5, x)))
+        assert value == (([off, 1], {"a": off, "b": (off, 2)}), {"k": [off], "t": (5, off)})
+        assert len(rec.of(TaskStarted, _show.name)) == len(rec.of(TaskFinished, _show.name)) == 1
+        skipped = ident(off).run_if(False)  # a skipped value in a container skips the call
+        value, rec = run_on(engine, _show([skipped, 1], k={"a": ident(off)}))
+        assert value is None
+        assert not rec.of(TaskStarted, _show.name)
