@@ -67,7 +67,7 @@ from .calls import (
 )
 from .hotpath import Pacer
 from .lazy import _LAZY_TYPES, _LINK_SPEC_IDS, _LITERAL_LINK_SPEC_IDS, _POS_SPEC_IDS, CALL
-from .template import canonical_nodes
+from .template import canonical_nodes, layout_of, written_arguments
 
 _SEEN: set = set()  # root shapes run by this tier (or by the engines) once already
 _SEEN_LIMIT = 1 << 16
@@ -211,10 +211,34 @@ def _arguments(lr, values: dict) -> tuple:
             return args, None
         return args, {k: values[a] if type(a) in lazy else a for k, a in lr.kwargs.items()}
     children = [values[c] for c in lr.children]
+    entry = _WRITTEN.get(id(spec))
+    if entry is None or entry[0] is not spec:
+        entry = _written(spec)
+    if entry[1] is not None:  # one level of lists, tuples and dicts: written out
+        return entry[1](lr.lits, children)
     lits = iter(lr.lits)
     pos, kwnames, kws, _ = spec
     built = [_build(s, lits, children) for s in pos + kws]
     return built[:len(pos)], dict(zip(kwnames, built[len(pos):]))
+
+
+_WRITTEN: dict = {}  # id(spec) -> (the spec, its written arguments or None)
+_WRITTEN_LIMIT = 4096  # entries; then emptied
+
+
+def _written(spec) -> tuple:
+    """(``spec``, the function building a call's arguments from its literals and its
+    children's values, or None): written for a spec without a policy whose containers
+    are one level deep (``template.written_arguments``), remembered by the spec's id
+    for an interned one (the entry keeps the spec, so its id is not reused)."""
+    layout = None if spec[3] is not None else layout_of(spec[0] + spec[2])
+    if layout is None:
+        return spec, None
+    entry = (spec, written_arguments(layout, spec))
+    if len(_WRITTEN) >= _WRITTEN_LIMIT:
+        _WRITTEN.clear()
+    _WRITTEN[id(spec)] = entry
+    return entry
 
 
 def _build(spec, lits, children):

@@ -1282,6 +1282,9 @@ def spec_key(spec) -> tuple:
 
 
 _SPECS: dict = {}  # one-level spec -> (the spec, its number): specs of general calls
+#: ids of the specs in _SPECS (kept alive by it, emptied with it): calls of literals,
+#: lazies and one-level containers of those, no policy (template.py's fast path)
+_ONE_LEVEL_SPEC_IDS: set = set()
 _SPEC_LIMIT = 1 << 14  # entries; then emptied (an equal spec made later is a new object)
 _next_spec = itertools.count(1).__next__
 
@@ -1297,7 +1300,9 @@ def _intern_spec(spec: tuple) -> tuple:
     if found is None:
         if len(_SPECS) >= _SPEC_LIMIT:
             _SPECS.clear()
+            _ONE_LEVEL_SPEC_IDS.clear()
         found = _SPECS[spec] = (spec, _next_spec())
+        _ONE_LEVEL_SPEC_IDS.add(id(spec))
     return found
 
 

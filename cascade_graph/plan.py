@@ -221,11 +221,13 @@ def _one_level_op(node, base: int, facts: dict) -> SimpleOp | None:
     """A SIMPLE op for a plain call whose arguments hold one-level containers of
     literals and lazies (``pair([x, 1])``, ``report(parts={"a": x})``): called as
     ``fn(*get(vals))``, its containers built by ``one_level_getter``, with the task's
-    keyword caller for keywords, as a plain keyword call is; None for any other node
-    (a policy, a condition, an injection, an internal task, nesting)."""
+    keyword caller for keywords, as a plain keyword call of a sync task is; None for
+    any other node (a policy, a condition, an injection, an internal task, nesting,
+    keywords to an async task)."""
     task = node.task
     if (node.kind != CALL or node.policy is not None or node.conds or node.after
-            or node.injects or task.internal or not direct(task)):
+            or node.injects or task.internal or not direct(task)
+            or (node.kwnames and task.is_async)):  # (an async call gets its keywords)
         return None
     get = one_level_getter(node, base)
     if get is None:

@@ -30,6 +30,7 @@ from .lazy import (
     _LAZY_TYPES,
     _LITERAL_LINK_SPEC_IDS,
     _ONE_LAZY_SPEC,
+    _ONE_LEVEL_SPEC_IDS,
     _POS_SPEC_IDS,
     _SHAPES,
     CALL,
@@ -134,6 +135,23 @@ def keyword_node(index, task, args, kwnames, kwargs, deps, first_input, n_inputs
     nd.first_input = first_input
     nd.n_inputs = n_inputs
     return nd
+
+
+class ContainerNode(Node):
+    """A ``Node`` for a plain call whose arguments, positional or keyword, are literals,
+    distinct lazies and one-level containers of those (``pair([x, 1])``,
+    ``report(parts={"a": x})``): no policy, no injection; not ``simple`` (its
+    containers are built). Made by ``_Builder._add_containers``."""
+
+    __slots__ = ()
+    kind = CALL
+    conds = ()
+    after = ()
+    policy = None
+    injects = ()
+    simple = False
+    routes = ()
+    multi_routes = frozenset()
 
 
 def call_function(node):
@@ -494,6 +512,20 @@ def route_refs(n) -> tuple:
     return n.children or members_of(n)
 
 
+def _localized(specs: tuple, local: list) -> tuple:
+    """One-level ``specs`` with child references rewritten to canonical indices."""
+    out = []
+    for s in specs:
+        if s is None:
+            out.append(None)
+        elif s[0] == "L":
+            out.append(("L", local[s[1]]))
+        else:
+            out.append((s[0], s[1], tuple([None if x is None else ("L", local[x[1]])
+                                           for x in s[2]])))
+    return tuple(out)
+
+
 def _resolve_specs(specs: tuple, local: list) -> tuple:
     """One iterative pass over a call's argument specs.
 
@@ -788,6 +820,10 @@ class _Builder:
                 and direct(task) and not (lr.kwargs and (task.is_async or task.internal))):
             self._add_plain(i, lr)
             return True
+        if (id(spec) in _ONE_LEVEL_SPEC_IDS and lr.kind == CALL and lr.policy is None
+                and direct(task) and not task.internal):
+            self._add_containers(i, lr)
+            return True
         return False
 
     def _add_link_or_flat(self, i: int, lr, nargs: int) -> None:
@@ -841,6 +877,30 @@ class _Builder:
         else:
             self.nodes.append(call_node(i, task, args, deps, self.first, n_inputs))
         self.first += n_inputs
+
+    def _add_containers(self, i: int, lr) -> None:
+        """Literals, distinct lazies and one-level containers of those (an interned
+        spec: ``lazy._ONE_LEVEL_SPEC_IDS``), no policy: what ``add_general`` makes of
+        it, without its general walk. Its children are numbered in order of first
+        reference over its arguments, so they are its dependencies in that order, and
+        its literal slots are its literals."""
+        task = lr.task
+        pos, kwnames, kws, _ = lr.spec
+        if (len(pos), kwnames) not in task._checked:
+            task.check_call(len(pos), kwnames)
+        index = self.index
+        local = [index[c] for c in lr.children]
+        nd = _new_node(ContainerNode)
+        nd.index = i
+        nd.task = task
+        nd.args = _localized(pos, local)
+        nd.kwnames = kwnames
+        nd.kwargs = _localized(kws, local) if kws else ()
+        nd.deps = nd.data_deps = tuple(local)
+        nd.first_input = self.first
+        nd.n_inputs = len(lr.lits)
+        self.nodes.append(nd)
+        self.first += nd.n_inputs
 
     def add_general(self, i: int, lr) -> None:
         """Add node ``i`` of any kind: keywords, containers, policies, injections,
@@ -968,8 +1028,116 @@ def arg_program(node: Node, base: int) -> list:
     return prog
 
 
-_BUILDERS: dict = {}  # one-level argument layout -> its builder, or None
-_BUILDER_LIMIT = 4096  # layouts; then emptied (a builder is made again when asked for)
+# One-level argument layouts, written out as code.
+#
+# A call whose arguments are literals, lazies and lists, tuples or str-keyed dicts
+# of those (one level deep) is the commonest call with containers. Its *layout* (per
+# argument: one value, or a container's tag, type or keys and item count) is the
+# same for every call of a spec, so both engines' slow paths for it (the argument
+# program's interpreter, the first tier's ``_build`` walk) give way to a function
+# written once per layout: ``[v0, v1]`` for a list, ``{k0: v2}`` for a dict.
+
+_BY_LAYOUT: dict = {}  # layout -> its function from values in slot order
+_BY_SPEC: dict = {}  # a lazy's spec -> its function from the lazy's literals and children
+_BUILDER_LIMIT = 4096  # entries of each; then emptied (a function is written again)
+
+
+_WRITTEN_SLOTS = 32  # values of a layout written out at most (a fan-in's list is not)
+
+
+def layout_of(specs: tuple) -> tuple | None:
+    """Per argument spec, None for one value, or (tag, type or keys, item count) for a
+    container of values; None when a spec is nested or an injection, a dict has a
+    key that is not a str (layouts are compared by equal keys: 1 and True would be
+    one), or there are more than ``_WRITTEN_SLOTS`` values (writing the code out would
+    cost more than it saves: the general paths build such a call)."""
+    layout = []
+    slots = 0
+    for s in specs:
+        if s is None or s[0] == "L":
+            layout.append(None)
+            slots += 1
+            continue
+        if s[0] not in ("C", "D"):
+            return None
+        slots += len(s[2])
+        if slots > _WRITTEN_SLOTS or any(x is not None and x[0] != "L" for x in s[2]):
+            return None
+        elif s[0] == "D" and any(type(k) is not str for k in s[1]):
+            return None
+        else:
+            layout.append((s[0], s[1], len(s[2])))
+    return tuple(layout)
+
+
+def written_arguments(layout: tuple, form):
+    """The function, written once per (``layout``, ``form``), that builds the argument
+    values of a call of ``layout``:
+
+    - ``form`` None: ``build(v0, v1, ...)`` from every value in slot order, returning
+      the positional then keyword values as one tuple (``one_level_getter``);
+    - ``form`` a ``spec`` (a lazy's, of this layout): ``build(lits, children)`` from a
+      lazy's literals and its children's values, returning ``(args, kwargs)`` (kwargs
+      None without keywords: the first tier's call)."""
+    written = _BY_LAYOUT if form is None else _BY_SPEC  # (a spec determines its layout)
+    key = layout if form is None else form
+    build = written.get(key)
+    if build is None:
+        if len(written) >= _BUILDER_LIMIT:
+            written.clear()
+        build = written[key] = _write_arguments(layout, form)
+    return build
+
+
+def _items(spec: tuple) -> list:
+    """The slots of a lazy's one-level ``spec``, in order: None (a literal) or ("L", k)."""
+    out = []
+    for s in spec[0] + spec[2]:
+        out.extend((s,) if s is None or s[0] == "L" else s[2])
+    return out
+
+
+def _write_arguments(layout: tuple, form):
+    consts: dict = {}  # name -> a dict key or a container type, bound in the code
+
+    def const(value) -> str:
+        name = f"c{len(consts)}"
+        consts[name] = value
+        return name
+
+    if form is None:
+        n = sum(1 if one is None else one[2] for one in layout)
+        slots = iter([f"v{k}" for k in range(n)])
+        params = ", ".join(f"v{k}" for k in range(n))
+    else:
+        lit = iter(range(1 << 30))
+        slots = iter([f"c[{s[1]}]" if s is not None else f"l[{next(lit)}]"
+                      for s in _items(form)])
+        params = "l, c"
+    parts = []
+    for one in layout:
+        if one is None:
+            parts.append(next(slots))
+            continue
+        tag, kind, count = one
+        items = [next(slots) for _ in range(count)]
+        if tag == "D":
+            parts.append("{" + ", ".join(f"{const(k)}: {v}" for k, v in zip(kind, items)) + "}")
+        elif kind is list:
+            parts.append("[" + ", ".join(items) + "]")
+        else:  # a tuple or a set, from a tuple display
+            parts.append(f"{const(kind)}(({', '.join(items)},))")
+    if form is None:
+        value = f"({', '.join(parts)},)"
+    else:
+        npos, kwnames = len(form[0]), form[1]
+        args = f"({''.join(p + ', ' for p in parts[:npos])})"
+        kwargs = ("{" + ", ".join(f"{const(k)}: {v}" for k, v in zip(kwnames, parts[npos:]))
+                  + "}") if kwnames else "None"
+        value = f"{args}, {kwargs}"
+    source = f"def build({params}):\n    return {value}\n"
+    exec(compile(source, "<cascade argument builder>", "exec"), consts)
+    return consts["build"]
 
 
 def one_level_getter(node: Node, base: int):
@@ -977,16 +1145,12 @@ def one_level_getter(node: Node, base: int):
     one-level containers of those: ``get(vals) -> argument values``, in order, as a
     simple call takes them (the graph executor calls the node as ``fn(*get(vals))``);
     None for any other layout. The values are fetched by one ``itemgetter`` and put
-    into their containers by a builder written out as code once per layout (a list
-    display for a list), which is what ``run_program`` would do, without its loop."""
+    into their containers by ``written_arguments``."""
     specs = node.args + node.kwargs
-    build = _BUILDERS.get(specs, False)
-    if build is False:
-        if len(_BUILDERS) >= _BUILDER_LIMIT:
-            _BUILDERS.clear()
-        build = _BUILDERS[specs] = _one_level_builder(specs)
-    if build is None:
+    layout = layout_of(specs)
+    if layout is None:
         return None
+    build = written_arguments(layout, None)
     slots = []
     lit = base + node.first_input
     for s in specs:
@@ -1001,42 +1165,6 @@ def one_level_getter(node: Node, base: int):
         return lambda vals: build(fetch1(vals))
     fetch = itemgetter(*slots)
     return lambda vals: build(*fetch(vals))
-
-
-def _one_level_builder(specs: tuple):
-    """``build(v0, v1, ...) -> argument values`` for ``specs``, written out (see
-    ``one_level_getter``); None when a spec is nested or an injection, or a dict has
-    a key that is not a str."""
-    consts: dict = {}  # name -> a dict key or a container type, bound in the code
-
-    def const(value) -> str:
-        name = f"c{len(consts)}"
-        consts[name] = value
-        return name
-
-    n = 0  # values taken so far: the next one is v{n}
-    parts = []
-    for s in specs:
-        if s is None or s[0] == "L":
-            parts.append(f"v{n}")
-            n += 1
-            continue
-        if s[0] not in ("C", "D") or any(x is not None and x[0] != "L" for x in s[2]):
-            return None
-        if s[0] == "D" and any(type(k) is not str for k in s[1]):
-            return None  # (layouts are keyed by equal keys: 1 and True would be one)
-        items = [f"v{n + k}" for k in range(len(s[2]))]
-        n += len(items)
-        if s[0] == "D":
-            parts.append("{" + ", ".join(f"{const(k)}: {v}" for k, v in zip(s[1], items)) + "}")
-        elif s[1] is list:
-            parts.append("[" + ", ".join(items) + "]")
-        else:  # a tuple or a set, from a tuple display
-            parts.append(f"{const(s[1])}(({', '.join(items)},))")
-    params = ", ".join(f"v{k}" for k in range(n))
-    source = f"def build({params}):\n    return ({', '.join(parts)},)\n"
-    exec(compile(source, "<cascade argument builder>", "exec"), consts)
-    return consts["build"]
 
 
 def gathered_program(prog: list) -> tuple:

@@ -341,6 +341,12 @@ def _show(*args, **kwargs):
     return args, kwargs
 
 
+@task
+async def _ashow(*args, **kwargs):
+    await asyncio.sleep(0)
+    return args, kwargs
+
+
 def test_calls_with_one_level_containers_are_simple_calls():
     """A plain call whose arguments hold lists, tuples or str-keyed dicts of literals and
     lazies, positional or keyword, is a SIMPLE op (its containers built by a builder
@@ -365,6 +371,7 @@ def test_one_level_container_calls_run_alike_on_every_tier(engine):
         value, rec = run_on(engine, _show([x, 1], {"a": x, "b": (x, 2)}, k=[x], t=(5, x)))
         assert value == (([off, 1], {"a": off, "b": (off, 2)}), {"k": [off], "t": (5, off)})
         assert len(rec.of(TaskStarted, _show.name)) == len(rec.of(TaskFinished, _show.name)) == 1
+        assert run(_ashow([x, 1], k={"a": x}), engine=engine) == (([off, 1],), {"k": {"a": off}})
         skipped = ident(off).run_if(False)  # a skipped value in a container skips the call
         value, rec = run_on(engine, _show([skipped, 1], k={"a": ident(off)}))
         assert value is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cascade_graph import Param, task
-from cascade_graph.template import bind_inputs, build_template, template_key
+from cascade_graph.template import bind_inputs, build_template, canonical_nodes, template_key
 from cascade_vm import run
 from tests.helpers import Calls, per_engine
 
@@ -293,3 +293,63 @@ def test_two_argument_calls_every_mix(engine):
     assert run(total3(1, x, x), engine=engine) == 3
     assert run(total3(x, y, x), engine=engine) == 4
     assert template_key(add(ident(1), ident(2))) != template_key(add(x, x))
+
+
+def test_one_level_layouts_are_written_out_once():
+    """``written_arguments``: a call of literals, lazies and one-level lists, tuples,
+    sets and str-keyed dicts gets its arguments from one function per layout (values
+    in slot order) and one per spec (a lazy's literals and children); nested, non-str
+    keys and more than ``_WRITTEN_SLOTS`` values have no layout."""
+    from cascade_graph.template import _WRITTEN_SLOTS, layout_of, written_arguments
+
+    specs = ((("L", 0), None), (("C", tuple, (None, ("L", 1))),),
+             ("D", ("k",), (("L", 0),)), None)
+    spec = ((specs[0][0], specs[1][0]), ("d", "e"), (specs[2], specs[3]), None)
+    layout = layout_of(spec[0] + spec[2])
+    assert layout == (None, ("C", tuple, 2), ("D", ("k",), 1), None)
+    assert written_arguments(layout, None)("a", "b", "c", "d", "e") == (
+        "a", ("b", "c"), {"k": "d"}, "e")
+    assert written_arguments(layout, None) is written_arguments(layout, None)
+    lits, children = ("x", "y"), ["c0", "c1"]
+    assert written_arguments(layout, spec)(lits, children) == (
+        ("c0", ("x", "c1")), {"d": {"k": "c0"}, "e": "y"})
+    assert written_arguments((("C", set, 2),), (((("C", set, (None, None)),), (), (), None)))(
+        (1, 2), []) == (({1, 2},), None)
+    assert layout_of((("C", list, (("C", list, (None,)),)),)) is None  # nested
+    assert layout_of((("D", (1,), (None,)),)) is None  # a key that is not a str
+    assert layout_of((("C", list, (None,) * (_WRITTEN_SLOTS + 1)),)) is None
+    assert layout_of((("I", "db"),)) is None  # an injection
+
+
+@task
+def _gather(*args, **kwargs):
+    return args, kwargs
+
+
+@pytest.mark.parametrize("make", [
+    lambda x, y: _gather([x, 1]),
+    lambda x, y: _gather((1, x), {"a": y, "b": 2}, k=[y, x]),
+    lambda x, y: _gather(x, [x, y, 3]),  # a lazy passed twice
+    lambda x, y: _gather(k={"x": x}),
+], ids=["list", "tuple, dict and keyword list", "twice", "keyword dict"])
+def test_container_calls_take_the_builders_fast_path(make):
+    """A call of literals, lazies and one-level containers (an interned spec) is added
+    by ``_Builder._add_containers``: the node ``add_general`` would make, field by
+    field; the workflow's value is the same on both engines."""
+    from cascade_graph.template import ContainerNode, _Builder
+
+    x, y = _gather(1), _gather(2)
+    root = make(x, y)
+    template = build_template(root)
+    assert type(template.nodes[0]) is ContainerNode
+    general = _Builder(canonical_nodes(root, root.tree), root.tree)
+    general.index = {n: i for i, n in enumerate(general.order)}
+    general.add_general(0, root)
+    fields = ("kind", "task", "args", "kwnames", "kwargs", "deps", "data_deps", "conds",
+              "after", "policy", "first_input", "n_inputs", "injects", "simple", "routes",
+              "multi_routes")
+    for field in fields:
+        assert getattr(template.nodes[0], field) == getattr(general.nodes[0], field), field
+    for engine in ("vm", "graph"):
+        assert run(make(_gather(1), _gather(2)), engine=engine) == run(
+            make(_gather(1), _gather(2)), engine=engine, tail_cache=False)
