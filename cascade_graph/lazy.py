@@ -314,8 +314,8 @@ class Task(Generic[P, R]):
                 lr.copied = False
                 lr.policy = None
                 return lr
-            if t in _ARG_KIND:
-                return _make_plain(self, args, _NO_KWARGS)
+            if t in _ARG_KIND:  # a container or a marker
+                return _make_lists(self, args)
             shape = self._flat1
             if shape is None:
                 shape = self._flat1 = self._flat_shape(1)
@@ -1139,9 +1139,21 @@ def _make_lists(task_obj, args, kwargs: dict = _NO_KWARGS) -> LazyResult:
         if c.uses > 1 or not c.tree or c.copied:
             tree = False
     n = len(args)
-    spec, sid = _intern_spec((tuple(specs[:n]), tuple(kwargs), tuple(specs[n:]), None))
-    shape = _one_level_shape(task_obj, spec, sid, children)
-    return _node(task_obj, args, kwargs, tuple(lits), shape, spec, tuple(children), tree)
+    spec, sid = _intern_spec((tuple(specs[:n]), tuple(kwargs), tuple(specs[n:]), None)
+                             if kwargs else (tuple(specs), (), (), None))
+    lr = _new_lazy(LazyResult)  # _node(), inlined
+    lr.task = task_obj
+    lr.args = args
+    lr.kwargs = kwargs
+    lr.lits = tuple(lits)
+    lr.shape = _one_level_shape(task_obj, spec, sid, children)
+    lr.spec = spec
+    lr.children = tuple(children)
+    lr.tree = tree
+    lr.uses = 0
+    lr.copied = False
+    lr.policy = None
+    return lr
 
 
 def _one_level_shape(task_obj, spec: tuple, sid: int, children) -> int:
@@ -1189,12 +1201,12 @@ def _make_pair(task_obj, args) -> LazyResult:
             lr.copied = False
             lr.policy = None
             return lr
-        elif type(b) in _ARG_KIND:
-            return _make_plain(task_obj, args, _NO_KWARGS)
+        elif type(b) in _ARG_KIND:  # a container or a marker
+            return _make_lists(task_obj, args)
         else:  # ``step(x, 1)``: a link with a literal
             return task_obj._literal_link(a, args, _NO_KWARGS)
     elif type(a) in _ARG_KIND or type(b) not in lazy_types:
-        return _make_plain(task_obj, args, _NO_KWARGS)  # a container or a marker among them
+        return _make_lists(task_obj, args)  # a container or a marker among them
     return _lone_lazy(task_obj, b, args, _NO_KWARGS, (a,), 2)  # ``put(1, x)``
 
 
