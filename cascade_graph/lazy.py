@@ -1078,9 +1078,22 @@ def _make_plain(task_obj, args, kwargs: dict) -> LazyResult:
         return _lone_lazy(task_obj, children[0], args, kwargs, tuple(lits), mask)
     if not children:  # a flat call: every argument is a literal
         return _flat(task_obj, args, kwargs, every)
+    kwnames = tuple(kwargs)
+    if len(children) == 2:  # (``step(n - 1, state, memory)``: a loop's commonest call)
+        a, b = children
+        if a is b:
+            return _make(task_obj, args, kwargs, EMPTY_POLICY)  # a lazy passed twice
+        a.uses += 1
+        b.uses += 1
+        key = ((task_obj.uid, _POSITIONAL, len(args), mask, kwnames, a.shape, b.shape)
+               if kwnames else (task_obj.uid, _POSITIONAL, len(args), mask, a.shape, b.shape))
+        spec = (_POS_SPECS.get((len(args), mask, kwnames) if kwnames else (len(args), mask))
+                or _positional_spec(len(args), mask, kwnames))
+        return _node(task_obj, args, kwargs, tuple(lits), _SHAPES.get(key) or intern_shape(key),
+                     spec, (a, b), a.uses == 1 and b.uses == 1 and a.tree and b.tree
+                     and not (a.copied or b.copied))
     if len(set(children)) < len(children):
         return _make(task_obj, args, kwargs, EMPTY_POLICY)  # a lazy passed twice
-    kwnames = tuple(kwargs)
     tree = True
     key = [task_obj.uid, _POSITIONAL, len(args), mask]
     if kwnames:
