@@ -56,7 +56,9 @@ from tests.differential.workflow import (
 TYPES = ("int", "str", "ilist", "iset", "dict", "any")
 CONCRETE = ("int", "str", "ilist", "iset", "dict")
 STRS = ("", "a", "bc", "xyz")
-DICT_KEYS = ("k0", "k1", "k2", "z")
+#: dict keys: one pool per dict (no two keys of a pool are equal); across pools, keys
+#: equal in value but not in type (0 and False, 1 and True) must stay apart
+DICT_KEY_POOLS = (("k0", "k1", "k2", "z"), (0, 1, 2, "z"), (False, True, 2, "z"))
 PARAM_DECLS = {"fz_n": "int", "fz_s": "str", "fz_b": "bool"}
 ENV_NAMES = ("CASCADE_FZ_E0", "CASCADE_FZ_E1")
 
@@ -187,7 +189,7 @@ class Gen:
             k = self.n(1, 3)
             items = [self.expr(self.pick(TYPES), sc, 3) for _ in range(k)]
             if kind == "dict":
-                keys = self.draw(st.permutations(DICT_KEYS))[:k]
+                keys = self.dict_keys()[:k]
                 return Coll("dict", tuple((Lit(kk), v) for kk, v in zip(keys, items)))
             return Coll(kind, tuple(items))
         t = self.pick(TYPES)
@@ -315,11 +317,15 @@ class Gen:
             it = "int" if t != "any" else "any"
             return Coll(kind, tuple(self.pure_expr(it, sc, depth - 1) for _ in range(self.n(0, 2))))
         if t == "dict":
-            keys = self.draw(st.permutations(DICT_KEYS))[: self.n(0, 2)]
+            keys = self.dict_keys()[: self.n(0, 2)]
             return Coll("dict", tuple((Lit(k), self.pure_expr("int", sc, 0)) for k in keys))
         return self.literal(t)
 
     # -- expressions --
+
+    def dict_keys(self) -> list:
+        """The keys of one dict, in a drawn order, from a drawn pool."""
+        return self.draw(st.permutations(self.pick(DICT_KEY_POOLS)))
 
     def literal(self, t: str):
         if t == "int":
@@ -331,7 +337,7 @@ class Gen:
         if t == "iset":
             return Coll("set", tuple(Lit(self.n(-2, 9)) for _ in range(self.n(0, 3))))
         if t == "dict":
-            keys = self.draw(st.permutations(DICT_KEYS))[: self.n(0, 2)]
+            keys = self.dict_keys()[: self.n(0, 2)]
             return Coll("dict", tuple((Lit(k), Lit(self.n(-2, 9))) for k in keys))
         return self.literal(self.pick(("int", "str", "int", "ilist")))  # any
 
@@ -411,7 +417,7 @@ class Gen:
             kind = {"ilist": "list", "iset": "set", "dict": "dict"}[t]
         k = self.n(0, 3)
         if kind == "dict":
-            keys = self.draw(st.permutations(DICT_KEYS))[:k]
+            keys = self.dict_keys()[:k]
             vt = "int" if t == "dict" else "any"
             return Coll("dict", tuple((Lit(kk), self.expr(vt, sc, depth - 1)) for kk in keys))
         it = "any" if (t == "any" and kind != "set") else "int"
@@ -487,7 +493,7 @@ class Gen:
                 if e is not None:
                     ks.append((e, Lit(self.n(0, 5))))
             return Opaque(kind, tuple(ks)) if ks else None
-        keys = self.draw(st.permutations(DICT_KEYS))[: self.n(0, 2)]
+        keys = self.dict_keys()[: self.n(0, 2)]
         return Opaque(kind, tuple((Lit(k), item()) for k in keys))
 
     # -- calls --

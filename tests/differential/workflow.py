@@ -354,8 +354,8 @@ def validate(p: Program) -> list[str]:
                         errors.append(f"opaque container item {type(item).__name__} in {scope}")
             elif isinstance(x, Coll) and x.kind == "dict":
                 keys = [k for k, _ in x.items]
-                if not all(isinstance(k, Lit) and type(k.value) is str for k in keys):
-                    errors.append(f"dict literal with a non-string key in {scope}")
+                if not all(isinstance(k, Lit) and type(k.value) in (str, int, bool) for k in keys):
+                    errors.append(f"dict literal with a key not a str, int or bool in {scope}")
                 elif len({k.value for k in keys}) != len(keys):
                     errors.append(f"dict literal with a repeated key in {scope}")
             elif isinstance(x, RouterArg):
