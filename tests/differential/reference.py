@@ -250,9 +250,10 @@ class Reference:
                         errors.add(Failure("TypeError", None, self.registered_name(e.task)))
                     if isinstance(e, MapCall):
                         its = list(e.iterables) + [v for _, v in e.kwiterables]
-                        if all(isinstance(x, Coll) and x.kind == "list" for x in its):
-                            if len({len(x.items) for x in its}) > 1:
-                                maps.add(Failure("ValueError", None, None))
+                        lengths = {len(v) for v in map(_literal_value, its)
+                                   if type(v) in (list, tuple, dict, set, str)}
+                        if len(lengths) > 1:  # literal iterables (lazy ones aside) differ
+                            maps.add(Failure("ValueError", None, None))
                 elif isinstance(e, RouterArg):
                     sel = e.selector
                     if isinstance(sel, Lit) and sel.value not in dict(e.routes):
@@ -508,9 +509,9 @@ class Reference:
             values = tuple(bound.arguments.values())
             self.log(label, values)
             expr, sc = self.continuation(label, values)
-            pre, _ = self.precheck([expr], sc.defs)
-            if pre:
-                return Outcome("failed", failures=frozenset(pre))
+            pre, optional = self.precheck([expr], sc.defs)
+            if pre:  # (an engine may find an optional one first: both are up front)
+                return Outcome("failed", failures=frozenset(pre | optional))
             if not any(isinstance(x, (Call, MapCall)) for x in walk(expr)) and not isinstance(
                 expr, (Ref,)
             ):
@@ -542,3 +543,23 @@ def walk_resolved(e: Any):
 def evaluate(program: Program, cache: dict | None = None, max_calls: int = 3000) -> Result:
     """Evaluate ``program`` once (``cache``: the store left by a previous run)."""
     return Reference(program, cache=cache, max_calls=max_calls).run()
+
+
+_NOT_LITERAL = object()
+
+
+def _literal_value(e: Any) -> Any:
+    """The value of an expression made of literals only (a ``Lit``, or a ``Coll`` of
+    them at any depth), else ``_NOT_LITERAL``: what a ``map`` checks up front for
+    its iterables' lengths (``MapTask.check_literal_lengths``)."""
+    if isinstance(e, Lit):
+        return e.value
+    if not isinstance(e, Coll):
+        return _NOT_LITERAL
+    if e.kind == "dict":
+        vals = [_literal_value(v) for _, v in e.items]
+    else:
+        vals = [_literal_value(x) for x in e.items]
+    if any(v is _NOT_LITERAL for v in vals):
+        return _NOT_LITERAL
+    return Reference.build(e, vals)
