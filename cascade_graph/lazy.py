@@ -347,14 +347,28 @@ class Task(Generic[P, R]):
 
     def _call_kw(self, args: tuple, kwargs: dict) -> LazyResult:
         """A call with keyword arguments, the first positional one (if any) not lazy:
-        flat when nothing in it is lazy or a container, else ``_make_plain``."""
+        flat when nothing in it is lazy or a container, ``_lone_lazy`` when one keyword
+        argument is lazy and the rest are plain literals, else ``_make_plain``."""
         kinds = _ARG_KIND
         for a in args:
             if type(a) in kinds:
                 return _make_plain(self, args, kwargs)
+        lone = None
         for a in kwargs.values():
             if type(a) in kinds:
-                return _make_plain(self, args, kwargs)
+                if lone is not None or type(a) not in _LAZY_TYPES:
+                    return _make_plain(self, args, kwargs)
+                lone = a
+        if lone is not None:  # one lazy, by keyword, among literals: ``scale(x=y, k=2)``
+            lits = []
+            bit = 1 << len(args)
+            for a in kwargs.values():
+                if a is lone:
+                    mask = bit
+                else:
+                    lits.append(a)
+                bit <<= 1
+            return _lone_lazy(self, lone, args, kwargs, args + tuple(lits), mask)
         key = (len(args), tuple(kwargs))
         shape = self._flat.get(key)
         if shape is None:
@@ -1243,8 +1257,19 @@ def _lone_lazy(task_obj, a, args: tuple, kwargs: dict, lits: tuple, mask: int) -
         one = task_obj._one
         key = (layout, shape)  # (a chain link's key is an int, a literal link's a 3-tuple)
         shape = one.get(key) or _link_shape(one, key, same)
-    return _node(task_obj, args, kwargs, lits, shape, spec, (a,),
-                 a.uses == 1 and a.tree and not a.copied)
+    lr = _new_lazy(LazyResult)  # _node(), inlined
+    lr.task = task_obj
+    lr.args = args
+    lr.kwargs = kwargs
+    lr.lits = lits
+    lr.shape = shape
+    lr.spec = spec
+    lr.children = (a,)
+    lr.tree = a.uses == 1 and a.tree and not a.copied
+    lr.uses = 0
+    lr.copied = False
+    lr.policy = None
+    return lr
 
 
 _POSITIONAL = "positional"
