@@ -1093,37 +1093,39 @@ def _make_plain(task_obj, args, kwargs: dict) -> LazyResult:
     if not children:  # a flat call: every argument is a literal
         return _flat(task_obj, args, kwargs, every)
     kwnames = tuple(kwargs)
-    if len(children) == 2:  # (``step(n - 1, state, memory)``: a loop's commonest call)
-        a, b = children
-        if a is b:
-            return _make(task_obj, args, kwargs, EMPTY_POLICY)  # a lazy passed twice
-        a.uses += 1
-        b.uses += 1
-        key = ((task_obj.uid, _POSITIONAL, len(args), mask, kwnames, a.shape, b.shape)
-               if kwnames else (task_obj.uid, _POSITIONAL, len(args), mask, a.shape, b.shape))
-        spec = (_POS_SPECS.get((len(args), mask, kwnames) if kwnames else (len(args), mask))
-                or _positional_spec(len(args), mask, kwnames))
-        return _node(task_obj, args, kwargs, tuple(lits), _SHAPES.get(key) or intern_shape(key),
-                     spec, (a, b), a.uses == 1 and b.uses == 1 and a.tree and b.tree
-                     and not (a.copied or b.copied))
+    spec = (_POS_SPECS.get((len(args), mask, kwnames) if kwnames else (len(args), mask))
+            or _positional_spec(len(args), mask, kwnames))
+    if len(children) > 2:
+        return _many_lazies(task_obj, args, kwargs, tuple(lits), children, mask, spec)
+    a, b = children  # (``step(n - 1, state, memory)``: a loop's commonest call)
+    if a is b:
+        return _make(task_obj, args, kwargs, EMPTY_POLICY)  # a lazy passed twice
+    a.uses += 1
+    b.uses += 1
+    key = ((task_obj.uid, _POSITIONAL, len(args), mask, kwnames, a.shape, b.shape)
+           if kwnames else (task_obj.uid, _POSITIONAL, len(args), mask, a.shape, b.shape))
+    return _node(task_obj, args, kwargs, tuple(lits), _SHAPES.get(key) or intern_shape(key),
+                 spec, (a, b), a.uses == 1 and b.uses == 1 and a.tree and b.tree
+                 and not (a.copied or b.copied))
+
+
+def _many_lazies(task_obj, args, kwargs, lits: tuple, children: list, mask: int,
+                 spec: tuple) -> LazyResult:
+    """``_make_plain``'s call with three or more lazies (``mask``: their positions)."""
     if len(set(children)) < len(children):
         return _make(task_obj, args, kwargs, EMPTY_POLICY)  # a lazy passed twice
     tree = True
     key = [task_obj.uid, _POSITIONAL, len(args), mask]
-    if kwnames:
-        key.append(kwnames)  # a tuple where a positional key has a shape (an int)
+    if kwargs:
+        key.append(spec[1])  # the keyword names: a tuple where a positional key has an int
     for c in children:
         c.uses += 1
         if c.uses > 1 or not c.tree or c.copied:
             tree = False
         key.append(c.shape)
     key = tuple(key)
-    shape = _SHAPES.get(key)
-    if shape is None:
-        shape = intern_shape(key)
-    spec = (_POS_SPECS.get((len(args), mask, kwnames) if kwnames else (len(args), mask))
-            or _positional_spec(len(args), mask, kwnames))
-    return _node(task_obj, args, kwargs, tuple(lits), shape, spec, tuple(children), tree)
+    shape = _SHAPES.get(key) or intern_shape(key)
+    return _node(task_obj, args, kwargs, lits, shape, spec, tuple(children), tree)
 
 
 def _make_lists(task_obj, args, kwargs: dict = _NO_KWARGS) -> LazyResult:

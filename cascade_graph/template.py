@@ -816,12 +816,19 @@ class _Builder:
                 self.nodes.append(gather_node(i, task, members, self.index, self.first))
                 self.first += 1  # the items' tuple: an input this node does not read
                 return True
-        if (lr.kind == CALL and lr.policy is None and id(spec) in _POS_SPEC_IDS
-                and direct(task) and not (lr.kwargs and (task.is_async or task.internal))):
+        return lr.kind == CALL and lr.policy is None and self._add_by_spec(i, lr)
+
+    def _add_by_spec(self, i: int, lr) -> bool:
+        """Add call ``i``, which has no policy, when its spec is a plain call's or an
+        interned one-level spec; False otherwise (or when its task needs the protocol)."""
+        spec = lr.spec
+        task = lr.task
+        if id(spec) in _POS_SPEC_IDS:
+            if not direct(task) or (lr.kwargs and (task.is_async or task.internal)):
+                return False
             self._add_plain(i, lr)
             return True
-        if (id(spec) in _ONE_LEVEL_SPEC_IDS and lr.kind == CALL and lr.policy is None
-                and direct(task) and not task.internal):
+        if id(spec) in _ONE_LEVEL_SPEC_IDS and direct(task) and not task.internal:
             self._add_containers(i, lr)
             return True
         return False
