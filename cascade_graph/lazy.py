@@ -1170,19 +1170,8 @@ def _make_lists(task_obj, args, kwargs: dict = _NO_KWARGS) -> LazyResult:
     n = len(args)
     spec, sid = _intern_spec((tuple(specs[:n]), tuple(kwargs), tuple(specs[n:]), None)
                              if kwargs else (tuple(specs), (), (), None))
-    lr = _new_lazy(LazyResult)  # _node(), inlined
-    lr.task = task_obj
-    lr.args = args
-    lr.kwargs = kwargs
-    lr.lits = tuple(lits)
-    lr.shape = _one_level_shape(task_obj, spec, sid, children)
-    lr.spec = spec
-    lr.children = tuple(children)
-    lr.tree = tree
-    lr.uses = 0
-    lr.copied = False
-    lr.policy = None
-    return lr
+    shape = _one_level_shape(task_obj, spec, sid, children)
+    return _node(task_obj, args, kwargs, tuple(lits), shape, spec, tuple(children), tree)
 
 
 def _one_level_shape(task_obj, spec: tuple, sid: int, children) -> int:
@@ -1259,19 +1248,8 @@ def _lone_lazy(task_obj, a, args: tuple, kwargs: dict, lits: tuple, mask: int) -
         one = task_obj._one
         key = (layout, shape)  # (a chain link's key is an int, a literal link's a 3-tuple)
         shape = one.get(key) or _link_shape(one, key, same)
-    lr = _new_lazy(LazyResult)  # _node(), inlined
-    lr.task = task_obj
-    lr.args = args
-    lr.kwargs = kwargs
-    lr.lits = lits
-    lr.shape = shape
-    lr.spec = spec
-    lr.children = (a,)
-    lr.tree = a.uses == 1 and a.tree and not a.copied
-    lr.uses = 0
-    lr.copied = False
-    lr.policy = None
-    return lr
+    return _node(task_obj, args, kwargs, lits, shape, spec, (a,),
+                 a.uses == 1 and a.tree and not a.copied)
 
 
 _POSITIONAL = "positional"

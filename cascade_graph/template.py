@@ -106,11 +106,9 @@ def call_node(index, task, args, deps, first_input, n_inputs) -> CallNode:
     return nd
 
 
-class KeywordNode(Node):
-    """A ``Node`` for a plain call of a sync task with keyword arguments
-    (``step(x, scale=2)``): positional then keyword specs, each a literal or a
-    distinct lazy, no policy, no injection. ``simple`` like a ``CallNode``: the
-    engines call ``call_function(node)`` with its positional then keyword values."""
+class _PlainNode(Node):
+    """The fields a plain call (no policy, no gate, no injection, no route) never
+    varies, as class-level constants."""
 
     __slots__ = ()
     kind = CALL
@@ -118,14 +116,33 @@ class KeywordNode(Node):
     after = ()
     policy = None
     injects = ()
-    simple = True
     routes = ()
     multi_routes = frozenset()
 
 
-def keyword_node(index, task, args, kwnames, kwargs, deps, first_input, n_inputs):
-    """A new ``KeywordNode`` (see ``call_node``)."""
-    nd = _new_node(KeywordNode)
+class KeywordNode(_PlainNode):
+    """A ``Node`` for a plain call of a sync task with keyword arguments
+    (``step(x, scale=2)``): positional then keyword specs, each a literal or a
+    distinct lazy. ``simple`` like a ``CallNode``: the engines call
+    ``call_function(node)`` with its positional then keyword values."""
+
+    __slots__ = ()
+    simple = True
+
+
+class ContainerNode(_PlainNode):
+    """A ``Node`` for a plain call whose arguments, positional or keyword, are literals,
+    distinct lazies and one-level containers of those (``pair([x, 1])``,
+    ``report(parts={"a": x})``); not ``simple`` (its containers are built). Made by
+    ``_Builder._add_containers``."""
+
+    __slots__ = ()
+    simple = False
+
+
+def plain_node(cls, index, task, args, kwnames, kwargs, deps, first_input, n_inputs):
+    """A new ``KeywordNode`` or ``ContainerNode`` (``cls``; see ``call_node``)."""
+    nd = _new_node(cls)
     nd.index = index
     nd.task = task
     nd.args = args
@@ -135,23 +152,6 @@ def keyword_node(index, task, args, kwnames, kwargs, deps, first_input, n_inputs
     nd.first_input = first_input
     nd.n_inputs = n_inputs
     return nd
-
-
-class ContainerNode(Node):
-    """A ``Node`` for a plain call whose arguments, positional or keyword, are literals,
-    distinct lazies and one-level containers of those (``pair([x, 1])``,
-    ``report(parts={"a": x})``): no policy, no injection; not ``simple`` (its
-    containers are built). Made by ``_Builder._add_containers``."""
-
-    __slots__ = ()
-    kind = CALL
-    conds = ()
-    after = ()
-    policy = None
-    injects = ()
-    simple = False
-    routes = ()
-    multi_routes = frozenset()
 
 
 def call_function(node):
@@ -857,8 +857,8 @@ class _Builder:
             task.check_call(nargs, kwnames)
         n_inputs = nargs + len(kwnames)
         args = _NO_ARGS[nargs] if nargs < 16 else (None,) * nargs
-        self.nodes.append(keyword_node(i, task, args, kwnames, (None,) * len(kwnames), (),
-                                       self.first, n_inputs))
+        self.nodes.append(plain_node(KeywordNode, i, task, args, kwnames,
+                                     (None,) * len(kwnames), (), self.first, n_inputs))
         self.first += n_inputs
 
     def _add_plain(self, i: int, lr) -> None:
@@ -879,8 +879,8 @@ class _Builder:
         if kwnames:
             kwargs = tuple([None if s is None else ("L", index[ch[s[1]]])
                             for s in spec[2]])
-            self.nodes.append(keyword_node(i, task, args, kwnames, kwargs, deps, self.first,
-                                           n_inputs))
+            self.nodes.append(plain_node(KeywordNode, i, task, args, kwnames, kwargs, deps,
+                                         self.first, n_inputs))
         else:
             self.nodes.append(call_node(i, task, args, deps, self.first, n_inputs))
         self.first += n_inputs
@@ -897,17 +897,11 @@ class _Builder:
             task.check_call(len(pos), kwnames)
         index = self.index
         local = [index[c] for c in lr.children]
-        nd = _new_node(ContainerNode)
-        nd.index = i
-        nd.task = task
-        nd.args = _localized(pos, local)
-        nd.kwnames = kwnames
-        nd.kwargs = _localized(kws, local) if kws else ()
-        nd.deps = nd.data_deps = tuple(local)
-        nd.first_input = self.first
-        nd.n_inputs = len(lr.lits)
-        self.nodes.append(nd)
-        self.first += nd.n_inputs
+        n_inputs = len(lr.lits)
+        self.nodes.append(plain_node(ContainerNode, i, task, _localized(pos, local), kwnames,
+                                     _localized(kws, local) if kws else (), tuple(local),
+                                     self.first, n_inputs))
+        self.first += n_inputs
 
     def add_general(self, i: int, lr) -> None:
         """Add node ``i`` of any kind: keywords, containers, policies, injections,
