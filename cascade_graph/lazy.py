@@ -1316,6 +1316,10 @@ _SPECS: dict = {}  # one-level spec -> (the spec, its number): specs of general 
 #: lazies and one-level containers of those, no policy (template.py's fast path)
 _ONE_LEVEL_SPEC_IDS: set = set()
 _SPEC_LIMIT = 1 << 14  # entries; then emptied (an equal spec made later is a new object)
+#: argument and item specs held by _SPECS at most (a fan-in's list holds one per item):
+#: about 40 MB; then emptied too, so specs of many sizes cannot pile up
+_SPEC_ITEMS_LIMIT = 1 << 19
+_spec_items = [0]  # argument and item specs held by _SPECS now
 _next_spec = itertools.count(1).__next__
 
 
@@ -1324,13 +1328,18 @@ def _intern_spec(spec: tuple) -> tuple:
     so what is worked out once per spec (the first tier's check of a layout, keyed by
     the spec's id) serves every call of it. The number, never reused, names the spec
     in shape keys (``_one_level_shape``): an equal spec interned after the table was
-    emptied gets a new one, so its calls get new shapes (a cache miss, never a wrong
+    emptied (at ``_SPEC_LIMIT`` specs, or ``_SPEC_ITEMS_LIMIT`` argument and item specs
+    in all) gets a new one, so its calls get new shapes (a cache miss, never a wrong
     hit)."""
     found = _SPECS.get(spec)
     if found is None:
-        if len(_SPECS) >= _SPEC_LIMIT:
+        items = len(spec[0]) + len(spec[2]) + sum(
+            len(s[2]) for s in spec[0] + spec[2] if s is not None and s[0] != "L")
+        if len(_SPECS) >= _SPEC_LIMIT or _spec_items[0] + items > _SPEC_ITEMS_LIMIT:
             _SPECS.clear()
             _ONE_LEVEL_SPEC_IDS.clear()
+            _spec_items[0] = 0
+        _spec_items[0] += items
         found = _SPECS[spec] = (spec, _next_spec())
         _ONE_LEVEL_SPEC_IDS.add(id(spec))
     return found

@@ -1023,3 +1023,23 @@ def test_a_chain_of_links_through_lists_runs_on_every_tier(engine):
 
     for off in range(4):
         assert run(chain(off), engine=engine) == off + 300
+
+
+def test_interned_specs_are_bounded_in_items(monkeypatch):
+    """Fan-ins of many sizes cannot pile their specs up: the table of interned specs is
+    emptied when its argument and item specs would pass ``_SPEC_ITEMS_LIMIT``; a layout
+    interned again then gets a new number (new shapes: a cache miss), and runs alike."""
+    from cascade_graph import lazy as lazy_mod
+
+    monkeypatch.setattr(lazy_mod, "_SPEC_ITEMS_LIMIT", 100)
+    x = ident(1)
+    first = echo([x] + list(range(59)))
+    assert lazy_mod._spec_items[0] <= 100
+    again = echo([x] + list(range(59)))
+    assert again.spec is first.spec and again.shape == first.shape  # still interned
+    echo([x] + list(range(69)))  # 71 more: the table is emptied first
+    assert lazy_mod._spec_items[0] <= 100
+    later = echo([x] + list(range(59)))
+    assert later.spec == first.spec and later.spec is not first.spec
+    assert later.shape != first.shape
+    assert run(later) == run(first) == (([1, *range(59)],), {})
