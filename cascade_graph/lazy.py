@@ -1255,8 +1255,7 @@ def _lone_lazy(task_obj, a, args: tuple, kwargs: dict, lits: tuple, mask: int) -
 _POSITIONAL = "positional"
 _POSITIONAL_LISTS = "positional-lists"
 _ONE_LAZY_SPEC = _positional_spec(1, 1)
-_PAIR_SPECS = {mask: _positional_spec(2, mask) for mask in (1, 2, 3)}
-_BOTH_LAZY_SPEC = _PAIR_SPECS[3]
+_BOTH_LAZY_SPEC = _positional_spec(2, 3)
 
 
 _SHAPE = operator.attrgetter("shape")
