@@ -19,6 +19,7 @@ node ``i``; ``("C", type, specs)`` a list/tuple/set built from item specs;
 
 from __future__ import annotations
 
+import itertools
 from operator import itemgetter
 from typing import Any
 
@@ -1090,10 +1091,11 @@ def written_arguments(layout: tuple, form):
     return build
 
 
-def _items(spec: tuple) -> list:
-    """The slots of a lazy's one-level ``spec``, in order: None (a literal) or ("L", k)."""
+def _slots(specs: tuple) -> list:
+    """The value slots of one-level argument ``specs``, in order: None (a literal) or
+    ("L", k) (a child's or a node's value)."""
     out = []
-    for s in spec[0] + spec[2]:
+    for s in specs:
         out.extend((s,) if s is None or s[0] == "L" else s[2])
     return out
 
@@ -1111,9 +1113,9 @@ def _write_arguments(layout: tuple, form):
         slots = iter([f"v{k}" for k in range(n)])
         params = ", ".join(f"v{k}" for k in range(n))
     else:
-        lit = iter(range(1 << 30))
+        lit = itertools.count()
         slots = iter([f"c[{s[1]}]" if s is not None else f"l[{next(lit)}]"
-                      for s in _items(form)])
+                      for s in _slots(form[0] + form[2])])
         params = "l, c"
     parts = []
     for one in layout:
@@ -1154,13 +1156,12 @@ def one_level_getter(node: Node, base: int):
     build = written_arguments(layout, None)
     slots = []
     lit = base + node.first_input
-    for s in specs:
-        for x in (s,) if s is None or s[0] == "L" else s[2]:
-            if x is None:
-                slots.append(lit)
-                lit += 1
-            else:
-                slots.append(x[1])
+    for x in _slots(specs):
+        if x is None:
+            slots.append(lit)
+            lit += 1
+        else:
+            slots.append(x[1])
     if len(slots) == 1:
         fetch1 = itemgetter(slots[0])
         return lambda vals: build(fetch1(vals))
