@@ -668,9 +668,15 @@ class LazyResult(StandIn, Generic[R_co]):
 
     # -- policies: each returns a new LazyResult --------------------------
     def _with_policy(self, policy: Policy) -> LazyResult:
-        if self.spec is None and self.kind == CALL and not (policy.conds or policy.after):
-            self.copied = True  # (as _make marks an original)
-            return _flat_with_policy(self.task, self.args, self.kwargs, self.lits, policy)
+        if self.kind == CALL and not (policy.conds or policy.after):
+            if self.spec is None:
+                self.copied = True  # (as _make marks an original)
+                return _flat_with_policy(self.task, self.args, self.kwargs, self.lits, policy)
+            if self.policy is None:
+                return _policy_copy(self, self.shape, self.spec, policy)
+            bare = _BARE.get(self.shape)
+            if bare is not None:  # a copy of a copy
+                return _policy_copy(self, bare[0], bare[1], policy)
         return _make(self.task, self.args, self.kwargs, policy, original=self)
 
     def _policy(self) -> Policy:
@@ -718,12 +724,12 @@ class LazyResult(StandIn, Generic[R_co]):
                           checks.seconds(jitter, w, "jitter"),
                           checks.exception_classes(retry_on, w, "retry_on"))
             _memo_put(_RETRIES, given, retry)
-        return self._with_item_or_own(retry=retry)
+        return self._with_item_or_own("retry", retry)
 
     def with_timeout(self, seconds: float) -> LazyResult[R_co]:
         """Fail the invocation with ``TimeoutError`` after ``seconds``."""
         seconds = checks.seconds(seconds, "with_timeout", "seconds", positive=True)
-        return self._with_item_or_own(timeout=seconds)
+        return self._with_item_or_own("timeout", seconds)
 
     def with_cache(self, key: str | Callable[..., str] | None = None, store: Any = None,
                    ttl: float | None = None) -> LazyResult[R_co]:
@@ -731,28 +737,36 @@ class LazyResult(StandIn, Generic[R_co]):
         if key is not None and not isinstance(key, str) and not callable(key):
             raise TypeError(f"with_cache: key must be a str or a callable, got {key!r}")
         ttl = check_cache_policy(store, ttl)
-        return self._with_item_or_own(cache=CacheSpec(key, store, ttl))
+        return self._with_item_or_own("cache", CacheSpec(key, store, ttl))
 
-    def _with_item_or_own(self, **changes) -> LazyResult:
+    def _with_item_or_own(self, name: str, value) -> LazyResult:
+        """This call with policy field ``name`` set to ``value`` (a map's: each item's)."""
         t = self.task
         if isinstance(t, MapTask):  # policies of a map apply to each item
-            item = attrs.evolve(t.item_policy or EMPTY_POLICY, **changes)
+            item = _evolved(t.item_policy or EMPTY_POLICY, name, value)
             return _make(MapTask.of(t.task, item), self.args, self.kwargs,
                          self.policy or EMPTY_POLICY, original=self)
-        if self.policy is not None:
-            return self._with_policy(attrs.evolve(self.policy, **changes))
-        # a call's first policy: one Policy object per setting, shared by every call
-        # given it (policies are frozen; the copy's shape is then found by identity)
-        ((name, value),) = changes.items()
-        policy = _memo_get(_OWN_POLICIES, (name, value))
-        if policy is None:
-            policy = _memo_put(_OWN_POLICIES, (name, value), attrs.evolve(EMPTY_POLICY,
-                                                                          **changes))
-        return self._with_policy(policy)
+        return self._with_policy(_evolved(self.policy or EMPTY_POLICY, name, value))
+
+
+def _evolved(policy: Policy, name: str, value) -> Policy:
+    """``policy`` with field ``name`` set to ``value``: one object per (policy, setting)
+    met, shared by every call given it (policies are frozen), so the copies' specs and
+    shapes are found by identity. A setting that does not hash (a store) gets a policy
+    of its own."""
+    key = (id(policy), name, value, type(value))
+    try:
+        known = _EVOLVED.get(key)
+    except TypeError:
+        return attrs.evolve(policy, **{name: value})
+    if known is None or known[0] is not policy:
+        known = _remember(_EVOLVED, key, (policy, attrs.evolve(policy, **{name: value})))
+    return known[1]
 
 
 _RETRIES: dict = {}  # .with_retry arguments (and their types) -> the checked Retry
-_OWN_POLICIES: dict = {}  # (policy field, value and its type) -> Policy with that field set
+#: (id(policy), field, value, its type) -> (policy, the policy with that field set)
+_EVOLVED: dict = {}
 
 
 def _memo_get(memo: dict, given: tuple):
@@ -1286,6 +1300,62 @@ def _flat_with_policy(task_obj, args, kwargs, lits, policy: Policy) -> LazyResul
     return _node(task_obj, args, kwargs, lits, known[2], known[1], (), True, policy)
 
 
+def _policy_copy(original: LazyResult, bare_shape: int, bare_spec: tuple,
+                 policy: Policy) -> LazyResult:
+    """``original`` (a call with lazies) under ``policy`` (retry, timeout or cache: no
+    new lazies), built from the original's own fields: its arguments, literals and
+    children. ``bare_shape`` and ``bare_spec`` are those of the same call without a
+    policy (the original's own, or the call's below an earlier policy: ``_BARE``). The
+    spec is the bare spec with the policy's key (as ``_make`` writes it); the shape is
+    interned from the bare shape, which stands for the whole structure below, and that
+    key. So a copy costs no argument walk and no token walk (``f(x).with_timeout(5)``
+    in a chain, ``fetch(u).with_retry(3)`` over lazies), and one structure has one shape
+    whatever the order its policies were given in, or a pickle's rebuild
+    (``lazy_from_call``)."""
+    original.copied = True
+    key = (bare_shape, id(policy))
+    known = _POLICY_COPIES.get(key)
+    if known is None or known[0] is not policy or known[1] is not bare_spec:
+        shape = intern_shape((_POLICY_COPY, bare_shape, _policy_key(policy)))
+        known = _remember(_POLICY_COPIES, key, (policy, bare_spec,
+                                                _policy_copy_spec(bare_spec, policy), shape))
+        _remember(_BARE, shape, (bare_shape, bare_spec))
+    children = original.children
+    tree = original.tree and not original.uses
+    if tree:
+        for c in children:
+            if c.uses > 1 or not c.tree or c.copied:
+                tree = False
+                break
+    return _node(original.task, original.args, original.kwargs, original.lits, known[3],
+                 known[2], children, tree, policy)
+
+
+def _policy_key(policy: Policy) -> tuple:
+    """The policy key of a spec, for a policy without conditions or ordering."""
+    return ((), (), policy.retry, policy.timeout, policy.cache)
+
+
+def _policy_copy_spec(spec: tuple, policy: Policy) -> tuple:
+    """``spec`` with ``policy``'s key: one object per (spec, policy) pair met, so the
+    copies of one layout share it as their originals share theirs."""
+    key = (id(spec), id(policy))
+    known = _POLICY_COPY_SPECS.get(key)
+    if known is None or known[0] is not spec or known[1] is not policy:
+        known = _remember(_POLICY_COPY_SPECS, key,
+                          (spec, policy, spec[:3] + (_policy_key(policy),)))
+    return known[2]
+
+
+_POLICY_COPY = "policy-copy"
+#: (id(spec), id(policy)) -> (spec, policy, the copy's spec)
+_POLICY_COPY_SPECS: dict = {}
+#: (the bare shape, id(policy)) -> (policy, the bare spec, the copy's spec, its shape)
+_POLICY_COPIES: dict = {}
+#: a copy's shape -> (its bare shape, its bare spec): a copy's copy starts from there
+_BARE: dict = {}
+
+
 def spec_key(spec) -> tuple:
     """A flat, hashable token tuple equal for equal specs (no recursion however deep)."""
     out = []
@@ -1518,7 +1588,9 @@ def lazy_from_call(first, task_obj: Task, args: tuple, kwargs: dict, policy) -> 
     (``first``: the lazies below it, already rebuilt by the unpickler)."""
     if policy is None:
         return task_obj(*args, **kwargs)
-    return _make(task_obj, args, kwargs, policy)
+    if policy.conds or policy.after:
+        return _make(task_obj, args, kwargs, policy)
+    return task_obj(*args, **kwargs)._with_policy(policy)  # as the user's copy was made
 
 
 Task.__reduce__ = _reduce_task

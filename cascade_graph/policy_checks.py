@@ -38,6 +38,9 @@ def whole(value, where: str, name: str, minimum: int) -> int:
 
 def seconds(value, where: str, name: str, *, positive: bool = False) -> float:
     """A finite real number >= 0 (> 0 when ``positive``), as a ``float``."""
+    if type(value) is float or type(value) is int:  # the common case, checked first
+        if 0 < value < math.inf or (value == 0 and not positive):
+            return float(value)
     bound = "> 0" if positive else ">= 0"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{where}: {name} must be a number {bound} (int or float), {_got(value)}")

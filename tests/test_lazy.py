@@ -906,6 +906,65 @@ def test_a_policy_copy_of_a_flat_call_is_what_the_general_path_builds():
     assert f(1).with_retry(3).shape != f(1, b=1).with_retry(3).shape
 
 
+def test_a_policy_copy_of_a_call_with_lazies_is_what_the_general_path_builds():
+    """``f(x).with_timeout(5)`` over lazies is built from the original's fields (no
+    argument walk): its spec, literals, children and tree must equal what the general
+    path builds. Its shape is interned from the bare call's: equal structures share it
+    whatever the order the policies were given in, and a pickle's rebuild finds it."""
+    import pickle
+
+    from cascade_graph.lazy import _make
+
+    f = add3
+    makes = [
+        lambda x: f(x),  # a chain link
+        lambda x: f(x, c=2),  # a link with a keyword literal
+        lambda x: f(1, b=x),  # one lazy by keyword
+        lambda x: f(x, f(2)),  # two lazies
+        lambda x: f(sum_of([x, 1])),  # a container below
+        lambda x: f(f(x)),  # a run of links
+    ]
+    changes = [
+        lambda y: y.with_retry(3),
+        lambda y: y.with_timeout(5),
+        lambda y: y.with_cache(),
+        lambda y: y.with_retry(2).with_timeout(1),
+    ]
+    shapes = set()
+    for make in makes:
+        for change in changes:
+            original = make(f(0))
+            copy = change(original)
+            general = _make(f, original.args, original.kwargs, copy.policy, original=original)
+            assert (copy.spec, list(copy.lits), copy.tree, copy.children) == (
+                general.spec, list(general.lits), general.tree, general.children)
+            assert original.copied and copy.policy is not None
+            again = change(make(f(0)))
+            assert again.shape == copy.shape and again.spec is copy.spec
+            assert pickle.loads(pickle.dumps(copy)).shape == copy.shape
+            shapes.add(copy.shape)
+        assert (make(f(0)).with_retry(2).with_timeout(1).shape
+                == make(f(0)).with_timeout(1).with_retry(2).shape)
+    assert len(shapes) == len(makes) * len(changes)  # no two structures share one
+    assert f(f(0)).with_retry(3).shape != f(f(0)).with_retry(4).shape
+    for engine in ("vm", "graph"):
+        node = 0
+        for i in range(300):
+            node = f(node, c=1) if i % 3 else f(node, c=1).with_timeout(5).with_retry(2)
+        assert run(node, engine=engine) == 300
+        assert run(f(f(0)).with_retry(2), engine=engine) == 0
+
+
+@task
+def sum_of(xs):
+    return sum(xs)
+
+
+@task
+def add3(a, b=0, c=0):
+    return a + b + c
+
+
 def test_a_policy_given_again_is_checked_alike_and_shared():
     """``.with_retry``/``.with_timeout`` keep each checked setting: equal settings give
     one policy object (frozen, so shared safely) and one shape; a bad value is still
