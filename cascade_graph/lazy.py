@@ -549,8 +549,9 @@ class MapTask(Task):
             )
         n = lengths.pop() if lengths else 0
         if kw_cols:
-            calls = [self.task(*(c[i] for c in cols), **{k: c[i] for k, c in kw_cols.items()})
-                     for i in range(n)]
+            calls = (_flat_keyword_calls(self.task, cols, kw_cols)
+                     or [self.task(*(c[i] for c in cols), **{k: c[i] for k, c in kw_cols.items()})
+                         for i in range(n)])
         elif cols:
             calls = list(map(self.task, *cols))
         else:
@@ -576,6 +577,39 @@ class MapTask(Task):
 
     def check_call(self, nargs: int, kwnames: tuple) -> None:
         self.task.check_call(nargs, kwnames)
+
+
+def _flat_keyword_calls(task_obj: Task, cols: list, kw_cols: dict) -> list | None:
+    """The item calls of a map with keyword iterables when every element is a plain
+    literal (no lazy, container or marker; checked column by column at C speed): what
+    calling ``task_obj`` for each item builds (``Task._call_kw``'s flat call), without a
+    keyword call and its checks per item. None when some element is not plain."""
+    kinds = _ARG_KIND
+    columns = [*cols, *kw_cols.values()]
+    for column in columns:
+        if not kinds.isdisjoint(map(type, column)):
+            return None
+    nargs = len(cols)
+    kwnames = tuple(kw_cols)
+    key = (nargs, kwnames)
+    shape = task_obj._flat.get(key) or task_obj._flat_shape(key)
+    calls = []
+    append = calls.append
+    for row in zip(*columns):
+        lr = _new_lazy(LazyResult)
+        lr.task = task_obj
+        lr.args = row[:nargs]
+        lr.kwargs = dict(zip(kwnames, row[nargs:]))
+        lr.lits = row  # (the positional literals, then the keyword ones)
+        lr.shape = shape
+        lr.spec = None
+        lr.children = ()
+        lr.tree = True
+        lr.uses = 0
+        lr.copied = False
+        lr.policy = None
+        append(lr)
+    return calls
 
 
 def _collect_fn(items):

@@ -335,3 +335,29 @@ def test_a_keyword_map_under_a_retry_runs_each_item_with_its_keywords(engine):
     tries.counts.clear()
     assert run(shaky.map(range(4), by=[3] * 4).with_retry(2), engine=engine) == [0, 3, 6, 9]
     assert tries.counts[2] == 2 and tries.counts[1] == 1
+
+
+@per_engine
+def test_a_keyword_map_builds_its_items_as_their_calls_would(engine):
+    """A map with keyword iterables of plain literals builds its items in one pass
+    (no keyword call per item): each item must be what calling the task builds, field
+    by field; an element that is a lazy or a container sends the map through the
+    calls themselves."""
+    from cascade_graph.lazy import _flat_keyword_calls
+
+    @task
+    def scale(x, by=1, plus=0):
+        return x * by + plus
+
+    built = _flat_keyword_calls(scale, [[1, "a", None]], {"by": [2, 3, 4], "plus": [0, 0, 1]})
+    calls = [scale(1, by=2, plus=0), scale("a", by=3, plus=0), scale(None, by=4, plus=1)]
+    fields = ("task", "args", "kwargs", "shape", "spec", "children", "tree", "uses",
+              "copied", "policy")
+    for got, want in zip(built, calls, strict=True):
+        assert [getattr(got, f) for f in fields] == [getattr(want, f) for f in fields]
+        assert tuple(got.lits) == tuple(want.lits)
+    assert _flat_keyword_calls(scale, [], {"by": [1, double(2)]}) is None
+    assert _flat_keyword_calls(scale, [[1, [2]]], {"by": [1, 2]}) is None
+    assert run(scale.map([1, 2], by=[double(1), 3], plus=[0, 1]), engine=engine) == [2, 7]
+    assert run(scale.map(range(50), by=[2] * 50), engine=engine) == [2 * i for i in range(50)]
+    assert run(scale.map(x=range(3), by=[(1, 2)[1]] * 3), engine=engine) == [0, 2, 4]
