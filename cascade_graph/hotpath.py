@@ -96,18 +96,22 @@ async def hot_loop(ctx, lazy: LazyResult, parent=None):
     LR = LazyResult
     pacer = Pacer(ctx.yield_interval)
     countdown = pacer.batch
-    if ctx.emit is None and not kwargs:
-        # The tightest form: no listener, positional arguments only (equal shapes
-        # mean equal argument layouts, so every later call is positional too).
+    if ctx.emit is None:
+        # The tightest form: no listener (equal shapes mean equal argument layouts,
+        # so every later call is positional too, or has keywords too).
         while True:
             try:
-                result = (await fn(*args)) if is_async else fn(*args)
+                if kwargs:
+                    result = (await fn(*args, **kwargs)) if is_async else fn(*args, **kwargs)
+                else:
+                    result = (await fn(*args)) if is_async else fn(*args)
             except BaseException as exc:
                 failed(ctx, task, exc)
                 raise
             if type(result) is not LR or result.shape != shape:
                 return result, 0
             args = result.args
+            kwargs = result.kwargs
             countdown -= 1
             if not countdown:
                 countdown = await pacer.batch_done()

@@ -285,7 +285,28 @@ class Task(Generic[P, R]):
         if kwargs:
             if args and type(args[0]) in _LAZY_TYPES:
                 return self._literal_link(args[0], args, kwargs)
-            return self._call_kw(args, kwargs)
+            lits = args + tuple(kwargs.values())
+            kinds = _ARG_KIND
+            for a in lits:
+                if type(a) in kinds:  # a lazy, a container or a marker somewhere
+                    return self._call_kw(args, kwargs)
+            # a flat call with keywords (``fetch(url, timeout=5)``, a keyword tail call)
+            shape = self._flat.get((len(args), tuple(kwargs)))
+            if shape is None:
+                shape = self._flat_shape((len(args), tuple(kwargs)))
+            lr = _new_lazy(LazyResult)
+            lr.task = self
+            lr.args = args
+            lr.kwargs = kwargs
+            lr.lits = lits
+            lr.shape = shape
+            lr.spec = None
+            lr.children = ()
+            lr.tree = True
+            lr.uses = 0
+            lr.copied = False
+            lr.policy = None
+            return lr
         if len(args) == 1:
             a = args[0]
             t = type(a)
@@ -346,9 +367,10 @@ class Task(Generic[P, R]):
         return lr
 
     def _call_kw(self, args: tuple, kwargs: dict) -> LazyResult:
-        """A call with keyword arguments, the first positional one (if any) not lazy:
-        flat when nothing in it is lazy or a container, ``_lone_lazy`` when one keyword
-        argument is lazy and the rest are plain literals, else ``_make_plain``."""
+        """A call with keyword arguments, the first positional one (if any) not lazy,
+        and a lazy, container or marker among its arguments: ``_lone_lazy`` when one
+        keyword argument is lazy and the rest are plain literals, else ``_make_plain``.
+        (``__call__`` builds the flat ones.)"""
         kinds = _ARG_KIND
         for a in args:
             if type(a) in kinds:
@@ -359,21 +381,16 @@ class Task(Generic[P, R]):
                 if lone is not None or type(a) not in _LAZY_TYPES:
                     return _make_plain(self, args, kwargs)
                 lone = a
-        if lone is not None:  # one lazy, by keyword, among literals: ``scale(x=y, k=2)``
-            lits = []
-            bit = 1 << len(args)
-            for a in kwargs.values():
-                if a is lone:
-                    mask = bit
-                else:
-                    lits.append(a)
-                bit <<= 1
-            return _lone_lazy(self, lone, args, kwargs, args + tuple(lits), mask)
-        key = (len(args), tuple(kwargs))
-        shape = self._flat.get(key)
-        if shape is None:
-            shape = self._flat_shape(key)
-        return _node(self, args, kwargs, args + tuple(kwargs.values()), shape, None, (), True)
+        # one lazy, by keyword, among literals: ``scale(x=y, k=2)``
+        lits = []
+        bit = 1 << len(args)
+        for a in kwargs.values():
+            if a is lone:
+                mask = bit
+            else:
+                lits.append(a)
+            bit <<= 1
+        return _lone_lazy(self, lone, args, kwargs, args + tuple(lits), mask)
 
     def _literal_link(self, a, args: tuple, kwargs: dict) -> LazyResult:
         """A link with literals: ``step(x, scale=2)``, ``step(x, 1)``: the first argument
@@ -582,7 +599,7 @@ class MapTask(Task):
 def _flat_keyword_calls(task_obj: Task, cols: list, kw_cols: dict) -> list | None:
     """The item calls of a map with keyword iterables when every element is a plain
     literal (no lazy, container or marker; checked column by column at C speed): what
-    calling ``task_obj`` for each item builds (``Task._call_kw``'s flat call), without a
+    calling ``task_obj`` for each item builds (``Task.__call__``'s flat call), without a
     keyword call and its checks per item. None when some element is not plain."""
     kinds = _ARG_KIND
     columns = [*cols, *kw_cols.values()]

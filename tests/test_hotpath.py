@@ -172,6 +172,35 @@ def test_hot_loop_yields_to_other_coroutines(engine):
     assert during >= 2
 
 
+@task
+def kw_countdown(n, *, step=1):
+    return "done" if n <= 0 else kw_countdown(n=n - step, step=step)
+
+
+@task(name="kw_boom")
+def kw_boom(n, *, at):
+    if n == at:
+        raise KeyError("k")
+    return kw_boom(n - 1, at=at)
+
+
+@per_engine
+def test_keyword_hot_loop_yields_and_notes_errors(engine):
+    """A keyword tail loop with no listener takes the tight loop too: it yields at a
+    bounded interval and its error carries the task note."""
+    from cascade_graph.errors import task_of
+
+    during = ticks_during(kw_countdown(n=300_000), engine=engine)
+    assert 2 <= during < 300_000 // 10
+    assert run(kw_countdown(n=10, step=2), engine=engine) == "done"
+    try:
+        run(kw_boom(50, at=7), engine=engine)
+    except KeyError as exc:
+        assert task_of(exc) == "kw_boom"
+    else:
+        raise AssertionError("expected KeyError")
+
+
 @per_engine
 def test_hot_loop_does_not_yield_every_iteration(engine):
     """The hot loop yields at a bounded interval, not once per iteration."""
