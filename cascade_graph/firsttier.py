@@ -10,8 +10,9 @@ for the second sight of a structure before the engines build its template:
 the first time, ``run_first`` evaluates the lazies themselves.
 
 It takes a workflow when every node is a plain call that the engines would
-make themselves (``calls.direct``: no injection, no Param, Env or Router, no
-folded node; sync or async), with no policy but conditions, ordering and a
+make themselves (``calls.direct``: no injection, no Router, no folded node;
+sync or async) or a ``Param`` or ``Env`` (each resolved before any task runs,
+as the engines resolve them), with no policy but conditions, ordering and a
 retry or timeout of a sync task made in line (``calls.call_inline``, as the
 engines make it: one ``.with_retry()`` or ``.run_if()`` item no longer sends
 a whole fan-out to the template path), and the run is quiet (nobody
@@ -66,7 +67,15 @@ from .calls import (
     start_async_quiet,
 )
 from .hotpath import Pacer
-from .lazy import _LAZY_TYPES, _LINK_SPEC_IDS, _LITERAL_LINK_SPEC_IDS, _POS_SPEC_IDS, CALL
+from .lazy import (
+    _LAZY_TYPES,
+    _LINK_SPEC_IDS,
+    _LITERAL_LINK_SPEC_IDS,
+    _POS_SPEC_IDS,
+    CALL,
+    ENV,
+    PARAM,
+)
 from .template import canonical_nodes, layout_of, written_arguments
 
 _SEEN: set = set()  # root shapes run by this tier (or by the engines) once already
@@ -103,12 +112,15 @@ def _task_ok(task) -> bool:
 
 
 _ASYNC = "async"  # _all_taken's yes when some task is async
+_VALUES = "values"  # _all_taken's yes when some node is a Param or Env (no task async)
+_ASYNC_VALUES = "async and values"  # both
 
 
 def _all_taken(order):
     """Is every node of ``order`` for this tier (False, True, or ``_ASYNC`` when some
-    task is async)? Checks each call's arity on the way, once per task and layout."""
-    has_async = False
+    task is async, ``_VALUES`` when some node is a Param or Env, ``_ASYNC_VALUES`` for
+    both)? Checks each call's arity on the way, once per task and layout."""
+    has_async = has_values = False
     # id(task) -> the layouts checked for it: id(spec) of a call with lazies (the spec
     # fixes the layout), the argument count of a flat call without keywords
     known: dict = {}
@@ -127,9 +139,14 @@ def _all_taken(order):
                     continue
             elif id(spec) in layouts:
                 continue
+        if lr.kind != CALL:
+            if lr.kind != PARAM and lr.kind != ENV:
+                return False
+            has_values = True  # (resolved before any task runs: run_first)
+            continue
         # a policy is kept here as the engines keep it: conditions, ordering (``.after``
         # lazies are children, so they run first), a retry or timeout made in line
-        if lr.kind != CALL or (lr.policy is not None and not inline_policy(lr.policy, task)):
+        if lr.policy is not None and not inline_policy(lr.policy, task):
             return False
         if layouts is None:
             if not _task_ok(task):
@@ -149,6 +166,8 @@ def _all_taken(order):
         if layout not in task._checked:
             task.check_call(*layout)
         last, last_spec = task, spec
+    if has_values:
+        return _ASYNC_VALUES if has_async else _VALUES
     return _ASYNC if has_async else True
 
 
@@ -550,9 +569,21 @@ async def run_first(ctx, root, follow):
     taken = _all_taken(order)
     if not taken:
         return NOT_TAKEN
-    if taken is _ASYNC and root.tree:
+    if (taken is _ASYNC or taken is _ASYNC_VALUES) and root.tree:
         order = _post_order(root)  # async calls start in the engines' order (first first)
-    return await _FirstRun(ctx, root, follow).go(order)
+    first = _FirstRun(ctx, root, follow)
+    if taken is _VALUES or taken is _ASYNC_VALUES:
+        # Params and Envs: every one resolved before any task runs (a missing or bad
+        # parameter fails the run first, as on the engines); the calls read them
+        calls = []
+        values = first.values
+        for lr in order:
+            if lr.kind == CALL:
+                calls.append(lr)
+            else:
+                values[lr] = ctx.value_of(lr.task)
+        order = calls
+    return await first.go(order)
 
 
 def tiered(ctx, root, evaluate):

@@ -862,6 +862,46 @@ def test_inline_retries_and_timeouts_keep_a_first_sight_on_the_first_tier(engine
 
 
 @per_engine
+def test_params_and_envs_keep_a_first_sight_on_the_first_tier(engine, monkeypatch):
+    """A workflow reading a ``Param`` or an ``Env`` runs on the first tier (no template
+    built): each is resolved once, before any task runs, so a missing required
+    parameter or a bad value fails the run with nothing run, as on the engines."""
+    from cascade_graph import Env, Param, ParameterError
+    from cascade_graph.cache import SHARED
+    from cascade_graph.firsttier import forget
+    from cascade_graph.template import template_key
+
+    ran = []
+
+    @task
+    def scale(i, by):
+        ran.append(i)
+        return i * by
+
+    @task
+    def total(xs, extra=0):
+        return sum(xs) + int(extra)
+
+    by = Param("by", default=2, type=int)
+    monkeypatch.setenv("CASCADE_TEST_EXTRA", "5")
+    extra = Env("CASCADE_TEST_EXTRA")
+    workflow = total([scale(i, by) for i in range(10)], extra=extra)
+    assert run(workflow, engine=engine, params={"by": "3"}) == 3 * 45 + 5
+    assert template_key(workflow) not in SHARED and len(ran) == 10
+    needed = Param("needed", type=int)
+    for bad, params in ((total([scale(1, by), scale(2, needed)]), {}),
+                        (total([scale(1, by), scale(2, by)]), {"by": "x"})):
+        ran.clear()
+        forget()
+        with pytest.raises(ParameterError):
+            run(bad, engine=engine, params=params)
+        assert ran == [] and template_key(bad) not in SHARED
+    forget()
+    assert run(total([scale(1, by), scale(2, needed)], extra=by), engine=engine,
+               params={"needed": 4}) == 2 + 8 + 2
+
+
+@per_engine
 def test_a_known_chain_runs_its_links_in_line(engine):
     """A chain run a second time (its template compiled): the links that wait on one node
     alone run one after the other on both engines; a link that tail-calls, an async
