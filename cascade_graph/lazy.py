@@ -719,15 +719,13 @@ class LazyResult(StandIn, Generic[R_co]):
 
     # -- policies: each returns a new LazyResult --------------------------
     def _with_policy(self, policy: Policy) -> LazyResult:
-        if self.kind == CALL and not (policy.conds or policy.after):
-            if self.spec is None:
-                self.copied = True  # (as _make marks an original)
-                return _flat_with_policy(self.task, self.args, self.kwargs, self.lits, policy)
-            if self.policy is None:
-                return _policy_copy(self, self.shape, self.spec, policy)
+        if self.kind == CALL:
+            if self.policy is None:  # a call's first policy
+                return _policy_copy(self, self.shape, self.spec or _flat_spec(self),
+                                    len(self.children), policy)
             bare = _BARE.get(self.shape)
-            if bare is not None:  # a copy of a copy
-                return _policy_copy(self, bare[0], bare[1], policy)
+            if bare is not None:  # a copy's copy: from the call without a policy
+                return _policy_copy(self, *bare, policy)
         return _make(self.task, self.args, self.kwargs, policy, original=self)
 
     def _policy(self) -> Policy:
@@ -744,7 +742,7 @@ class LazyResult(StandIn, Generic[R_co]):
         if type(cond) not in _LAZY_TYPES:
             cond = bool(cond)
         p = self._policy()
-        return self._with_policy(attrs.evolve(p, conds=p.conds + (cond,)))
+        return self._with_policy(Policy(p.conds + (cond,), p.after, p.retry, p.timeout, p.cache))
 
     def after(self, *lazies: LazyResult[Any]) -> LazyResult[R_co]:
         """Run only after ``lazies`` finished (ordering only; their values are not passed)."""
@@ -752,7 +750,7 @@ class LazyResult(StandIn, Generic[R_co]):
             if type(x) not in _LAZY_TYPES:
                 raise TypeError(f".after() takes lazy calls, got {type(x).__name__} {x!r}")
         p = self._policy()
-        return self._with_policy(attrs.evolve(p, after=p.after + tuple(lazies)))
+        return self._with_policy(Policy(p.conds, p.after + lazies, p.retry, p.timeout, p.cache))
 
     def with_retry(
         self,
@@ -1324,87 +1322,111 @@ _BOTH_LAZY_SPEC = _positional_spec(2, 3)
 
 
 _SHAPE = operator.attrgetter("shape")
-_FLAT_POLICY: dict = {}  # (task uid, nargs, kwnames, id(policy)) -> (policy, spec, shape)
-_FLAT_POLICY_VALUES: dict = {}  # the same by the policy's value -> (spec, shape)
 
 
-def _flat_with_policy(task_obj, args, kwargs, lits, policy: Policy) -> LazyResult:
-    """What ``_make`` builds for a call of literals under a policy without conditions
-    or ordering, its spec and shape kept per policy object (a map's items share one)
-    and per policy value (``f(i).with_retry(3)`` makes a new policy per call): no
-    token walk per call."""
-    kwnames = tuple(kwargs) if kwargs else ()
-    key = (task_obj.uid, len(args), kwnames, id(policy))
-    known = _FLAT_POLICY.get(key)
-    if known is None or known[0] is not policy:
-        value = (task_obj.uid, len(args), kwnames, policy.retry, policy.timeout,
-                 policy.cache)
-        spec_shape = _FLAT_POLICY_VALUES.get(value)
-        if spec_shape is not None:  # an equal policy met before (not kept by identity)
-            return _node(task_obj, args, kwargs, lits, spec_shape[1], spec_shape[0], (),
-                         True, policy)
-        spec = ((None,) * len(args), kwnames, (None,) * len(kwnames),
-                ((), (), policy.retry, policy.timeout, policy.cache))
-        known = _remember(_FLAT_POLICY, key, (policy, spec, intern_shape(
-            (task_obj.uid, spec_key(spec), ()))))
-        _remember(_FLAT_POLICY_VALUES, value, known[1:])
-    return _node(task_obj, args, kwargs, lits, known[2], known[1], (), True, policy)
-
-
-def _policy_copy(original: LazyResult, bare_shape: int, bare_spec: tuple,
+def _policy_copy(original: LazyResult, bare_shape: int, bare_spec: tuple, n_bare: int,
                  policy: Policy) -> LazyResult:
-    """``original`` (a call with lazies) under ``policy`` (retry, timeout or cache: no
-    new lazies), built from the original's own fields: its arguments, literals and
-    children. ``bare_shape`` and ``bare_spec`` are those of the same call without a
-    policy (the original's own, or the call's below an earlier policy: ``_BARE``). The
-    spec is the bare spec with the policy's key (as ``_make`` writes it); the shape is
-    interned from the bare shape, which stands for the whole structure below, and that
-    key. So a copy costs no argument walk and no token walk (``f(x).with_timeout(5)``
-    in a chain, ``fetch(u).with_retry(3)`` over lazies), and one structure has one shape
-    whatever the order its policies were given in, or a pickle's rebuild
-    (``lazy_from_call``)."""
+    """``original`` under ``policy``: what ``_make`` builds for it, from the original's
+    own fields (its arguments, literals and children; no argument walk, no token walk).
+
+    ``bare_shape``, ``bare_spec`` and ``n_bare`` (its children) are those of the same
+    call without a policy: the original's own, or, for a copy's copy, those ``_BARE``
+    kept. The spec is the bare spec with the policy's key, as ``_make`` writes it
+    (conditions and ``.after`` lazies are children after the call's own, in order of
+    first reference). The shape is interned from the bare shape, which stands for the
+    whole structure below, the key and the shapes of the policy's own children: so one
+    structure has one shape whatever order its policies were given in, and a pickle's
+    rebuild (``lazy_from_call``) finds it. A policy without lazies is looked up by
+    identity: ``fetch(u).with_retry(3)``, ``f(x).with_timeout(5)`` share one spec object
+    and one shape per bare shape."""
     original.copied = True
-    key = (bare_shape, id(policy))
-    known = _POLICY_COPIES.get(key)
-    if known is None or known[0] is not policy or known[1] is not bare_spec:
-        shape = intern_shape((_POLICY_COPY, bare_shape, _policy_key(policy)))
-        known = _remember(_POLICY_COPIES, key, (policy, bare_spec,
-                                                _policy_copy_spec(bare_spec, policy), shape))
-        _remember(_BARE, shape, (bare_shape, bare_spec))
-    children = original.children
+    if not (policy.conds or policy.after):
+        key = (bare_shape, id(policy))
+        known = _POLICY_COPIES.get(key)
+        if known is None or known[0] is not policy or known[1] is not bare_spec:
+            pkey = ((), (), policy.retry, policy.timeout, policy.cache)
+            known = _remember(_POLICY_COPIES, key, (policy, bare_spec,
+                                                    _policy_copy_spec(bare_spec, policy, pkey),
+                                                    _copy_shape(bare_shape, bare_spec, n_bare,
+                                                                pkey, ())))
+        spec, shape = known[2], known[3]
+        children = original.children
+    else:
+        children = list(original.children[:n_bare])
+        conds = tuple([("L", _child_at(children, c)) if type(c) in _LAZY_TYPES else c
+                       for c in policy.conds])
+        after = tuple([_child_at(children, a) for a in policy.after])
+        pkey = (conds, after, policy.retry, policy.timeout, policy.cache)
+        had = original.children
+        for c in children[n_bare:]:
+            if c not in had:  # (by identity: a lazy compares so)
+                c.uses += 1
+        spec = bare_spec[:3] + (pkey,)
+        shape = _copy_shape(bare_shape, bare_spec, n_bare, pkey,
+                            tuple(map(_SHAPE, children[n_bare:])))
+        children = tuple(children)
     tree = original.tree and not original.uses
     if tree:
         for c in children:
             if c.uses > 1 or not c.tree or c.copied:
                 tree = False
                 break
-    return _node(original.task, original.args, original.kwargs, original.lits, known[3],
-                 known[2], children, tree, policy)
+    return _node(original.task, original.args, original.kwargs, original.lits, shape, spec,
+                 children, tree, policy)
 
 
-def _policy_key(policy: Policy) -> tuple:
-    """The policy key of a spec, for a policy without conditions or ordering."""
-    return ((), (), policy.retry, policy.timeout, policy.cache)
+def _child_at(children: list, lazy) -> int:
+    """The index of ``lazy`` among ``children`` (appended at its first reference): a
+    scan by identity, as a call has few children."""
+    for i, c in enumerate(children):
+        if c is lazy:
+            return i
+    children.append(lazy)
+    return len(children) - 1
 
 
-def _policy_copy_spec(spec: tuple, policy: Policy) -> tuple:
-    """``spec`` with ``policy``'s key: one object per (spec, policy) pair met, so the
-    copies of one layout share it as their originals share theirs."""
+def _copy_shape(bare_shape: int, bare_spec: tuple, n_bare: int, pkey: tuple,
+                policy_children: tuple) -> int:
+    """The shape of a policy copy (``_policy_copy``), remembered with its bare call."""
+    shape = intern_shape((_POLICY_COPY, bare_shape, pkey, policy_children))
+    if len(_BARE) >= _BARE_LIMIT:
+        _BARE.clear()  # a copy's copy then takes _make's path: a new shape, never a wrong one
+    _BARE[shape] = (bare_shape, bare_spec, n_bare)
+    return shape
+
+
+def _flat_spec(lr: LazyResult) -> tuple:
+    """The spec ``_make`` writes for flat call ``lr`` (every argument a literal): one
+    object per layout."""
+    kwnames = tuple(lr.kwargs) if lr.kwargs else ()
+    key = (len(lr.args), kwnames)
+    spec = _FLAT_SPECS.get(key)
+    if spec is None:
+        spec = _FLAT_SPECS[key] = ((None,) * len(lr.args), kwnames, (None,) * len(kwnames),
+                                   None)
+    return spec
+
+
+def _policy_copy_spec(spec: tuple, policy: Policy, pkey: tuple) -> tuple:
+    """``spec`` with policy key ``pkey`` (of ``policy``, which has no lazies): one object
+    per (spec, policy) pair met, so the copies of one layout share it as their
+    originals share theirs."""
     key = (id(spec), id(policy))
     known = _POLICY_COPY_SPECS.get(key)
     if known is None or known[0] is not spec or known[1] is not policy:
-        known = _remember(_POLICY_COPY_SPECS, key,
-                          (spec, policy, spec[:3] + (_policy_key(policy),)))
+        known = _remember(_POLICY_COPY_SPECS, key, (spec, policy, spec[:3] + (pkey,)))
     return known[2]
 
 
 _POLICY_COPY = "policy-copy"
+_FLAT_SPECS: dict = {}  # (nargs, kwnames) -> the spec of a flat call of that layout
 #: (id(spec), id(policy)) -> (spec, policy, the copy's spec)
 _POLICY_COPY_SPECS: dict = {}
 #: (the bare shape, id(policy)) -> (policy, the bare spec, the copy's spec, its shape)
 _POLICY_COPIES: dict = {}
-#: a copy's shape -> (its bare shape, its bare spec): a copy's copy starts from there
+#: a copy's shape -> (its bare shape, its bare spec, the bare call's children)
 _BARE: dict = {}
+_BARE_LIMIT = 1 << 16
 
 
 def spec_key(spec) -> tuple:
@@ -1639,8 +1661,6 @@ def lazy_from_call(first, task_obj: Task, args: tuple, kwargs: dict, policy) -> 
     (``first``: the lazies below it, already rebuilt by the unpickler)."""
     if policy is None:
         return task_obj(*args, **kwargs)
-    if policy.conds or policy.after:
-        return _make(task_obj, args, kwargs, policy)
     return task_obj(*args, **kwargs)._with_policy(policy)  # as the user's copy was made
 
 

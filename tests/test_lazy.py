@@ -884,39 +884,21 @@ def test_calls_without_keywords_share_one_empty_kwargs_that_stays_empty(engine):
     assert _NO_KWARGS == {}
 
 
-def test_a_policy_copy_of_a_flat_call_is_what_the_general_path_builds():
-    """``f(1).with_retry(3)`` takes a shortcut (its spec and shape kept per policy):
-    the copy must equal what the general path builds, keys included."""
-    from cascade_graph.lazy import EMPTY_POLICY, _make
-
-    @task
-    def f(a, b=0):
-        return a + b
-
-    for make in (lambda: f(1), lambda: f(1, b=2), lambda: f(b=2, a=1)):
-        for change in (lambda x: x.with_retry(3), lambda x: x.with_timeout(5),
-                       lambda x: x.with_retry(2).with_timeout(1)):
-            original = make()
-            copy = change(original)
-            general = _make(f, original.args, original.kwargs, copy.policy or EMPTY_POLICY)
-            assert (copy.shape, copy.spec, copy.lits, copy.tree, copy.children) == (
-                general.shape, general.spec, general.lits, general.tree, general.children)
-            assert original.copied and copy.policy == general.policy
-    assert f(1).with_retry(3).shape != f(1).with_retry(4).shape
-    assert f(1).with_retry(3).shape != f(1, b=1).with_retry(3).shape
-
-
-def test_a_policy_copy_of_a_call_with_lazies_is_what_the_general_path_builds():
-    """``f(x).with_timeout(5)`` over lazies is built from the original's fields (no
-    argument walk): its spec, literals, children and tree must equal what the general
-    path builds. Its shape is interned from the bare call's: equal structures share it
-    whatever the order the policies were given in, and a pickle's rebuild finds it."""
+def test_a_policy_copy_is_what_the_general_path_builds(monkeypatch):
+    """``f(x).with_timeout(5)``, ``f(1).with_retry(3)``, ``f(x).run_if(c)`` are built
+    from the original's fields (no argument walk): spec, literals, children, tree and
+    uses must equal what the general path builds. The shape is interned from the bare
+    call's: equal structures share it whatever order the policies were given in, a
+    pickle's rebuild finds it, and no two structures share one."""
     import pickle
 
     from cascade_graph.lazy import _make
 
     f = add3
     makes = [
+        lambda x: f(1),  # flat
+        lambda x: f(1, b=2),  # flat, keywords
+        lambda x: f(b=2, a=1),
         lambda x: f(x),  # a chain link
         lambda x: f(x, c=2),  # a link with a keyword literal
         lambda x: f(1, b=x),  # one lazy by keyword
@@ -924,35 +906,57 @@ def test_a_policy_copy_of_a_call_with_lazies_is_what_the_general_path_builds():
         lambda x: f(sum_of([x, 1])),  # a container below
         lambda x: f(f(x)),  # a run of links
     ]
-    changes = [
-        lambda y: y.with_retry(3),
-        lambda y: y.with_timeout(5),
-        lambda y: y.with_cache(),
-        lambda y: y.with_retry(2).with_timeout(1),
+    changes = [  # (the node, a lazy condition of its own)
+        lambda y, c: y.with_retry(3),
+        lambda y, c: y.with_timeout(5),
+        lambda y, c: y.with_cache(),
+        lambda y, c: y.with_retry(2).with_timeout(1),
+        lambda y, c: y.run_if(True),
+        lambda y, c: y.run_if(c).with_retry(2),
+        lambda y, c: y.after(c, c).run_if(c),
+        lambda y, c: y.with_timeout(2).after(f(3)),
+        lambda y, c: y.run_if(y.children[0] if y.children else c),
     ]
+
+    def general_path(self, policy):
+        return _make(self.task, self.args, self.kwargs, policy, original=self)
+
+    def built(change, make):
+        node = change(make(f(0)), f(9))
+        return node, [c.uses for c in node.children], [c.shape for c in node.children]
+
     shapes = set()
+    flag = f(9)
     for make in makes:
         for change in changes:
-            original = make(f(0))
-            copy = change(original)
-            general = _make(f, original.args, original.kwargs, copy.policy, original=original)
-            assert (copy.spec, list(copy.lits), copy.tree, copy.children) == (
-                general.spec, list(general.lits), general.tree, general.children)
-            assert original.copied and copy.policy is not None
-            again = change(make(f(0)))
-            assert again.shape == copy.shape and again.spec is copy.spec
+            copy, uses, child_shapes = built(change, make)
+            with monkeypatch.context() as patch:
+                patch.setattr(LazyResult, "_with_policy", general_path)
+                general, general_uses, general_child_shapes = built(change, make)
+            assert (copy.spec, list(copy.lits), copy.tree, copy.policy is not None) == (
+                general.spec, list(general.lits), general.tree, True)
+            assert (uses, child_shapes) == (general_uses, general_child_shapes)
+            assert built(change, make)[0].shape == copy.shape
             assert pickle.loads(pickle.dumps(copy)).shape == copy.shape
             shapes.add(copy.shape)
         assert (make(f(0)).with_retry(2).with_timeout(1).shape
                 == make(f(0)).with_timeout(1).with_retry(2).shape)
+        assert (make(f(0)).run_if(flag).with_retry(2).shape
+                == make(f(0)).with_retry(2).run_if(flag).shape)
     assert len(shapes) == len(makes) * len(changes)  # no two structures share one
+    assert f(1).with_retry(3).spec is f(2).with_retry(3).spec
     assert f(f(0)).with_retry(3).shape != f(f(0)).with_retry(4).shape
+    assert f(1).with_retry(3).shape != f(1, b=1).with_retry(3).shape
+    assert f(1).run_if(f(2)).shape != f(1).run_if(f(f(2))).shape
     for engine in ("vm", "graph"):
         node = 0
         for i in range(300):
             node = f(node, c=1) if i % 3 else f(node, c=1).with_timeout(5).with_retry(2)
         assert run(node, engine=engine) == 300
         assert run(f(f(0)).with_retry(2), engine=engine) == 0
+        assert run(f(1).run_if(f(0)), engine=engine) is None
+        assert run([f(1).run_if(f(1)).after(f(2)), f(2).run_if(False)],
+                   engine=engine) == [1, None]
 
 
 @task
