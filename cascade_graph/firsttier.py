@@ -68,6 +68,7 @@ from .calls import (
 )
 from .hotpath import Pacer
 from .lazy import (
+    _BARE,
     _LAZY_TYPES,
     _LINK_SPEC_IDS,
     _LITERAL_LINK_SPEC_IDS,
@@ -221,10 +222,10 @@ def _post_order(root) -> list:
 def _arguments(lr, values: dict) -> tuple:
     """(args, kwargs) of call ``lr`` with each lazy replaced by its value."""
     spec = lr.spec
-    if spec is None:
+    if spec is None or not lr.children:  # (a flat call, or one under a policy)
         return lr.args, lr.kwargs
     lazy = _LAZY_TYPES
-    if id(spec) in _POS_SPEC_IDS:
+    if id(spec) in _POS_SPEC_IDS or (lr.policy is not None and _plain_bare(lr)):
         args = [values[a] if type(a) in lazy else a for a in lr.args]
         if not lr.kwargs:
             return args, None
@@ -239,6 +240,13 @@ def _arguments(lr, values: dict) -> tuple:
     pos, kwnames, kws, _ = spec
     built = [_build(s, lits, children) for s in pos + kws]
     return built[:len(pos)], dict(zip(kwnames, built[len(pos):]))
+
+
+def _plain_bare(lr) -> bool:
+    """Is policy copy ``lr`` a copy of a plain call (literals and distinct lazies), so
+    that its arguments are its own with each lazy replaced?"""
+    bare = _BARE.get(lr.shape)
+    return bare is not None and id(bare[1]) in _POS_SPEC_IDS
 
 
 _WRITTEN: dict = {}  # id(spec) -> (the spec, its written arguments or None)

@@ -862,6 +862,49 @@ def test_inline_retries_and_timeouts_keep_a_first_sight_on_the_first_tier(engine
 
 
 @per_engine
+def test_policy_copies_over_lazies_run_on_the_first_tier_with_their_arguments(engine):
+    """A first sight whose calls over lazies carry an inline retry or timeout (a link,
+    a keyword link, two lazies, a list of lazies, a flat call) runs on the first tier
+    with each call's own arguments, lazies replaced: no template is built."""
+    from cascade_graph.cache import SHARED
+    from cascade_graph.template import template_key
+
+    attempts = []
+
+    @task
+    def step(x, k=1, *more):
+        attempts.append(x)
+        if attempts.count(x) == 1 and x % 7 == 3:
+            raise ConnectionError(f"step({x})")
+        return x + k + sum(more)
+
+    @task
+    def total(xs, bonus=0):
+        return sum(xs) + bonus
+
+    node = step(0).with_retry(2)
+    for i in range(40):
+        kind = i % 4
+        if kind == 0:
+            node = step(node, 2).with_retry(2)
+        elif kind == 1:
+            node = step(node, k=3).with_timeout(30).with_retry(2)
+        elif kind == 2:
+            node = step(node, step(1), 1).with_retry(2)
+        else:
+            node = total([node, step(2).with_retry(2)], bonus=1).with_retry(2)
+    got = run(node, engine=engine)
+    attempts.clear()
+    plain = 1  # the same arithmetic, by hand
+    for i in range(40):
+        kind = i % 4
+        plain = (plain + 2 if kind == 0 else plain + 3 if kind == 1
+                 else plain + 2 + 1 if kind == 2 else plain + 3 + 1)
+    assert got == plain
+    assert template_key(node) not in SHARED
+
+
+@per_engine
 def test_params_and_envs_keep_a_first_sight_on_the_first_tier(engine, monkeypatch):
     """A workflow reading a ``Param`` or an ``Env`` runs on the first tier (no template
     built): each is resolved once, before any task runs, so a missing required
