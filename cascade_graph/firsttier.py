@@ -12,10 +12,12 @@ the first time, ``run_first`` evaluates the lazies themselves.
 It takes a workflow when every node is a plain call that the engines would
 make themselves (``calls.direct``: no injection, no Router, no folded node;
 sync or async) or a ``Param`` or ``Env`` (each resolved before any task runs,
-as the engines resolve them), with no policy but conditions, ordering and a
-retry or timeout of a sync task made in line (``calls.call_inline``, as the
-engines make it: one ``.with_retry()`` or ``.run_if()`` item no longer sends
-a whole fan-out to the template path), and the run is quiet (nobody
+as the engines resolve them), with any policy: conditions, ordering, a retry
+or timeout of a sync task made in line (``calls.call_inline``, as the engines
+make it: one ``.with_retry()`` or ``.run_if()`` item no longer sends a whole
+fan-out to the template path), and any other (a cache, an async call's retry
+or timeout, a retry that pauses) through ``calls.invoke`` in a task read at
+first use, as the engines start it; and the run is quiet (nobody
 listens, so there are no events or call numbers to produce) and in-process.
 Anything else, or ``tail_cache=False`` / ``hot_path=False`` (the switches that make
 the engines do all the work themselves), leaves the workflow to the engine,
@@ -63,6 +65,7 @@ from .calls import (
     direct,
     failed,
     inline_policy,
+    invoke,
     skipped,
     start_async_quiet,
 )
@@ -107,6 +110,18 @@ def wants(ctx, root) -> bool:
     return True
 
 
+class _Invocation:
+    """What ``calls.invoke`` reads of a call: its task, its policy, its injections
+    (none here: this tier takes no injecting call)."""
+
+    __slots__ = ("task", "policy")
+    injects = ()
+
+    def __init__(self, task, policy):
+        self.task = task
+        self.policy = policy
+
+
 def _task_ok(task) -> bool:
     """Can this tier call ``task``'s function itself (see module docstring)?"""
     return not ((task.internal and not task.gathers) or task.folded or not direct(task))
@@ -146,9 +161,10 @@ def _all_taken(order):
             has_values = True  # (resolved before any task runs: run_first)
             continue
         # a policy is kept here as the engines keep it: conditions, ordering (``.after``
-        # lazies are children, so they run first), a retry or timeout made in line
+        # lazies are children, so they run first), a retry or timeout made in line, and
+        # any other (a cache, an async call's retry) through the protocol, as a task
         if lr.policy is not None and not inline_policy(lr.policy, task):
-            return False
+            has_async = True  # (started in the engines' order, as an async call is)
         if layouts is None:
             if not _task_ok(task):
                 return False
@@ -437,6 +453,11 @@ class _FirstRun:
             self.skips = True  # (its consumers check their inputs from now on)
             return skipped(ctx, task, "condition")
         args, kwargs = (lr.args, lr.kwargs) if lr.spec is None else _arguments(lr, values)
+        if lr.policy is not None and not inline_policy(lr.policy, task):
+            # the protocol's general path (a cache, an async call's retry or timeout, a
+            # retry that pauses), as the engines start it: a task read at first use
+            self.started.add(lr)
+            return ctx.spawn(self._invoked(lr, args, kwargs or {}))
         if task.is_async:  # started now: finished, or read at first use (as the engines do)
             v = start_async_quiet(ctx, task, args, kwargs or {}, self.follow)
             if type(v) is Task:
@@ -456,6 +477,16 @@ class _FirstRun:
                 values[lr] = v
                 return _ROOT_TAIL_CALL
         return v
+
+    async def _invoked(self, lr, args: tuple, kwargs: dict):
+        """The final value of call ``lr`` made through ``calls.invoke`` (its tail call
+        followed by the engine)."""
+        follow = self.follow
+        value, _ = await invoke(self.ctx, _Invocation(lr.task, lr.policy), args, kwargs,
+                                lambda lazy, parent=None: follow(lazy), None)
+        if type(value) in _LAZY_TYPES:
+            value = await follow(value)
+        return value
 
     def _conditions_hold(self, lr) -> bool:
         """Are the ``.run_if`` conditions of ``lr`` all true (lazies by their values)?"""

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from cascade_graph import task
+from cascade_graph import Router, task
 from cascade_graph.errors import task_of
 from cascade_vm import arun, run
 from tests.helpers import per_engine, per_switches, run_failing, until
@@ -810,7 +810,8 @@ def test_inline_retries_and_timeouts_keep_a_first_sight_on_the_first_tier(engine
     raises the last error with one task note, a sync call past its timeout raises
     ``TimeoutError``, a false condition skips the item and so its consumer (the run
     gives None; a target list None for the item), ``.after`` runs its lazies first.
-    A retry with a delay leaves the workflow to the engine."""
+    A retry with a delay, and an async call's retry, go through the protocol as
+    tasks, on the first tier too."""
     from cascade_graph.cache import SHARED
     from cascade_graph.firsttier import forget
     from cascade_graph.template import template_key
@@ -856,9 +857,28 @@ def test_inline_retries_and_timeouts_keep_a_first_sight_on_the_first_tier(engine
     workflow = total([flaky(1), flaky(3).after(flaky(8), flaky(9))])
     assert run(workflow, engine=engine) == 4 and template_key(workflow) not in SHARED
     assert attempts.index(8) < attempts.index(3) and attempts.index(9) < attempts.index(3)
+    attempts.clear()
     workflow = total([flaky(1), flaky(3, fails=1).with_retry(2, delay=0.001)])
-    assert run(workflow, engine=engine) == 4
-    assert template_key(workflow) in SHARED  # the engine's: a template was built
+    assert run(workflow, engine=engine) == 4 and attempts.count(3) == 2
+    assert template_key(workflow) not in SHARED
+
+    @task
+    async def aflaky(i, fails=0):
+        attempts.append(i)
+        await asyncio.sleep(0)
+        if attempts.count(i) <= fails:
+            raise ConnectionError(f"aflaky({i})")
+        return flaky(i) if i == 4 else i  # (4: a tail call, followed)
+
+    attempts.clear()
+    workflow = total([aflaky(i, fails=i % 2).with_retry(2) for i in range(6)]
+                     + [aflaky(9).with_timeout(5)])
+    assert run(workflow, engine=engine) == sum(range(6)) + 9
+    assert template_key(workflow) not in SHARED
+    assert [attempts.count(i) for i in range(6)] == [1, 2, 1, 2, 2, 2]  # (4: 1 + its tail)
+    with pytest.raises(ConnectionError, match="aflaky") as caught:
+        run(total([aflaky(1), aflaky(7, fails=3).with_retry(2)]), engine=engine)
+    assert len(caught.value.__notes__) == 1
 
 
 @per_engine
@@ -1112,7 +1132,7 @@ def test_a_continuation_seen_for_the_first_time_runs_on_the_first_tier(engine):
     """A tail call's lazy or a map's items that no run has seen yet run from their
     lazies (firsttier.py), as a target seen for the first time does: no template is
     built for them; from the second sight on they are templates. A continuation the
-    tier does not take (a delayed retry) goes to the engine; a continuation's own tail
+    tier does not take (a router) goes to the engine; a continuation's own tail
     call goes on; a failing call in one is named; every value is the run's own."""
     from cascade_graph.cache import SHARED
     from cascade_graph.template import template_key
@@ -1154,8 +1174,15 @@ def test_a_continuation_seen_for_the_first_time_runs_on_the_first_tier(engine):
     assert caught.value.__notes__ == [f"cascade: raised by task '{fail_at.name}'"]
 
     @task
-    def retried(n):  # a delayed retry: a continuation the first tier leaves alone
+    def retried(n):  # a delayed retry: through the protocol, on the first tier too
         return add(fetch(n), fail_at(n, -1).with_retry(2, delay=0.001))
 
     assert run(retried(2), engine=engine) == 4
-    assert template_key(retried.fn(3)) in SHARED
+    assert template_key(retried.fn(3)) not in SHARED
+
+    @task
+    def routed(n):  # a router: a continuation the first tier leaves to the engine
+        return add(fetch(n), Router(n % 2, routes={0: fail_at(n, -1), 1: fetch(n)}))
+
+    assert run(routed(2), engine=engine) == 4
+    assert template_key(routed.fn(3)) in SHARED
