@@ -558,12 +558,40 @@ def _retrying(ctx, task, retry, exc, number: int, started) -> float:
 async def _inject(ctx, node, args, kwargs, task_live: list):
     """``args``/``kwargs`` with the node's injected resources set up and filled in."""
     values = await ctx.resources.acquire([r for _, r in node.injects], task_live)
+    return _filled(node, args, kwargs, values)
+
+
+def _filled(node, args, kwargs, values: dict) -> tuple:
+    """``args``/``kwargs`` of ``node``'s call with its injected resources' ``values``."""
     a = tuple(_resolve_injects(x, values) for x in args)
-    kw = {k: _resolve_injects(v, values) for k, v in kwargs.items()}
+    kw = {k: _resolve_injects(v, values) for k, v in kwargs.items()} if kwargs else {}
     for p, r in node.injects:
         if p is not None:
             kw[p] = values[r]
     return a, kw
+
+
+def invoke_now(ctx, node, args, kwargs, parent):
+    """``(value, call)`` of template ``node``'s call made here and now, or None when
+    ``invoke`` must make it. Here and now: a sync task, in process, not offloaded, with
+    no concurrency limit, under no policy but one ``call_inline`` makes, whose injected
+    resources are all there already (``RunResources.ready_values``: a run-scoped one
+    set up by an earlier call, say the first turn of a tail loop). Nothing of such a
+    call waits, so it is what ``_attempts`` would do, with the same events, without a
+    coroutine or a task per call."""
+    task = node.task
+    if task.is_async or task.offload or task.concurrency or ctx.executor is not LOCAL:
+        return None
+    policy = node.policy
+    if policy is not None and not inline_policy(policy, task):
+        return None
+    values = ctx.resources.ready_values([r for _, r in node.injects])
+    if values is None:
+        return None
+    args, kwargs = _filled(node, args, kwargs, values)
+    if policy is not None and (policy.retry or policy.timeout):
+        return call_inline(ctx, task, task.fn, args, kwargs, policy, parent)
+    return call_sync(ctx, task, task.fn, args, kwargs, parent)
 
 
 def _resolve_injects(value, values: dict):
@@ -630,6 +658,7 @@ async def _within(work, timeout, task, why: str):
 
 __all__ = [
     "DISTRIBUTED", "Executor", "InProcess", "LOCAL", "SKIPPED", "begin", "call_async",
+    "invoke_now",
     "call_inline", "call_sync", "end", "direct", "failed", "inline_policy", "invoke",
     "keyword_caller", "needs_invoke", "noted", "positional_form", "skipped",
 ]

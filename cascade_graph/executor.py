@@ -46,6 +46,7 @@ from .calls import (
     call_sync,
     failed,
     invoke,
+    invoke_now,
     noted,
     start_async_quiet,
 )
@@ -362,6 +363,10 @@ class GraphRun:
     def _call(self, inst, i, op, args, kwargs) -> None:
         """Call node ``i``'s task through the protocol (inline, or as a task)."""
         if op.mode == INVOKE:
+            made = invoke_now(self.ctx, op.node, args, kwargs, inst.parent_call)
+            if made is not None:  # nothing of it waits: made here
+                self.complete(inst, i, *made)
+                return
             self._spawn(invoke(self.ctx, op.node, args, kwargs, self.follow, inst.parent_call),
                         inst, i)
         elif op.is_async and not self.quiet_run:

@@ -194,6 +194,21 @@ class RunResources:
                 noted(exc, task_name)
                 raise exc
 
+    def ready_values(self, names) -> dict | None:
+        """Values for ``names`` when each is there already (given in ``resources=``, or
+        run-scoped and set up by an earlier call of this run), else None: nothing to
+        set up or tear down, so a call can take them with no await (``calls.invoke_now``)."""
+        out = {}
+        overrides, values = self.overrides, self.values
+        for name in names:
+            if name in overrides:
+                out[name] = overrides[name]
+            elif name in values:
+                out[name] = values[name]
+            else:
+                return None
+        return out
+
     async def acquire(self, names, task_live: list) -> dict:
         """Values for ``names``, set up in that order; task-scoped ones are appended to
         ``task_live`` (the caller tears them down, also when this raises)."""

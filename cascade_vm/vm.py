@@ -40,6 +40,7 @@ from cascade_graph.calls import (
     call_sync,
     failed,
     invoke,
+    invoke_now,
     noted,
     start_async_quiet,
 )
@@ -122,6 +123,9 @@ class VM:
         """A call that is not a plain sync call: ``(value, call)`` (the protocol's)."""
         ctx = self.ctx
         if op == INVOKE or op == INVOKE_START:
+            made = invoke_now(ctx, node, args, kwargs, parent)
+            if made is not None:
+                return made
             return await invoke(ctx, node, args, kwargs, self._follow, parent)
         task = node.task
         if task.is_async:
@@ -297,10 +301,14 @@ class VM:
                     if not budget:
                         budget = await pacer.batch_done()
                     continue
-                if op == START or op == INVOKE_START:
+                made = invoke_now(ctx, x, args, kwargs, parent) if op == INVOKE_START else None
+                if made is not None:  # nothing of it waits: made here (then as a CALL_KW)
+                    v, call = made
+                elif op == START or op == INVOKE_START:
                     R[a] = self._start(self._started(op, x, args, kwargs, parent))
                     continue
-                v, call = await self._call(op, x, args, kwargs, parent)
+                else:
+                    v, call = await self._call(op, x, args, kwargs, parent)
             elif op == BUILD or op == BUILD_DICT:
                 R[a] = _build(op, x, R, regs, flag, skipped)
                 continue

@@ -694,3 +694,67 @@ def test_setup_failure_tears_down_earlier_resources(engine):
     exc, _ = run_failing(engine, second(first()))
     assert type(exc) is ConnectionError
     assert log == [f"up:{good}", f"down:{good}"]
+
+
+@per_engine
+def test_a_call_whose_resources_are_there_is_made_in_line(engine, monkeypatch):
+    """Once a run-scoped resource is set up (or given in ``resources=``), a sync call
+    injecting it needs nothing that waits: it is made in line (``invoke_now``), each
+    turn of a tail loop with no task of its own, with the value, events, retries and
+    task note that ``invoke`` would give. A task-scoped resource still goes through
+    ``invoke``."""
+    from cascade_graph import TaskFailed, TaskFinished, TaskRetrying, TaskStarted, calls
+
+    name, per_call, log = uniq(), uniq("t"), Log()
+    gen_resource(name, log, value=10)
+    gen_resource(per_call, log, value=1, scope="task")
+    made = []
+    real = calls.invoke_now
+
+    def counted(ctx, node, args, kwargs, parent):
+        got = real(ctx, node, args, kwargs, parent)
+        made.append(got is not None)
+        return got
+
+    import cascade_graph.executor as ex
+    from cascade_vm import vm
+
+    monkeypatch.setattr(ex, "invoke_now", counted)
+    monkeypatch.setattr(vm, "invoke_now", counted)
+    flaky_at = []
+
+    @task
+    def loop(n, acc, db=inject(name)):
+        if n == 5 and not flaky_at:  # (the root: the retry covers its own call)
+            flaky_at.append(n)
+            raise ConnectionError("once")
+        return acc if n <= 0 else loop(n - 1, acc + db)
+
+    assert run(loop(5, 0).with_retry(2), engine=engine) == 50
+    assert made.count(True) >= 4 and log == [f"up:{name}", f"down:{name}"]
+    flaky_at.clear()
+    value, rec = run_on(engine, loop(5, 0).with_retry(2))
+    assert value == 50
+    assert len(rec.of(TaskStarted)) == len(rec.of(TaskFinished)) + 1 == 7
+    assert len(rec.of(TaskFailed)) == len(rec.of(TaskRetrying)) == 1
+    made.clear()
+    assert run(loop(4, 1), engine=engine, resources={name: 2}) == 9
+    assert all(made)  # given: every call made in line, the first one too
+
+    @task(name="uses_per_call")
+    def per(n, acc, r=inject(per_call)):
+        return acc if n <= 0 else per(n - 1, acc + r)
+
+    made.clear()
+    assert run(per(3, 0), engine=engine) == 3
+    assert not any(made) and log.count(f"up:{per_call}") == 4
+
+    @task(name="boom_with_db")
+    def boom(n, db=inject(name)):
+        if n == 0:
+            raise KeyError("k")
+        return boom(n - 1)
+
+    with pytest.raises(KeyError) as caught:
+        run(boom(3), engine=engine)
+    assert caught.value.__notes__ == ["cascade: raised by task 'boom_with_db'"]
