@@ -938,6 +938,83 @@ def _one_level_spec(value, lits: list, index: dict, children: list):
     return ("C", type(value), tuple(built))
 
 
+def _nested_spec(value, lits: list, index: dict, children: list, depth: int):
+    """``_one_level_spec`` for a container that holds containers too (lists, tuples,
+    str-keyed dicts, at most ``_NEST_DEPTH`` deep): the spec ``_Scan._container_spec``
+    writes for it (a container with no lazy inside is one literal slot), or None when
+    something in it needs the general walk (a marker, a set, a key that is not a str,
+    more depth; a container holding itself is met again before the depth runs out)."""
+    if depth > _NEST_DEPTH:
+        return None
+    mark = len(lits)
+    built = []
+    lazy, kinds = _LAZY_TYPES, _ARG_KIND
+    found = False
+    if type(value) is dict:
+        for k in value:
+            if type(k) is not str:
+                return None
+        items = value.values()
+    else:
+        items = value
+    for v in items:
+        t = type(v)
+        if t in lazy:
+            i = index.get(v)
+            if i is None:
+                i = index[v] = len(children)
+                children.append(v)
+            built.append(("L", i))
+            found = True
+        elif t is list or t is tuple or t is dict:
+            spec = _nested_spec(v, lits, index, children, depth + 1)
+            if spec is None:
+                del lits[mark:]
+                return None
+            if spec is _LITERAL:
+                built.append(None)
+            else:
+                built.append(spec)
+                found = True
+        elif t in kinds and t is not Inject:
+            del lits[mark:]
+            return None
+        else:
+            lits.append(v)
+            built.append(None)
+    if not found:  # nothing lazy: the container is one literal
+        del lits[mark:]
+        lits.append(value)
+        return _LITERAL
+    if type(value) is dict:
+        return ("D", tuple(value), tuple(built))
+    return ("C", type(value), tuple(built))
+
+
+_NEST_DEPTH = 16  # containers within containers that _nested_spec follows
+
+
+def _shallow(specs: tuple) -> bool:
+    """Are argument ``specs`` what ``_nested_spec`` writes: literals, lazies, and
+    lists, tuples and str-keyed dicts of those at most ``_NEST_DEPTH`` deep, no
+    marker?"""
+    stack = [(specs, 0)]
+    while stack:
+        items, depth = stack.pop()
+        for s in items:
+            if s is None or s[0] == "L":
+                continue
+            if s[0] == "C":
+                if s[1] is not list and s[1] is not tuple:
+                    return False
+            elif s[0] != "D" or any(type(k) is not str for k in s[1]):
+                return False  # (a marker: "I")
+            if depth + 1 > _NEST_DEPTH:
+                return False
+            stack.append((s[2], depth + 1))
+    return True
+
+
 def _child_index(index: dict, children: list, lazy) -> int:
     """The index of child ``lazy`` among ``children`` (added at its first reference)."""
     i = index.get(lazy)
@@ -1203,6 +1280,7 @@ def _make_lists(task_obj, args, kwargs: dict = _NO_KWARGS) -> LazyResult:
     children: list = []
     index: dict = {}  # lazy -> its child index (one child however often it is passed)
     specs = []
+    nested = False  # some container holds another one
     for a in args + tuple(kwargs.values()) if kwargs else args:
         t = type(a)
         if t in lazy_types:
@@ -1219,7 +1297,10 @@ def _make_lists(task_obj, args, kwargs: dict = _NO_KWARGS) -> LazyResult:
                     continue
             spec = _one_level_spec(a, lits, index, children)
             if spec is None:  # a container or a marker in it
-                return _make(task_obj, args, kwargs, EMPTY_POLICY)
+                spec = _nested_spec(a, lits, index, children, 1)
+                if spec is None:
+                    return _make(task_obj, args, kwargs, EMPTY_POLICY)
+                nested = True
             specs.append(None if spec is _LITERAL else spec)
         else:
             return _make(task_obj, args, kwargs, EMPTY_POLICY)
@@ -1232,7 +1313,8 @@ def _make_lists(task_obj, args, kwargs: dict = _NO_KWARGS) -> LazyResult:
             tree = False
     n = len(args)
     spec, sid = _intern_spec((tuple(specs[:n]), tuple(kwargs), tuple(specs[n:]), None)
-                             if kwargs else (tuple(specs), (), (), None))
+                             if kwargs else (tuple(specs), (), (), None),
+                             len(lits) + len(children) if nested else 0)
     shape = _one_level_shape(task_obj, spec, sid, children)
     return _node(task_obj, args, kwargs, tuple(lits), shape, spec, tuple(children), tree)
 
@@ -1465,7 +1547,7 @@ _spec_items = [0]  # argument and item specs held by _SPECS now
 _next_spec = itertools.count(1).__next__
 
 
-def _intern_spec(spec: tuple) -> tuple:
+def _intern_spec(spec: tuple, nested_items: int = 0) -> tuple:
     """(one object per spec value, its number): calls of one layout share their spec,
     so what is worked out once per spec (the first tier's check of a layout, keyed by
     the spec's id) serves every call of it. The number, never reused, names the spec
@@ -1475,7 +1557,7 @@ def _intern_spec(spec: tuple) -> tuple:
     hit)."""
     found = _SPECS.get(spec)
     if found is None:
-        items = len(spec[0]) + len(spec[2]) + sum(
+        items = nested_items or len(spec[0]) + len(spec[2]) + sum(
             len(s[2]) for s in spec[0] + spec[2] if s is not None and s[0] != "L")
         if len(_SPECS) >= _SPEC_LIMIT or _spec_items[0] + items > _SPEC_ITEMS_LIMIT:
             _SPECS.clear()
@@ -1483,6 +1565,11 @@ def _intern_spec(spec: tuple) -> tuple:
             _spec_items[0] = 0
         _spec_items[0] += items
         found = _SPECS[spec] = (spec, _next_spec())
+        for s in spec[0] + spec[2]:
+            if s is not None and (s[0] == "C" or s[0] == "D"):
+                for item in s[2]:
+                    if item is not None and item[0] != "L":
+                        return found  # nested: the general template walk
         _ONE_LEVEL_SPEC_IDS.add(id(spec))
     return found
 
@@ -1523,6 +1610,10 @@ def _make(task_obj, args, kwargs, policy: Policy, original: LazyResult | None = 
         # numbered, its calls shaped as _make_lists shapes them (a policy's key may
         # hold values that do not hash; a nested spec may be deeper than C recursion)
         spec, sid = _intern_spec(spec)
+        shape = _one_level_shape(task_obj, spec, sid, children)
+    elif pkey is None and _shallow(pos + kws):
+        # nested lists, tuples and str-keyed dicts, no marker: as _make_lists makes them
+        spec, sid = _intern_spec(spec, len(scan.lits) + len(children))
         shape = _one_level_shape(task_obj, spec, sid, children)
     else:
         shape = intern_shape((task_obj.uid, spec_key(spec), tuple(map(_SHAPE, children))))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import functools
 import threading
 
 import pytest
 
-from cascade_graph import LazyResult, Task, task
+from cascade_graph import LazyResult, Task, inject, task
 from cascade_vm import run
 from tests.helpers import Calls, per_engine, per_switches, run_failing, run_on
 
@@ -1007,6 +1008,7 @@ def test_a_policy_given_again_is_checked_alike_and_shared():
     assert a.policy.timeout is None  # the shared policy was not changed by the chain
 
 
+_A_MARKER = inject("db")  # (markers compare by identity: one object for both paths)
 #: argument layouts with containers, as (args, kwargs) (x, y: fresh lazies; f: a fresh
 #: flat call)
 _LIST_LAYOUTS = {
@@ -1021,7 +1023,15 @@ _LIST_LAYOUTS = {
     "dict of literals": lambda x, y, f: (({"k": 1}, x), {}),
     "list by keyword": lambda x, y, f: ((), {"a": [x, 1]}),
     "dict and list by keyword": lambda x, y, f: ((x,), {"a": {"k": y}, "b": [1, x]}),
-    "nested (general)": lambda x, y, f: (([[x], 1],), {}),
+    "nested": lambda x, y, f: (([[x], 1],), {}),
+    "nested dicts and lists": lambda x, y, f: (({"a": [x, {"b": (y, 2)}], "c": [1]},), {}),
+    "nested by keyword, one lazy twice": lambda x, y, f: ((), {"a": [[x], {"k": [x, f]}]}),
+    "nested, literal inside": lambda x, y, f: (([x, [1, [2]], {"z": (3,)}],), {}),
+    "nested with a marker (general)": lambda x, y, f: (([[x, _A_MARKER]],), {}),
+    "nested with an int key (general)": lambda x, y, f: (([{1: x}],), {}),
+    "nested set (general)": lambda x, y, f: (([x, {1, 2}, [frozenset()]],), {}),
+    "deeper than the walk (general)": lambda x, y, f: (
+        (functools.reduce(lambda inner, _: [inner], range(20), [x]),), {}),
     "dict with an int key (general)": lambda x, y, f: (({1: x},), {}),
 }
 
@@ -1052,7 +1062,9 @@ def test_calls_with_containers_make_the_general_paths_node(layout):
             and all(i is None or i[0] == "L" for i in s[2]))
 
     flat = lane.spec is not None and all(map(one_level, lane.spec[0] + lane.spec[2]))
-    assert (lane.spec is again.spec) == flat  # one spec object per one-level layout
+    interned = lane.spec is not None and lazy_mod._shallow(lane.spec[0] + lane.spec[2])
+    assert (lane.spec is again.spec) == interned  # one spec object per layout walked
+    assert (id(lane.spec) in lazy_mod._ONE_LEVEL_SPEC_IDS) == flat
 
 
 @per_engine
@@ -1086,6 +1098,32 @@ def test_a_chain_of_links_through_lists_runs_on_every_tier(engine):
 
     for off in range(4):
         assert run(chain(off), engine=engine) == off + 300
+
+
+@per_engine
+def test_nested_containers_run_on_every_tier(engine):
+    """Calls whose arguments nest lists, tuples and str-keyed dicts of lazies (one
+    interned spec per layout): a chain of them, a fan-in of them and a literal inside,
+    on the first sight, the template and warm runs, each with its own values."""
+
+    @task
+    def nest(d, extra=None):
+        return d["a"][0] + d["b"]["c"] + sum(d["t"][1]) + (extra or [0])[0]
+
+    def chain(off, n=200):
+        x = ident(off)
+        for i in range(n):
+            x = nest({"a": [x], "b": {"c": 1}, "t": ("lit", (i % 2, 0))},
+                     extra=[ident(1)] if i % 50 == 0 else None)
+        return x
+
+    def fan_in(off, n=100):
+        return sum_of([nest({"a": (ident(i + off),), "b": {"c": [ident(1)][0]},
+                             "t": [None, [1, 1]]}) for i in range(n)])
+
+    for off in range(4):
+        assert run(chain(off), engine=engine) == off + 200 + 100 + 4
+        assert run(fan_in(off), engine=engine) == sum(range(off, off + 100)) + 300
 
 
 def test_interned_specs_are_bounded_in_items(monkeypatch):
