@@ -280,8 +280,9 @@ class Task(Generic[P, R]):
     # `self, /`: positional-only, so a keyword argument may be named 'self'
     def __call__(self, /, *args: P.args, **kwargs: P.kwargs) -> LazyResult[R]:
         # The two hottest ways to build a graph are inlined here: a flat call
-        # (every argument a plain literal: each iteration of a tail loop) and a
-        # chain link (one lazy argument). Everything else goes to _make*.
+        # (every argument a plain literal, positional or keyword: each iteration of
+        # a tail loop) and a chain link (one lazy argument). Everything else goes to
+        # _make* (or _literal_link, _call_kw).
         if kwargs:
             if args and type(args[0]) in _LAZY_TYPES:
                 return self._literal_link(args[0], args, kwargs)
@@ -294,20 +295,7 @@ class Task(Generic[P, R]):
             shape = self._flat.get((len(args), tuple(kwargs)))
             if shape is None:
                 shape = self._flat_shape((len(args), tuple(kwargs)))
-            lr = _new_lazy(LazyResult)
-            lr.task = self
-            lr.args = args
-            lr.kwargs = kwargs
-            lr.lits = lits
-            lr.shape = shape
-            lr.spec = None
-            lr.children = ()
-            lr.tree = True
-            lr.uses = 0
-            lr.copied = False
-            lr.policy = None
-            return lr
-        if len(args) == 1:
+        elif len(args) == 1:
             a = args[0]
             t = type(a)
             if t in _LAZY_TYPES:
@@ -340,6 +328,7 @@ class Task(Generic[P, R]):
             shape = self._flat1
             if shape is None:
                 shape = self._flat1 = self._flat_shape(1)
+            lits = args
         else:
             kinds = _ARG_KIND
             for a in args:
@@ -352,11 +341,12 @@ class Task(Generic[P, R]):
             shape = self._flat.get(len(args))
             if shape is None:
                 shape = self._flat_shape(len(args))
+            lits = args
         lr = _new_lazy(LazyResult)  # _node(), inlined: this is the hot path's allocation
         lr.task = self
         lr.args = args
-        lr.kwargs = _NO_KWARGS
-        lr.lits = args
+        lr.kwargs = kwargs or _NO_KWARGS
+        lr.lits = lits
         lr.shape = shape
         lr.spec = None
         lr.children = ()
@@ -896,13 +886,16 @@ def _contains_special(value) -> bool:
     return False
 
 
-def _one_level_spec(value, lits: list, index: dict, children: list):
-    """The spec of ``value``, a list, a tuple or a dict with str keys, of lazies and
-    plain literals, its literals added to ``lits`` and its new lazies to ``children``
-    (``index``: lazy -> child index); ``_LITERAL`` when it holds no lazy (then it is
-    one literal, added whole); None when it holds a container or a lazy-like argument,
-    or is a dict with a key that is not a str (the general walk; the children found
-    stay valid). An ``inject()`` marker in it is a plain value."""
+def _lane_spec(value, lits: list, index: dict, children: list, deepest: int = 1,
+               depth: int = 1):
+    """The spec of ``value``, a list, a tuple or a dict with str keys, of lazies, plain
+    literals and (up to ``deepest`` levels in all) such containers: what
+    ``_Scan._container_spec`` writes for it. Its literals are added to ``lits`` and its
+    new lazies to ``children`` (``index``: lazy -> child index); ``_LITERAL`` when it
+    holds no lazy (then it is one literal, added whole); None when something in it
+    needs the general walk: a container past ``deepest`` levels (one level by default:
+    a fan-in's list), a marker or a set, a dict key that is not a str (the children
+    found stay valid). An ``inject()`` marker in it is a plain value."""
     mark = len(lits)
     built = []
     lazy, kinds = _LAZY_TYPES, _ARG_KIND
@@ -924,50 +917,8 @@ def _one_level_spec(value, lits: list, index: dict, children: list):
             built.append(("L", i))
             found = True
         elif t in kinds and t is not Inject:
-            del lits[mark:]
-            return None
-        else:
-            lits.append(v)
-            built.append(None)
-    if not found:  # nothing lazy: the container is one literal
-        del lits[mark:]
-        lits.append(value)
-        return _LITERAL
-    if type(value) is dict:
-        return ("D", tuple(value), tuple(built))
-    return ("C", type(value), tuple(built))
-
-
-def _nested_spec(value, lits: list, index: dict, children: list, depth: int):
-    """``_one_level_spec`` for a container that holds containers too (lists, tuples,
-    str-keyed dicts, at most ``_NEST_DEPTH`` deep): the spec ``_Scan._container_spec``
-    writes for it (a container with no lazy inside is one literal slot), or None when
-    something in it needs the general walk (a marker, a set, a key that is not a str,
-    more depth; a container holding itself is met again before the depth runs out)."""
-    if depth > _NEST_DEPTH:
-        return None
-    mark = len(lits)
-    built = []
-    lazy, kinds = _LAZY_TYPES, _ARG_KIND
-    found = False
-    if type(value) is dict:
-        for k in value:
-            if type(k) is not str:
-                return None
-        items = value.values()
-    else:
-        items = value
-    for v in items:
-        t = type(v)
-        if t in lazy:
-            i = index.get(v)
-            if i is None:
-                i = index[v] = len(children)
-                children.append(v)
-            built.append(("L", i))
-            found = True
-        elif t is list or t is tuple or t is dict:
-            spec = _nested_spec(v, lits, index, children, depth + 1)
+            spec = (_lane_spec(v, lits, index, children, deepest, depth + 1)
+                    if depth < deepest and (t is list or t is tuple or t is dict) else None)
             if spec is None:
                 del lits[mark:]
                 return None
@@ -976,9 +927,6 @@ def _nested_spec(value, lits: list, index: dict, children: list, depth: int):
             else:
                 built.append(spec)
                 found = True
-        elif t in kinds and t is not Inject:
-            del lits[mark:]
-            return None
         else:
             lits.append(v)
             built.append(None)
@@ -991,11 +939,11 @@ def _nested_spec(value, lits: list, index: dict, children: list, depth: int):
     return ("C", type(value), tuple(built))
 
 
-_NEST_DEPTH = 16  # containers within containers that _nested_spec follows
+_NEST_DEPTH = 16  # containers within containers that the container lane follows
 
 
 def _shallow(specs: tuple) -> bool:
-    """Are argument ``specs`` what ``_nested_spec`` writes: literals, lazies, and
+    """Are argument ``specs`` what ``_lane_spec`` writes: literals, lazies, and
     lists, tuples and str-keyed dicts of those at most ``_NEST_DEPTH`` deep, no
     marker?"""
     stack = [(specs, 0)]
@@ -1081,7 +1029,7 @@ class _Scan:
                 batch = batch_of(value, self.gather)
             if batch is not None:
                 return ("L", self.child(batch))
-        return _one_level_spec(value, self.lits, self.index, self.children)
+        return _lane_spec(value, self.lits, self.index, self.children)
 
     def _container_spec(self, root):
         """Iterative post-order over nested containers, items in order, each visited once.
@@ -1295,9 +1243,9 @@ def _make_lists(task_obj, args, kwargs: dict = _NO_KWARGS) -> LazyResult:
                 if batch is not None:
                     specs.append(("L", _child_index(index, children, batch)))
                     continue
-            spec = _one_level_spec(a, lits, index, children)
+            spec = _lane_spec(a, lits, index, children)
             if spec is None:  # a container or a marker in it
-                spec = _nested_spec(a, lits, index, children, 1)
+                spec = _lane_spec(a, lits, index, children, _NEST_DEPTH)
                 if spec is None:
                     return _make(task_obj, args, kwargs, EMPTY_POLICY)
                 nested = True
