@@ -600,23 +600,9 @@ def _flat_keyword_calls(task_obj: Task, cols: list, kw_cols: dict) -> list | Non
     kwnames = tuple(kw_cols)
     key = (nargs, kwnames)
     shape = task_obj._flat.get(key) or task_obj._flat_shape(key)
-    calls = []
-    append = calls.append
-    for row in zip(*columns):
-        lr = _new_lazy(LazyResult)
-        lr.task = task_obj
-        lr.args = row[:nargs]
-        lr.kwargs = dict(zip(kwnames, row[nargs:]))
-        lr.lits = row  # (the positional literals, then the keyword ones)
-        lr.shape = shape
-        lr.spec = None
-        lr.children = ()
-        lr.tree = True
-        lr.uses = 0
-        lr.copied = False
-        lr.policy = None
-        append(lr)
-    return calls
+    # (a row holds the positional literals, then the keyword ones: the call's lits)
+    return [_node(task_obj, row[:nargs], dict(zip(kwnames, row[nargs:])), row, shape, None,
+                  (), True) for row in zip(*columns)]
 
 
 def _collect_fn(items):
