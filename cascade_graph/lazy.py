@@ -1229,6 +1229,11 @@ def _make_lists(task_obj, args, kwargs: dict = _NO_KWARGS) -> LazyResult:
                 if batch is not None:
                     specs.append(("L", _child_index(index, children, batch)))
                     continue
+            if t is not dict and len(a) >= _FAN_IN_MIN and lazy_types.issuperset(map(type, a)):
+                spec = _fan_in(a, t, index, children)  # a fan-in of distinct lazies
+                if spec is not None:
+                    specs.append(spec)
+                    continue
             spec = _lane_spec(a, lits, index, children)
             if spec is None:  # a container or a marker in it
                 spec = _lane_spec(a, lits, index, children, _NEST_DEPTH)
@@ -1251,6 +1256,31 @@ def _make_lists(task_obj, args, kwargs: dict = _NO_KWARGS) -> LazyResult:
                              len(lits) + len(children) if nested else 0)
     shape = _one_level_shape(task_obj, spec, sid, children)
     return _node(task_obj, args, kwargs, tuple(lits), shape, spec, tuple(children), tree)
+
+
+def _fan_in(items, ctype: type, index: dict, children: list) -> tuple | None:
+    """The spec ``_lane_spec`` writes for ``items`` (a list or tuple of lazies) when
+    they are distinct and new among ``children``: its children added, its spec (one
+    object per container type, first child and length) found, at C speed. None
+    otherwise (the lane's walk then numbers them)."""
+    n = len(items)
+    if len(set(items)) != n or not index.keys().isdisjoint(items):
+        return None
+    start = len(children)
+    children.extend(items)
+    index.update(zip(items, range(start, start + n)))
+    key = (ctype, start, n)
+    spec = _FAN_IN_SPECS.get(key)
+    if spec is None:
+        if len(_FAN_IN_SPECS) >= _MEMO_LIMIT:
+            _FAN_IN_SPECS.clear()
+        spec = _FAN_IN_SPECS[key] = ("C", ctype, tuple([("L", i) for i in
+                                                       range(start, start + n)]))
+    return spec
+
+
+_FAN_IN_MIN = 8  # items of a list before _make_lists tries it as a fan-in of lazies
+_FAN_IN_SPECS: dict = {}  # (container type, first child, length) -> a fan-in's spec
 
 
 def _one_level_shape(task_obj, spec: tuple, sid: int, children) -> int:

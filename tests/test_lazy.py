@@ -1023,6 +1023,12 @@ _LIST_LAYOUTS = {
     "dict of literals": lambda x, y, f: (({"k": 1}, x), {}),
     "list by keyword": lambda x, y, f: ((), {"a": [x, 1]}),
     "dict and list by keyword": lambda x, y, f: ((x,), {"a": {"k": y}, "b": [1, x]}),
+    "fan-in of lazies": lambda x, y, f: (([x, y] + [ident(ident(i)) for i in range(9)],), {}),
+    "fan-in tuple after a lazy": lambda x, y, f: (
+        (y, tuple([x] + [ident(ident(i)) for i in range(9)])), {}),
+    "fan-in holding an earlier child": lambda x, y, f: (
+        (x, [ident(ident(i)) for i in range(9)] + [x]), {}),
+    "fan-in with a lazy twice": lambda x, y, f: (([x, y] * 5,), {}),
     "nested": lambda x, y, f: (([[x], 1],), {}),
     "nested dicts and lists": lambda x, y, f: (({"a": [x, {"b": (y, 2)}], "c": [1]},), {}),
     "nested by keyword, one lazy twice": lambda x, y, f: ((), {"a": [[x], {"k": [x, f]}]}),
