@@ -1223,24 +1223,15 @@ def _make_lists(task_obj, args, kwargs: dict = _NO_KWARGS) -> LazyResult:
             lits.append(a)
             specs.append(None)
         elif t is list or t is tuple or t is dict:
-            if (t is not dict and len(a) >= BATCH_MIN and type(a[0]) is LazyResult
-                    and a[0].spec is None and type(a[-1]) is LazyResult):  # maybe a batch
-                batch = batch_of(a, task_obj if task_obj.container_target else _collect)
-                if batch is not None:
-                    specs.append(("L", _child_index(index, children, batch)))
-                    continue
-            if t is not dict and len(a) >= _FAN_IN_MIN and lazy_types.issuperset(map(type, a)):
-                spec = _fan_in(a, t, index, children)  # a fan-in of distinct lazies
-                if spec is not None:
-                    specs.append(spec)
-                    continue
-            spec = _lane_spec(a, lits, index, children)
-            if spec is None:  # a container or a marker in it
-                spec = _lane_spec(a, lits, index, children, _NEST_DEPTH)
-                if spec is None:
-                    return _make(task_obj, args, kwargs, EMPTY_POLICY)
+            spec = _container_arg(task_obj, a, t, lits, index, children)
+            if spec is None:  # a marker, a set, a key that is not a str, too deep
+                return _make(task_obj, args, kwargs, EMPTY_POLICY)
+            if spec is _LITERAL:
+                spec = None
+            elif type(spec) is _Nested:
+                spec = spec.spec
                 nested = True
-            specs.append(None if spec is _LITERAL else spec)
+            specs.append(spec)
         else:
             return _make(task_obj, args, kwargs, EMPTY_POLICY)
     if not children:
@@ -1256,6 +1247,36 @@ def _make_lists(task_obj, args, kwargs: dict = _NO_KWARGS) -> LazyResult:
                              len(lits) + len(children) if nested else 0)
     shape = _one_level_shape(task_obj, spec, sid, children)
     return _node(task_obj, args, kwargs, tuple(lits), shape, spec, tuple(children), tree)
+
+
+def _container_arg(task_obj, a, t: type, lits: list, index: dict, children: list):
+    """The spec of ``_make_lists``' container argument ``a`` (of type ``t``): a batch
+    (a list of like flat calls) or a fan-in of distinct lazies as children, else the
+    container lane's spec (``_LITERAL`` for a container with no lazy inside; a nested
+    one wrapped in ``_Nested``), or None when it needs the general walk."""
+    if t is not dict and len(a) >= BATCH_MIN and type(a[0]) is LazyResult:
+        if a[0].spec is None and type(a[-1]) is LazyResult:  # maybe a batch
+            batch = batch_of(a, task_obj if task_obj.container_target else _collect)
+            if batch is not None:
+                return ("L", _child_index(index, children, batch))
+        if len(a) >= _FAN_IN_MIN and _LAZY_TYPES.issuperset(map(type, a)):
+            spec = _fan_in(a, t, index, children)  # a fan-in of distinct lazies
+            if spec is not None:
+                return spec
+    spec = _lane_spec(a, lits, index, children)
+    if spec is not None:
+        return spec
+    spec = _lane_spec(a, lits, index, children, _NEST_DEPTH)  # containers in it
+    return None if spec is None else _Nested(spec)
+
+
+class _Nested:
+    """A nested container's spec, as ``_container_arg`` hands it back."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, spec: tuple):
+        self.spec = spec
 
 
 def _fan_in(items, ctype: type, index: dict, children: list) -> tuple | None:
