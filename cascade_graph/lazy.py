@@ -1267,7 +1267,9 @@ def _container_arg(task_obj, a, t: type, lits: list, index: dict, children: list
     if spec is not None:
         return spec
     spec = _lane_spec(a, lits, index, children, _NEST_DEPTH)  # containers in it
-    return None if spec is None else _Nested(spec)
+    if spec is None or spec is _LITERAL:  # (no lazy at any depth: one literal)
+        return spec
+    return _Nested(spec)
 
 
 class _Nested:

@@ -1030,6 +1030,7 @@ _LIST_LAYOUTS = {
         (x, [ident(ident(i)) for i in range(9)] + [x]), {}),
     "fan-in with a lazy twice": lambda x, y, f: (([x, y] * 5,), {}),
     "nested": lambda x, y, f: (([[x], 1],), {}),
+    "nested literal beside a lazy": lambda x, y, f: (({"a": [1, 2], "b": (3,)}, x), {}),
     "nested dicts and lists": lambda x, y, f: (({"a": [x, {"b": (y, 2)}], "c": [1]},), {}),
     "nested by keyword, one lazy twice": lambda x, y, f: ((), {"a": [[x], {"k": [x, f]}]}),
     "nested, literal inside": lambda x, y, f: (([x, [1, [2]], {"z": (3,)}],), {}),
