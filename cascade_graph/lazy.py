@@ -1214,7 +1214,6 @@ def _make_lists(task_obj, args, kwargs: dict = _NO_KWARGS) -> LazyResult:
     children: list = []
     index: dict = {}  # lazy -> its child index (one child however often it is passed)
     specs = []
-    nested = False  # some container holds another one
     for a in args + tuple(kwargs.values()) if kwargs else args:
         t = type(a)
         if t in lazy_types:
@@ -1226,12 +1225,7 @@ def _make_lists(task_obj, args, kwargs: dict = _NO_KWARGS) -> LazyResult:
             spec = _container_arg(task_obj, a, t, lits, index, children)
             if spec is None:  # a marker, a set, a key that is not a str, too deep
                 return _make(task_obj, args, kwargs, EMPTY_POLICY)
-            if spec is _LITERAL:
-                spec = None
-            elif type(spec) is _Nested:
-                spec = spec.spec
-                nested = True
-            specs.append(spec)
+            specs.append(None if spec is _LITERAL else spec)
         else:
             return _make(task_obj, args, kwargs, EMPTY_POLICY)
     if not children:
@@ -1243,8 +1237,7 @@ def _make_lists(task_obj, args, kwargs: dict = _NO_KWARGS) -> LazyResult:
             tree = False
     n = len(args)
     spec, sid = _intern_spec((tuple(specs[:n]), tuple(kwargs), tuple(specs[n:]), None)
-                             if kwargs else (tuple(specs), (), (), None),
-                             len(lits) + len(children) if nested else 0)
+                             if kwargs else (tuple(specs), (), (), None))
     shape = _one_level_shape(task_obj, spec, sid, children)
     return _node(task_obj, args, kwargs, tuple(lits), shape, spec, tuple(children), tree)
 
@@ -1252,8 +1245,8 @@ def _make_lists(task_obj, args, kwargs: dict = _NO_KWARGS) -> LazyResult:
 def _container_arg(task_obj, a, t: type, lits: list, index: dict, children: list):
     """The spec of ``_make_lists``' container argument ``a`` (of type ``t``): a batch
     (a list of like flat calls) or a fan-in of distinct lazies as children, else the
-    container lane's spec (``_LITERAL`` for a container with no lazy inside; a nested
-    one wrapped in ``_Nested``), or None when it needs the general walk."""
+    container lane's spec, one level deep or nested (``_LITERAL`` for a container with
+    no lazy inside), or None when it needs the general walk."""
     if t is not dict and len(a) >= BATCH_MIN and type(a[0]) is LazyResult:
         if a[0].spec is None and type(a[-1]) is LazyResult:  # maybe a batch
             batch = batch_of(a, task_obj if task_obj.container_target else _collect)
@@ -1266,19 +1259,7 @@ def _container_arg(task_obj, a, t: type, lits: list, index: dict, children: list
     spec = _lane_spec(a, lits, index, children)
     if spec is not None:
         return spec
-    spec = _lane_spec(a, lits, index, children, _NEST_DEPTH)  # containers in it
-    if spec is None or spec is _LITERAL:  # (no lazy at any depth: one literal)
-        return spec
-    return _Nested(spec)
-
-
-class _Nested:
-    """A nested container's spec, as ``_container_arg`` hands it back."""
-
-    __slots__ = ("spec",)
-
-    def __init__(self, spec: tuple):
-        self.spec = spec
+    return _lane_spec(a, lits, index, children, _NEST_DEPTH)  # containers in it
 
 
 def _fan_in(items, ctype: type, index: dict, children: list) -> tuple | None:
@@ -1534,7 +1515,7 @@ _spec_items = [0]  # argument and item specs held by _SPECS now
 _next_spec = itertools.count(1).__next__
 
 
-def _intern_spec(spec: tuple, nested_items: int = 0) -> tuple:
+def _intern_spec(spec: tuple) -> tuple:
     """(one object per spec value, its number): calls of one layout share their spec,
     so what is worked out once per spec (the first tier's check of a layout, keyed by
     the spec's id) serves every call of it. The number, never reused, names the spec
@@ -1544,21 +1525,35 @@ def _intern_spec(spec: tuple, nested_items: int = 0) -> tuple:
     hit)."""
     found = _SPECS.get(spec)
     if found is None:
-        items = nested_items or len(spec[0]) + len(spec[2]) + sum(
-            len(s[2]) for s in spec[0] + spec[2] if s is not None and s[0] != "L")
+        items, nested = _spec_size(spec)
         if len(_SPECS) >= _SPEC_LIMIT or _spec_items[0] + items > _SPEC_ITEMS_LIMIT:
             _SPECS.clear()
             _ONE_LEVEL_SPEC_IDS.clear()
             _spec_items[0] = 0
         _spec_items[0] += items
         found = _SPECS[spec] = (spec, _next_spec())
-        for s in spec[0] + spec[2]:
-            if s is not None and (s[0] == "C" or s[0] == "D"):
-                for item in s[2]:
-                    if item is not None and item[0] != "L":
-                        return found  # nested: the general template walk
-        _ONE_LEVEL_SPEC_IDS.add(id(spec))
+        if not nested:  # (a nested one takes the general template walk)
+            _ONE_LEVEL_SPEC_IDS.add(id(spec))
     return found
+
+
+def _spec_size(spec: tuple) -> tuple:
+    """(the argument and item specs of ``spec``, at every level; does a container in
+    it hold another one?)"""
+    items = 0
+    nested = False
+    level = spec[0] + spec[2]  # the arguments, then each level of items below them
+    top = True
+    while level:
+        items += len(level)
+        inner: list = []
+        for s in level:
+            if s is not None and (s[0] == "C" or s[0] == "D"):
+                inner += s[2]
+                nested = nested or not top
+        level = inner
+        top = False
+    return items, nested
 
 
 def _make(task_obj, args, kwargs, policy: Policy, original: LazyResult | None = None):
@@ -1592,15 +1587,12 @@ def _make(task_obj, args, kwargs, policy: Policy, original: LazyResult | None = 
     if not children and pkey is None and all(x is None for x in pos + kws):
         return _flat(task_obj, args, kwargs, tuple(scan.lits))
     spec = (pos, kwnames, kws, pkey)
-    if pkey is None and not scan.nested:
-        # literals, lazies and one-level containers only: the spec is interned and
-        # numbered, its calls shaped as _make_lists shapes them (a policy's key may
-        # hold values that do not hash; a nested spec may be deeper than C recursion)
+    if pkey is None and (not scan.nested or _shallow(pos + kws)):
+        # literals, lazies and lists, tuples and str-keyed dicts of those, no marker:
+        # the spec is interned and numbered, its calls shaped as _make_lists shapes
+        # them (a policy's key may hold values that do not hash; a spec deeper than
+        # _NEST_DEPTH could be deeper than C recursion)
         spec, sid = _intern_spec(spec)
-        shape = _one_level_shape(task_obj, spec, sid, children)
-    elif pkey is None and _shallow(pos + kws):
-        # nested lists, tuples and str-keyed dicts, no marker: as _make_lists makes them
-        spec, sid = _intern_spec(spec, len(scan.lits) + len(children))
         shape = _one_level_shape(task_obj, spec, sid, children)
     else:
         shape = intern_shape((task_obj.uid, spec_key(spec), tuple(map(_SHAPE, children))))
@@ -1737,9 +1729,8 @@ def _reduce_lazy(self: LazyResult):
 def lazy_from_call(first, task_obj: Task, args: tuple, kwargs: dict, policy) -> LazyResult:
     """A pickled lazy rebuilt: its task called again, its policy applied again
     (``first``: the lazies below it, already rebuilt by the unpickler)."""
-    if policy is None:
-        return task_obj(*args, **kwargs)
-    return task_obj(*args, **kwargs)._with_policy(policy)  # as the user's copy was made
+    node = task_obj(*args, **kwargs)
+    return node if policy is None else node._with_policy(policy)  # as the user made it
 
 
 Task.__reduce__ = _reduce_task
