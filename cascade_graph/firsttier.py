@@ -93,20 +93,24 @@ def forget() -> None:
     _SEEN.clear()
 
 
+def first_sight(ctx, root) -> bool:
+    """Would ``wants`` give ``root`` to this tier? (Asks only: remembers nothing.)"""
+    if root.shape in _SEEN or not root.children:  # seen (a loop's body from its second
+        return False  # turn), or flat: the hot path's
+    if not (ctx.tail_cache and ctx.hot_path) or ctx.emit is not None:
+        return False
+    return ctx.executor is LOCAL and not DISTRIBUTED.get()
+
+
 def wants(ctx, root) -> bool:
     """Should ``root``, the run's target or a continuation (a tail call's lazy, a map's
     items) the engine is about to evaluate, be run by this tier? (Remembers its
     shape.)"""
-    shape = root.shape
-    if shape in _SEEN or not root.children:  # seen (a loop's body from its second turn),
-        return False  # or flat: the hot path's
-    if not (ctx.tail_cache and ctx.hot_path) or ctx.emit is not None:
-        return False
-    if ctx.executor is not LOCAL or DISTRIBUTED.get():
+    if not first_sight(ctx, root):
         return False
     if len(_SEEN) >= _SEEN_LIMIT:
         _SEEN.clear()  # forgetting only gives a shape one more first-tier run
-    _SEEN.add(shape)
+    _SEEN.add(root.shape)
     return True
 
 

@@ -46,7 +46,7 @@ from cascade_graph.calls import (
 )
 from cascade_graph.calls import skipped as skip
 from cascade_graph.context import SKIPPED, as_root
-from cascade_graph.firsttier import FIRST_SIGHT, NOT_TAKEN, run_first, tiered, wants
+from cascade_graph.firsttier import FIRST_SIGHT, NOT_TAKEN, first_sight, run_first, tiered, wants
 from cascade_graph.hotpath import Pacer, hot_loop
 from cascade_graph.lazy import _LAZY_TYPES
 from cascade_graph.router import SharedRoute, evaluate_once, select
@@ -79,8 +79,14 @@ class VM:
 
     # -- loading templates -------------------------------------------------
     def _suspends(self, lazy) -> bool:
-        """May evaluating ``lazy`` wait on async work (so it should overlap its siblings)?"""
+        """May evaluating ``lazy`` wait on async work (so it should overlap its siblings)?
+
+        A first sight is not known until the first tier has walked its lazies (a
+        template built here to find out would be the cost that tier saves): it is
+        overlapped. That run is quiet, so only when its calls run can differ."""
         ctx = self.ctx
+        if first_sight(ctx, lazy):
+            return True
         entry, _ = lookup(lazy, ctx.tail_cache)
         t = entry.template
         if t.flat:
