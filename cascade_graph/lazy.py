@@ -282,7 +282,7 @@ class Task(Generic[P, R]):
         # The two hottest ways to build a graph are inlined here: a flat call
         # (every argument a plain literal, positional or keyword: each iteration of
         # a tail loop) and a chain link (one lazy argument). Everything else goes to
-        # _make* (or _literal_link, _call_kw).
+        # _make* (or _literal_link).
         if kwargs:
             if args and type(args[0]) in _LAZY_TYPES:
                 return self._literal_link(args[0], args, kwargs)
@@ -290,7 +290,7 @@ class Task(Generic[P, R]):
             kinds = _ARG_KIND
             for a in lits:
                 if type(a) in kinds:  # a lazy, a container or a marker somewhere
-                    return self._call_kw(args, kwargs)
+                    return _make_plain(self, args, kwargs, lits)
             # a flat call with keywords (``fetch(url, timeout=5)``, a keyword tail call)
             shape = self._flat.get((len(args), tuple(kwargs)))
             if shape is None:
@@ -355,32 +355,6 @@ class Task(Generic[P, R]):
         lr.copied = False
         lr.policy = None
         return lr
-
-    def _call_kw(self, args: tuple, kwargs: dict) -> LazyResult:
-        """A call with keyword arguments, the first positional one (if any) not lazy,
-        and a lazy, container or marker among its arguments: ``_lone_lazy`` when one
-        keyword argument is lazy and the rest are plain literals, else ``_make_plain``.
-        (``__call__`` builds the flat ones.)"""
-        kinds = _ARG_KIND
-        for a in args:
-            if type(a) in kinds:
-                return _make_plain(self, args, kwargs)
-        lone = None
-        for a in kwargs.values():
-            if type(a) in kinds:
-                if lone is not None or type(a) not in _LAZY_TYPES:
-                    return _make_plain(self, args, kwargs)
-                lone = a
-        # one lazy, by keyword, among literals: ``scale(x=y, k=2)``
-        lits = []
-        bit = 1 << len(args)
-        for a in kwargs.values():
-            if a is lone:
-                mask = bit
-            else:
-                lits.append(a)
-            bit <<= 1
-        return _lone_lazy(self, lone, args, kwargs, args + tuple(lits), mask)
 
     def _literal_link(self, a, args: tuple, kwargs: dict) -> LazyResult:
         """A link with literals: ``step(x, scale=2)``, ``step(x, 1)``: the first argument
@@ -1133,9 +1107,10 @@ def _literal_link_spec(nargs: int, kwnames: tuple) -> tuple:
             or _positional_spec(nargs, 1, kwnames))
 
 
-def _make_plain(task_obj, args, kwargs: dict) -> LazyResult:
+def _make_plain(task_obj, args, kwargs: dict, every: tuple | None = None) -> LazyResult:
     """The common general case: each argument, positional or keyword, a literal or a
-    distinct lazy (``add(x, 1)``, ``scale(x=y, k=2)``, ``fetch(i, timeout=5)``).
+    distinct lazy (``add(x, 1)``, ``scale(x=y, k=2)``, ``meet(a=x, b=y)``); ``every``:
+    the positional then keyword values, when the caller has them already.
 
     A call without lazies is flat (``_flat``), one with a single lazy is interned per
     task (``_lone_lazy``, or a link's own lane when the lazy comes first); with more
@@ -1145,7 +1120,8 @@ def _make_plain(task_obj, args, kwargs: dict) -> LazyResult:
     """
     lazy_types = _LAZY_TYPES
     kinds = _ARG_KIND
-    every = args + tuple(kwargs.values()) if kwargs else args
+    if every is None:
+        every = args + tuple(kwargs.values()) if kwargs else args
     lits = []
     children = []
     mask = 0
@@ -1160,15 +1136,20 @@ def _make_plain(task_obj, args, kwargs: dict) -> LazyResult:
         else:
             lits.append(a)
         bit <<= 1
-    if len(children) == 1:
-        if mask == 1 and args:  # the lazy first: a link (with literals, if any)
-            return task_obj(*args, **kwargs)
-        return _lone_lazy(task_obj, children[0], args, kwargs, tuple(lits), mask)
+    nargs = len(args)
     if not children:  # a flat call: every argument is a literal
         return _flat(task_obj, args, kwargs, every)
-    kwnames = tuple(kwargs)
-    spec = (_POS_SPECS.get((len(args), mask, kwnames) if kwnames else (len(args), mask))
-            or _positional_spec(len(args), mask, kwnames))
+    if mask == 1 and nargs and len(children) == 1:  # the lazy first: a link (with
+        return task_obj(*args, **kwargs)  # literals, if any)
+    if kwargs:
+        kwnames = tuple(kwargs)
+        layout = (nargs, mask, kwnames)
+    else:
+        kwnames = ()
+        layout = (nargs, mask)
+    spec = _POS_SPECS.get(layout) or _positional_spec(nargs, mask, kwnames)
+    if len(children) == 1:
+        return _lone_lazy(task_obj, children[0], args, kwargs, tuple(lits), layout, spec)
     if len(children) > 2:
         return _many_lazies(task_obj, args, kwargs, tuple(lits), children, mask, spec)
     a, b = children  # (``step(n - 1, state, memory)``: a loop's commonest call)
@@ -1176,11 +1157,21 @@ def _make_plain(task_obj, args, kwargs: dict) -> LazyResult:
         return _make(task_obj, args, kwargs, EMPTY_POLICY)  # a lazy passed twice
     a.uses += 1
     b.uses += 1
-    key = ((task_obj.uid, _POSITIONAL, len(args), mask, kwnames, a.shape, b.shape)
-           if kwnames else (task_obj.uid, _POSITIONAL, len(args), mask, a.shape, b.shape))
-    return _node(task_obj, args, kwargs, tuple(lits), _SHAPES.get(key) or intern_shape(key),
-                 spec, (a, b), a.uses == 1 and b.uses == 1 and a.tree and b.tree
-                 and not (a.copied or b.copied))
+    key = ((task_obj.uid, _POSITIONAL, nargs, mask, kwnames, a.shape, b.shape)
+           if kwnames else (task_obj.uid, _POSITIONAL, nargs, mask, a.shape, b.shape))
+    lr = _new_lazy(LazyResult)  # _node(), inlined: a DAG's node
+    lr.task = task_obj
+    lr.args = args
+    lr.kwargs = kwargs
+    lr.lits = tuple(lits)
+    lr.shape = _SHAPES.get(key) or intern_shape(key)
+    lr.spec = spec
+    lr.children = (a, b)
+    lr.tree = a.uses == 1 and b.uses == 1 and a.tree and b.tree and not (a.copied or b.copied)
+    lr.uses = 0
+    lr.copied = False
+    lr.policy = None
+    return lr
 
 
 def _many_lazies(task_obj, args, kwargs, lits: tuple, children: list, mask: int,
@@ -1338,20 +1329,19 @@ def _make_pair(task_obj, args) -> LazyResult:
             return task_obj._literal_link(a, args, _NO_KWARGS)
     elif type(a) in _ARG_KIND or type(b) not in lazy_types:
         return _make_lists(task_obj, args)  # a container or a marker among them
-    return _lone_lazy(task_obj, b, args, _NO_KWARGS, (a,), 2)  # ``put(1, x)``
+    return _lone_lazy(task_obj, b, args, _NO_KWARGS, (a,), (2, 2), _LAZY_SECOND_SPEC)  # put(1, x)
 
 
-def _lone_lazy(task_obj, a, args: tuple, kwargs: dict, lits: tuple, mask: int) -> LazyResult:
-    """A call whose one lazy argument ``a`` is not the first positional one (bit
-    ``mask`` of its arguments, keywords counted after the positional ones) and whose
+def _lone_lazy(task_obj, a, args: tuple, kwargs: dict, lits: tuple, layout: tuple,
+               spec: tuple) -> LazyResult:
+    """A call whose one lazy argument ``a`` is not the first positional one and whose
     other arguments are plain literals ``lits``: ``scale(x=y, k=2)``, ``put(1, y)``.
-    As for a link (``Task._literal_link``), its shape is interned per task by (layout,
-    the child's shape), and such calls of one task and layout stacked on each other
-    number their shapes as a run of links does (``_link_shape``): no global table
-    entry, and no key of every argument, per call."""
-    kwnames = tuple(kwargs)
-    layout = (len(args), mask, kwnames) if kwnames else (len(args), mask)
-    spec = _POS_SPECS.get(layout) or _positional_spec(len(args), mask, kwnames)
+    ``layout`` is (nargs, the lazy's bit among the arguments, keywords counted after
+    the positional ones[, kwnames]), ``spec`` its spec. As for a link
+    (``Task._literal_link``), its shape is interned per task by (layout, the child's
+    shape), and such calls of one task and layout stacked on each other number their
+    shapes as a run of links does (``_link_shape``): no global table entry, and no key
+    of every argument, per call."""
     a.uses += 1
     shape = a.shape
     same = a.spec is spec and a.task is task_obj
@@ -1369,6 +1359,7 @@ _POSITIONAL = "positional"
 _POSITIONAL_LISTS = "positional-lists"
 _ONE_LAZY_SPEC = _positional_spec(1, 1)
 _BOTH_LAZY_SPEC = _positional_spec(2, 3)
+_LAZY_SECOND_SPEC = _positional_spec(2, 2)
 
 
 _SHAPE = operator.attrgetter("shape")
