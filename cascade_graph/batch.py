@@ -48,6 +48,11 @@ Semantics kept item by item:
   target for a target list, where a skipped item becomes None), which the
   engines evaluate like any continuation.
 - order: items run in list order, at the batch's place in the schedule.
+
+A map of plain literals in a run nobody listens to skips even the item
+lazies: its expansion runs the items' argument rows through the same
+``run_rows`` (``items_here``), and under an inline retry tries each item as a
+plain call first (``calls.first_tries``).
 """
 
 from __future__ import annotations
@@ -56,13 +61,24 @@ from functools import partial
 from itertools import starmap
 from operator import attrgetter, is_
 
-from .calls import call_inline, direct
+from .calls import call_inline, direct, failed, first_tries, noted
+from .errors import task_of
 from .folded import CURRENT_RUN, FIRST_SPAN, listened_call, pause, spans
-from .lazy import _LAZY_TYPES, CALL, LazyResult, Task, _node, derived_task
+from .lazy import (
+    _ARG_KIND,
+    _LAZY_TYPES,
+    CALL,
+    LazyResult,
+    Task,
+    _collect,
+    _node,
+    derived_task,
+)
 
 BATCH_MIN = 2  # items in a list before it is batched
 
 _ARGS = attrgetter("args")
+_KWARGS = attrgetter("kwargs")
 _SHAPE = attrgetter("shape")
 _USES = attrgetter("uses")
 _COPIED = attrgetter("copied")
@@ -107,43 +123,59 @@ class BatchTask(Task):
             # the items run on the run's executor: as nodes, gathered like the container
             # the batch stands for (the items are used, so they are not batched again)
             return self.gather(list(members) if self.ctype is list else self.ctype(members))
-        return self._go([], members)
+        if self.kwnames:
+            return self.run_rows(tuple(zip(map(_ARGS, members), map(_KWARGS, members))))
+        return self.run_rows(tuple(map(_ARGS, members)))
 
-    def _go(self, out: list, members: tuple):
-        """Run ``members`` after items whose values are ``out``; the batch's value, or a
-        continuation (a pause for the event loop, or a gather of tail calls)."""
+    def run_rows(self, rows: tuple, out: list | None = None):
+        """Run the items whose arguments are ``rows`` (each the positional arguments, or
+        with keyword names (args, kwargs)) after items whose values are ``out``; the
+        batch's value, or a continuation (a pause for the event loop, or a gather of
+        tail calls)."""
         ctx = CURRENT_RUN.get()
         fn = self.member.fn
-        if self.policy is not None and ctx is not None:  # each item under its policy
-            fn = partial(_inline_keyword_item if self.kwnames else _inline_item, ctx,
-                         self.member, self.policy)
-        calls = _keyword_calls if self.kwnames else _calls
-        if ctx is None or (ctx.emit is None and len(members) <= FIRST_SPAN):
-            out += calls(fn, members)
-        else:
-            end = 0
-            for start, end in spans(ctx, len(members)):
-                part = members[start:end]
-                if ctx.emit is None or self.policy is not None:
-                    out += calls(fn, part)
+        if out is None:
+            out = []
+        calls = _keyword_calls if self.kwnames else starmap
+        policy = self.policy
+        if policy is not None and ctx is not None:  # each item under its policy
+            if ctx.emit is None and policy.timeout is None:  # a retry: tried plainly first
+                calls = partial(first_tries, ctx, self.member, policy, bool(self.kwnames))
+            else:
+                fn = partial(_inline_keyword_item if self.kwnames else _inline_item, ctx,
+                             self.member, policy)
+        try:
+            if ctx is None or (ctx.emit is None and len(rows) <= FIRST_SPAN):
+                out += calls(fn, rows)
+            else:
+                end = 0
+                for start, end in spans(ctx, len(rows)):
+                    part = rows[start:end]
+                    if ctx.emit is None or self.policy is not None:
+                        out += calls(fn, part)
+                    elif self.kwnames:
+                        out += [listened_call(ctx, self.member, fn, a, k) for a, k in part]
+                    else:
+                        out += [listened_call(ctx, self.member, fn, a) for a in part]
+                if end < len(rows):  # the run's yield interval has passed
+                    return pause(partial(self.run_rows, rows[end:], out))
+        except BaseException as exc:  # an item's error, reported on the item's task
+            if task_of(exc) is None:  # (a listened call has reported it)
+                if ctx is None:
+                    noted(exc, self.member.name)
                 else:
-                    out += [listened_call(ctx, self.member, fn, m.args, m.kwargs) for m in part]
-            if end < len(members):  # the run's yield interval has passed
-                return pause(partial(self._go, out, members[end:]))
+                    failed(ctx, self.member, exc)
+            raise
         if not _LAZY_TYPES.isdisjoint(map(type, out)):
             # some item tail-called: the batch's value is the gather of the values
             return self.gather(out if self.ctype is list else self.ctype(out))
         return out if self.ctype is list else self.ctype(out)
 
 
-def _calls(fn, members):
-    """The values of ``fn`` called with each member's arguments (a C-level ``starmap``)."""
-    return starmap(fn, map(_ARGS, members))
-
-
-def _keyword_calls(fn, members):
-    """The values of ``fn`` called with each member's positional and keyword arguments."""
-    return [fn(*m.args, **m.kwargs) for m in members]
+def _keyword_calls(fn, rows):
+    """The values of ``fn`` called with each row's positional and keyword arguments
+    (positional ones: a C-level ``starmap``)."""
+    return [fn(*args, **kwargs) for args, kwargs in rows]
 
 
 def _inline_item(ctx, task, policy, *args):
@@ -181,6 +213,42 @@ def batch_of(items, gather: Task, policy=None) -> LazyResult | None:
     return _node(bt, (members,), {}, (members,), shape, None, (), True)
 
 
+def items_here(map_task, cols: list, kw_cols: dict) -> BatchTask | None:
+    """The batch that runs the items of a map of ``map_task``'s task over the columns
+    ``cols`` and ``kw_cols`` (lists, of one length) in the map's own call, or None.
+
+    In a run nobody listens to, on the engines' own paths (``tail_cache`` and
+    ``hot_path`` on) and in process, a map whose elements are all plain literals and
+    whose task is plain (with no policy, or one made in line) has nothing for its
+    items to be nodes for: their values are computed where the map is expanded, as
+    the batch of those items would compute them (``run_rows``: one C-level
+    ``starmap``, paced, a gather when an item tail-calls), with no item lazy, no
+    batch node and no continuation for the engine to load."""
+    ctx = CURRENT_RUN.get()
+    if ctx is None or ctx.emit is not None or not (ctx.tail_cache and ctx.hot_path):
+        return None
+    task = map_task.task
+    policy = map_task.item_policy
+    if task.internal or task.is_async or not direct(task) or ctx.executor.runs_remotely(task):
+        return None
+    if policy is not None and not map_task.inline_items:
+        return None
+    for column in (*cols, *kw_cols.values()):
+        if not _ARG_KIND.isdisjoint(map(type, column)):
+            return None  # a lazy, a container or a marker: the items are nodes
+    return BatchTask.of(task, len(cols), list, _collect, policy, tuple(kw_cols))
+
+
+def rows_of(cols: list, kw_cols: dict) -> tuple:
+    """The argument rows of a map's items (``BatchTask.run_rows``) from its columns."""
+    if not kw_cols:
+        return tuple(zip(*cols))
+    nargs = len(cols)
+    kwnames = tuple(kw_cols)
+    return tuple([(row[:nargs], dict(zip(kwnames, row[nargs:])))
+                  for row in zip(*cols, *kw_cols.values())])
+
+
 def batch_in(children: tuple, items) -> LazyResult | None:
     """The batch among ``children`` (a policy copy's original's) standing for exactly
     ``items``, or None: a copy shares its original's batch as it shares its children."""
@@ -206,4 +274,5 @@ def members_of(lr) -> tuple:
     return lr.args[0] if type(lr.task) is BatchTask else ()
 
 
-__all__ = ["BATCH_MIN", "BatchTask", "batch_in", "batch_of", "expanded_members", "members_of"]
+__all__ = ["BATCH_MIN", "BatchTask", "batch_in", "batch_of", "expanded_members", "items_here",
+           "members_of", "rows_of"]

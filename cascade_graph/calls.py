@@ -48,10 +48,11 @@ import random
 import types
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
+from itertools import starmap
 from keyword import iskeyword
 from time import perf_counter
 
-from .errors import Interruption, add_task_note, worse_error
+from .errors import Interruption, add_task_note, task_of, worse_error
 from .events import (
     TaskRetrying,
     TaskSkipped,
@@ -278,12 +279,16 @@ def end(ctx, started, value) -> int:
 
 def failed(ctx, task, exc: BaseException, started=None) -> None:
     """The invocation of ``task`` (``started``, when it was observed) raised ``exc``:
-    ``TaskFailed``, then the task note (a cancellation is not the task's error)."""
+    ``TaskFailed``, then the task note and the warning (a cancellation is not the
+    task's error). An internal task (a map, a batch, a pause) never owns an error
+    that a call made inside it raised and reported already (``task_of``)."""
     if started is not None:
         now = perf_counter()
         ctx.emit(make_failed(ctx.run_id, now, started.task, started.call, exc,
                              now - started.time))
     if not isinstance(exc, asyncio.CancelledError):
+        if task.internal and task_of(exc) is not None:
+            return
         add_task_note(exc, task.name)
         warn_failed(task.name, 0 if started is None else started.call, exc)
 
@@ -327,12 +332,18 @@ def call_sync(ctx, task, fn, args, kwargs, parent):
     return value, end(ctx, started, value)
 
 
-def call_inline(ctx, task, fn, args, kwargs, policy, parent):
+def call_inline(ctx, task, fn, args, kwargs, policy, parent, error=None):
     """``call_sync`` under an inline policy (``inline_policy``): each attempt with its
-    events, ``TaskRetrying`` between them, as ``invoke`` would make them. ``(value, call)``."""
+    events, ``TaskRetrying`` between them, as ``invoke`` would make them. ``(value, call)``.
+    ``error``: the first attempt, made as a plain call in a run nobody listens to
+    (``first_tries``), raised it; the attempts go on from there."""
     retry, timeout = policy.retry, policy.timeout
     number = 1
     quiet = ctx.emit is None  # (a map's items under a policy: no begin or end to call)
+    if error is not None:
+        if not _attempt_failed(ctx, task, retry, error, number, None):
+            raise error
+        number = 2
     while True:
         started = None if quiet else begin(ctx, task, parent)
         try:
@@ -341,15 +352,42 @@ def call_inline(ctx, task, fn, args, kwargs, policy, parent):
             else:
                 value = _timed_inline(task, fn, args, kwargs or {}, timeout)
         except BaseException as exc:
-            if (retry is not None and number < retry.max_attempts
-                    and isinstance(exc, retry.retry_on) and isinstance(exc, Exception)):
-                failed(ctx, task, exc, started)
-                _retrying(ctx, task, retry, exc, number, started)
+            if _attempt_failed(ctx, task, retry, exc, number, started):
                 number += 1
                 continue
-            failed(ctx, task, exc, started)
             raise
         return value, (0 if started is None else end(ctx, started, value))
+
+
+def _attempt_failed(ctx, task, retry, exc, number: int, started) -> bool:
+    """Attempt ``number`` of an inline call raised ``exc``: reported, and True when
+    ``retry`` makes another attempt (``TaskRetrying`` emitted)."""
+    failed(ctx, task, exc, started)
+    if (retry is not None and number < retry.max_attempts
+            and isinstance(exc, retry.retry_on) and isinstance(exc, Exception)):
+        _retrying(ctx, task, retry, exc, number, started)
+        return True
+    return False
+
+
+def first_tries(ctx, task, policy, keywords: bool, fn, rows) -> list:
+    """The values of ``task``'s calls with the argument ``rows`` (as a batch holds
+    them) under inline retry ``policy`` (no timeout) in a run nobody listens to: a
+    first attempt is a plain call, made by a C-level ``starmap``, and an item whose
+    call raises goes on with its next attempts (``call_inline``)."""
+    out: list = []
+    rest = iter(rows)
+    while True:
+        try:
+            if keywords:
+                out.extend(fn(*args, **kwargs) for args, kwargs in rest)
+            else:
+                out.extend(starmap(fn, rest))
+            return out
+        except BaseException as exc:  # item len(out) raised: its next attempts
+            args = rows[len(out)]
+            args, kwargs = args if keywords else (args, None)
+            out.append(call_inline(ctx, task, fn, args, kwargs, policy, None, exc)[0])
 
 
 async def call_async(ctx, task, args, kwargs, parent):

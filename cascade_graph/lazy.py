@@ -491,7 +491,9 @@ class MapTask(Task):
     """The internal task behind ``task.map``: it expands into one call per element.
 
     Its value is a tail call to a gather of the item calls, so both engines
-    run map natively with the machinery they already have for tail calls.
+    run map natively with the machinery they already have for tail calls; in a
+    run nobody listens to, a map of plain literals makes its items' calls here
+    instead, as their batch would (``batch.items_here``).
     ``item_policy`` (retry, timeout, cache) is applied to each item.
     """
 
@@ -529,6 +531,9 @@ class MapTask(Task):
                 f"{self.task.name}.map needs iterables of one length, got " + ", ".join(named)
             )
         n = lengths.pop() if lengths else 0
+        batch = items_here(self, cols, kw_cols)
+        if batch is not None:  # nothing for the items to be nodes for: run here
+            return batch.run_rows(rows_of(cols, kw_cols))
         if kw_cols:
             calls = (_flat_keyword_calls(self.task, cols, kw_cols)
                      or [self.task(*(c[i] for c in cols), **{k: c[i] for k, c in kw_cols.items()})
@@ -540,7 +545,7 @@ class MapTask(Task):
         policy = self.item_policy
         if policy is None:
             return _collect(calls)
-        if self._inline_items and len(calls) >= BATCH_MIN:
+        if self.inline_items and len(calls) >= BATCH_MIN:
             # plain items under a retry or timeout made in line: one batch node
             batch = batch_of(calls, _collect, policy)
             if batch is not None:
@@ -548,7 +553,7 @@ class MapTask(Task):
         return _collect([call._with_policy(policy) for call in calls])
 
     @property
-    def _inline_items(self) -> bool:
+    def inline_items(self) -> bool:
         """Can this map's items run in a batch, each under ``item_policy`` in line?"""
         from .calls import direct, inline_policy
 
@@ -1730,4 +1735,4 @@ LazyResult.__reduce__ = _reduce_lazy
 _collect.__qualname__ = "_collect"  # pickled by reference, like any task
 
 
-from .batch import BATCH_MIN, batch_in, batch_of  # noqa: E402  (batch.py builds on this module)
+from .batch import BATCH_MIN, batch_in, batch_of, items_here, rows_of  # noqa: E402  (batch.py builds on this module)

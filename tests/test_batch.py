@@ -361,3 +361,80 @@ def test_a_keyword_map_builds_its_items_as_their_calls_would(engine):
     assert run(scale.map([1, 2], by=[double(1), 3], plus=[0, 1]), engine=engine) == [2, 7]
     assert run(scale.map(range(50), by=[2] * 50), engine=engine) == [2 * i for i in range(50)]
     assert run(scale.map(x=range(3), by=[(1, 2)[1]] * 3), engine=engine) == [0, 2, 4]
+
+
+# -- a map's items made in the map's own call ---------------------------------
+
+
+def _warnings(caplog) -> list:
+    return [r.getMessage() for r in caplog.records if r.name == "cascade.task"]
+
+
+@per_engine
+@per_switches
+def test_a_quiet_map_of_literals_gives_its_items_values_once(engine, switches):
+    """Nobody listens: a map over plain literals runs its items where it is expanded
+    (batch.items_here), with every switch giving the same values, each item once, an
+    item's tail call followed, and a map of a map's values."""
+    assert run(double.map(range(40)), engine=engine, **switches) == [2 * i for i in range(40)]
+    assert set(calls.counts.values()) == {1} and calls.total() == 40
+    assert run(to_async.map(range(6)), engine=engine, **switches) == list(range(6))
+    assert run(double.map(double.map([1, 2])), engine=engine, **switches) == [4, 8]
+    assert run(scale.map([1, 2], by=[3, 4]), engine=engine, **switches) == [3, 8]
+    assert run(double.map([]), engine=engine, **switches) == []
+
+
+@per_engine
+@pytest.mark.parametrize("size", [5, 400])
+def test_a_failing_map_item_is_reported_once_on_its_task(engine, size, caplog):
+    """An item of a map made in the map's call (small, or paced with yield_interval=0
+    so it goes on after a pause) that raises is named by its own task, in the note
+    and in the one warning: not by the map, nor by the pause."""
+    caplog.set_level("WARNING", logger="cascade")
+    with pytest.raises(KeyError) as info:
+        run(explode.map(range(3 - size, 4)), engine=engine, yield_interval=0)
+    assert "cascade: raised by task 'explode'" in info.value.__notes__
+    assert _warnings(caplog) == ["task 'explode' failed: KeyError: 'bad item 3'"]
+
+
+@per_engine
+def test_a_batch_item_failing_after_a_pause_is_named_by_its_task(engine, caplog):
+    caplog.set_level("WARNING", logger="cascade")
+    with pytest.raises(KeyError) as info:
+        run(total([explode(i) for i in range(-400, 4)]), engine=engine, yield_interval=0)
+    assert "cascade: raised by task 'explode'" in info.value.__notes__
+    assert _warnings(caplog) == ["task 'explode' failed: KeyError: 'bad item 3'"]
+
+
+@per_engine
+@pytest.mark.parametrize("keywords", [False, True])
+def test_a_quiet_map_under_a_retry_retries_only_the_failing_items(engine, keywords, caplog):
+    """Items under ``.with_retry`` in a quiet run are first tried as plain calls
+    (calls.first_tries): a failing item goes on with its next attempts, warned as
+    retried; one that fails them all fails the run, named by its task."""
+    caplog.set_level("WARNING", logger="cascade")
+    tries = Calls()
+
+    @task(name="shaky")
+    def shaky(x, by=1):
+        tries.hit(x)
+        if x % 7 == 3 and tries.counts[x] < 2:
+            raise ConnectionError(f"once {x}")
+        if x == 99:
+            raise ConnectionError("always")
+        return x * by
+
+    items = range(30)
+    wf = shaky.map(items, by=[2] * 30) if keywords else shaky.map(items)
+    by = 2 if keywords else 1
+    assert run(wf.with_retry(3), engine=engine) == [x * by for x in items]
+    assert {x for x, n in tries.counts.items() if n == 2} == {3, 10, 17, 24}
+    assert set(tries.counts) == set(items) and max(tries.counts.values()) == 2
+    assert sum("will be retried" in m for m in _warnings(caplog)) == 4
+    tries.counts.clear()
+    caplog.clear()
+    with pytest.raises(ConnectionError) as info:
+        run(shaky.map([1, 99, 2]).with_retry(3), engine=engine)
+    assert tries.counts[99] == 3 and tries.counts[2] == 0
+    assert "cascade: raised by task 'shaky'" in info.value.__notes__
+    assert sum("will be retried" in m for m in _warnings(caplog)) == 2
