@@ -428,6 +428,36 @@ def _root_parts(fn) -> list:
     return parts
 
 
+# id(function) -> (the function, lenient, its code, its defaults, its module and
+# qualified name, the key's name and code parts): for a function with no closure whose
+# defaults are atoms (None, numbers, strings, bytes), they depend on those objects
+# alone, all of them immutable
+_HEADS: dict[int, tuple] = {}
+_HEADS_LIMIT = 4096  # entries; then emptied
+
+
+def _head(task, fn, lenient: bool) -> bytes:
+    """The name and code parts of a key of ``task``'s calls (remembered when they can be)."""
+    held = _HEADS.get(id(fn))
+    if (held is not None and held[0] is fn and held[1] is lenient
+            and held[2] is fn.__code__ and held[3] is fn.__defaults__
+            and fn.__kwdefaults__ is None and fn.__closure__ is None
+            and held[4] == (fn.__module__, fn.__qualname__)):
+        return held[5]
+    out = bytearray(_PART_NAME)
+    _str(out, f"{getattr(fn, '__module__', None) or '?'}.{getattr(fn, '__qualname__', task.name)}")
+    out += _PART_CODE
+    _fingerprint(task, fn, lenient, out)
+    head = bytes(out)
+    if (type(fn) is types.FunctionType and fn.__closure__ is None and fn.__kwdefaults__ is None
+            and all(type(d) in _ATOMS for d in fn.__defaults__ or ())):
+        if len(_HEADS) >= _HEADS_LIMIT:
+            _HEADS.clear()
+        _HEADS[id(fn)] = (fn, lenient, fn.__code__, fn.__defaults__,
+                          (fn.__module__, fn.__qualname__), head)
+    return head
+
+
 def _fingerprint(task, fn, lenient: bool, out: bytearray) -> None:
     for label, value in _root_parts(fn):
         try:
@@ -483,12 +513,8 @@ def cache_key(task, spec, bound: dict) -> str:
     bound argument values (injected resources excluded by the caller) and
     ``key=`` when given.
     """
-    fn = task.fn
     user_key = _user_key(task, spec, bound)
-    out = bytearray(_PART_NAME)
-    _str(out, f"{getattr(fn, '__module__', None) or '?'}.{getattr(fn, '__qualname__', task.name)}")
-    out += _PART_CODE
-    _fingerprint(task, fn, user_key is not None, out)
+    out = bytearray(_head(task, task.fn, user_key is not None))
     out += _PART_ARGS
     _arguments(task, bound, out)
     if user_key is None:

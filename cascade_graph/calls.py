@@ -639,16 +639,62 @@ def _resolve_injects(value, values: dict):
 
 
 def _bind(task, args, kwargs, injected: set) -> dict:
-    """The call's arguments by parameter name (for the cache key), resources left out."""
-    sig = task.signature
+    """The call's arguments by parameter name, in parameter order, defaults applied (for
+    the cache key), resources left out."""
+    binder = task.__dict__.get("_binder")
+    if binder is None:
+        binder = task.__dict__["_binder"] = _binder_of(task.signature)
+    bound = binder(args, kwargs) if binder else None
+    if bound is None:
+        sig = task.signature
+        if sig is None:
+            bound = {str(i): a for i, a in enumerate(args)}
+            bound.update(kwargs)
+            return bound
+        ba = sig.bind(*args, **kwargs)
+        ba.apply_defaults()
+        bound = ba.arguments
+    return {k: v for k, v in bound.items() if k not in injected and type(v) is not Inject}
+
+
+def _binder_of(sig):
+    """For a signature of positional-or-keyword parameters only (the common one), a
+    function binding ``(args, kwargs)`` as ``Signature.bind`` and ``apply_defaults``
+    would (parameter order), or returning None when they would raise; else False."""
     if sig is None:
-        bound = {str(i): a for i, a in enumerate(args)}
-        bound.update(kwargs)
+        return False
+    names = []
+    defaults = {}
+    for p in sig.parameters.values():
+        if p.kind is not p.POSITIONAL_OR_KEYWORD:
+            return False
+        names.append(p.name)
+        if p.default is not p.empty:
+            defaults[p.name] = p.default
+    names = tuple(names)
+    known = frozenset(names)
+
+    def bind(args, kwargs):
+        if len(args) > len(names):
+            return None
+        given = dict(zip(names, args))
+        if not kwargs and len(args) == len(names):
+            return given
+        for k, v in kwargs.items():
+            if k in given or k not in known:
+                return None
+            given[k] = v
+        bound = {}
+        for name in names:
+            if name in given:
+                bound[name] = given[name]
+            elif name in defaults:
+                bound[name] = defaults[name]
+            else:
+                return None
         return bound
-    ba = sig.bind(*args, **kwargs)
-    ba.apply_defaults()
-    return {k: v for k, v in ba.arguments.items()
-            if k not in injected and type(v) is not Inject}
+
+    return bind
 
 
 async def _run(ctx, task, args, kwargs, timeout, remote):

@@ -476,3 +476,59 @@ def test_cache_key_includes_key_argument():
     b = cache_key(t, CacheSpec(key=lambda x: "b"), {"x": 1})
     empty = cache_key(t, CacheSpec(key=""), {"x": 1})
     assert len({none, a, b, empty}) == 4
+
+
+# ---------------------------------------------------------------------------
+# the fast paths of a key: binding and the remembered name and code parts
+
+
+def _plain(a, b, c=3, d=None):
+    return a
+
+
+@pytest.mark.parametrize("args, kwargs", [
+    ((1, 2), {}), ((1, 2, 4, 5), {}), ((1,), {"b": 2}), ((), {"d": 1, "b": 2, "a": 0}),
+    ((1, 2), {"d": 7}), ((1,), {"c": 1, "b": 0}),
+    # calls the signature refuses: the general binding raises for them
+    ((1, 2, 3, 4, 5), {}), ((1,), {"a": 2}), ((1,), {}), ((1, 2), {"e": 1}),
+])
+def test_the_fast_binding_is_signature_binding(args, kwargs):
+    """``calls._bind`` of a function of plain parameters gives what ``Signature.bind``
+    and ``apply_defaults`` give, in parameter order (the key's order), or defers to
+    them for a call they refuse."""
+    import inspect
+
+    from cascade_graph.calls import _bind
+
+    t = task(_plain)
+    try:
+        ba = inspect.signature(_plain).bind(*args, **kwargs)
+    except TypeError:
+        with pytest.raises(TypeError):
+            _bind(t, args, kwargs, set())
+        return
+    ba.apply_defaults()
+    got = _bind(t, args, kwargs, set())
+    assert list(got.items()) == list(ba.arguments.items())
+    assert list(_bind(t, args, kwargs, {"b"})) == [k for k in ba.arguments if k != "b"]
+
+
+def test_a_remembered_key_head_follows_the_function():
+    """The name and code parts of a key are remembered per function, and only while
+    its code, defaults, module and name are the objects they were."""
+    spec = CacheSpec()
+
+    def f(x, k=2):
+        return x * k
+
+    t = task(f)
+    first = cache_key(t, spec, {"x": 1, "k": 2})
+    assert cache_key(t, spec, {"x": 1, "k": 2}) == first
+    f.__defaults__ = (3,)
+    second = cache_key(t, spec, {"x": 1, "k": 2})
+    assert second != first
+    f.__code__ = (lambda x, k=2: x + k).__code__
+    third = cache_key(t, spec, {"x": 1, "k": 2})
+    assert third not in (first, second)
+    f.__qualname__ = "renamed"
+    assert cache_key(t, spec, {"x": 1, "k": 2}) not in (first, second, third)
