@@ -623,7 +623,10 @@ def invoke_now(ctx, node, args, kwargs, parent):
     policy = node.policy
     if policy is not None and not inline_policy(policy, task):
         return None
-    values = ctx.resources.ready_values([r for _, r in node.injects])
+    names = [r for _, r in node.injects]
+    # (with a listener, a resource is set up after the call's TaskStarted: by invoke)
+    resources = ctx.resources
+    values = resources.ready_values(names) if ctx.emit is not None else resources.values_now(names)
     if values is None:
         return None
     args, kwargs = _filled(node, args, kwargs, values)

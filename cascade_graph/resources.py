@@ -93,6 +93,15 @@ def injection_order(task, nargs: int, kwnames: tuple, named) -> tuple:
     """
     if not named and not task.injects:
         return ()  # (the commonest call: nothing to inject)
+    orders = task.__dict__.setdefault("_injection_orders", {})  # a pure function of these
+    key = (nargs, kwnames, tuple(named))
+    order = orders.get(key)
+    if order is None:
+        order = orders[key] = _injection_order(task, nargs, kwnames, named)
+    return order
+
+
+def _injection_order(task, nargs: int, kwnames: tuple, named) -> tuple:
     given = set(kwnames)  # parameters the call fills: a default is not used there
     sig = task.signature
     rank: dict = {}
@@ -135,6 +144,20 @@ class _Live:
             name, scope, value, gen, is_async)
 
 
+def _setup_failed(res: Resource, exc: Exception) -> Exception:
+    """``exc``, raised while setting ``res`` up: noted and warned."""
+    exc.add_note(f"cascade: raised while setting up resource {res.name!r}")
+    warn_resource(res.name, res.scope, "set up", exc)
+    return exc
+
+
+def _setup_now(res: Resource) -> _Live:
+    """Set up ``res``, whose factory is a sync generator function."""
+    gen = res.fn()
+    value = next(gen)
+    return _Live(res.name, res.scope, value, gen, False)
+
+
 async def _setup(res: Resource) -> _Live:
     fn = res.fn
     if inspect.isasyncgenfunction(fn):
@@ -142,9 +165,7 @@ async def _setup(res: Resource) -> _Live:
         value = await gen.__anext__()
         return _Live(res.name, res.scope, value, gen, True)
     if inspect.isgeneratorfunction(fn):
-        gen = fn()
-        value = next(gen)
-        return _Live(res.name, res.scope, value, gen, False)
+        return _setup_now(res)
     value = fn()
     if inspect.isawaitable(value):
         value = await value
@@ -209,6 +230,35 @@ class RunResources:
                 return None
         return out
 
+    def values_now(self, names) -> dict | None:
+        """``ready_values``, after setting up here and now each missing run-scoped
+        resource whose factory is a sync generator function (nothing of its set-up
+        waits: the first call of a fan-out on a database connection need not be a
+        task). None when one is missing still: task-scoped, async, being set up by
+        another call, or its set-up failed (recorded, as ``acquire`` records it, which
+        then raises it for the call)."""
+        values = self.ready_values(names)
+        if values is not None:
+            return values
+        for name in names:
+            if name in self.overrides or name in self.values:
+                continue
+            res = _REGISTRY.get(name)
+            lock = self.locks.get(name)
+            if (res is None or res.scope != "run" or name in self.broken
+                    or not inspect.isgeneratorfunction(res.fn)
+                    or (lock is not None and lock.locked())):
+                return None
+            try:
+                live = _setup_now(res)
+            except Exception as exc:
+                self.broken[name] = _setup_failed(res, exc)
+                return None
+            self.live.append(live)
+            self.values[name] = live.value
+            self._announce(live)
+        return self.ready_values(names)
+
     async def acquire(self, names, task_live: list) -> dict:
         """Values for ``names``, set up in that order; task-scoped ones are appended to
         ``task_live`` (the caller tears them down, also when this raises)."""
@@ -251,8 +301,7 @@ class RunResources:
         try:
             return await _setup(res)
         except Exception as exc:
-            exc.add_note(f"cascade: raised while setting up resource {res.name!r}")
-            warn_resource(res.name, res.scope, "set up", exc)
+            _setup_failed(res, exc)
             raise
 
     def _announce(self, live: _Live) -> None:

@@ -758,3 +758,67 @@ def test_a_call_whose_resources_are_there_is_made_in_line(engine, monkeypatch):
     with pytest.raises(KeyError) as caught:
         run(boom(3), engine=engine)
     assert caught.value.__notes__ == ["cascade: raised by task 'boom_with_db'"]
+
+
+@per_engine
+def test_a_sync_generator_resource_is_set_up_by_the_first_call_in_line(engine, monkeypatch,
+                                                                       caplog):
+    """In a run nobody listens to, a run-scoped resource whose factory is a sync
+    generator is set up by the first call that needs it, in line
+    (``RunResources.values_now``): a fan-out on it makes every call in line, the first
+    too, and sets it up and tears it down once. Its set-up failing fails the run as
+    before (noted on the resource and the task, warned once). With a listener the
+    order of events is kept: the call's TaskStarted, then ResourceSetUp."""
+    from cascade_graph import calls
+
+    name, log = uniq(), Log()
+    gen_resource(name, log, value=3)
+    made = []
+    real = calls.invoke_now
+
+    def counted(ctx, node, args, kwargs, parent):
+        got = real(ctx, node, args, kwargs, parent)
+        made.append(got is not None)
+        return got
+
+    import cascade_graph.executor as ex
+    from cascade_vm import vm
+
+    monkeypatch.setattr(ex, "invoke_now", counted)
+    monkeypatch.setattr(vm, "invoke_now", counted)
+
+    @task
+    def scaled(x, db=inject(name)):
+        return x * db
+
+    @task
+    def total(xs):
+        return sum(xs)
+
+    for _ in range(2):  # first sight, then the template's run
+        made.clear()
+        assert run(total([scaled(i) for i in range(50)]), engine=engine) == 3 * 1225
+        assert made and all(made)
+    assert log == [f"up:{name}", f"down:{name}"] * 2
+    value, rec = run_on(engine, total([scaled(i) for i in range(3)]))
+    assert value == 9
+    first = rec.events.index(rec.of(TaskStarted, scaled.name)[0])
+    assert rec.events.index(rec.of(ResourceSetUp)[0]) > first
+
+    bad = uniq("bad")
+
+    @resource(name=bad)
+    def refuses():
+        raise ConnectionError("no database")
+        yield  # noqa: unreachable - a generator factory
+
+    @task(name="uses_bad")
+    def uses_bad(x, db=inject(bad)):
+        return x
+
+    caplog.set_level("WARNING", logger="cascade")
+    with pytest.raises(ConnectionError) as caught:
+        run(total([uses_bad(i) for i in range(5)]), engine=engine)
+    assert f"cascade: raised while setting up resource {bad!r}" in caught.value.__notes__
+    assert "cascade: raised by task 'uses_bad'" in caught.value.__notes__
+    assert sum("set up" in r.getMessage() for r in caplog.records) == 1
