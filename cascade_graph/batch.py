@@ -21,7 +21,11 @@ When a list is batched (all must hold, else the items stay nodes):
 - at least ``BATCH_MIN`` items, all ``LazyResult``s of one shape that is a
   flat call (literals only, positional or keyword, no policy): so one task,
   one arity, the same keyword names;
-- the task is plain: sync, not offloaded, no injected resource, not internal;
+- the task is plain: sync, not offloaded, no concurrency limit, not internal.
+  It may inject resources: when the batch runs in a run nobody listens to and
+  each one is there or can be set up in line (``injected_values``), its items
+  take them; else the items run as nodes (the gather of them), through
+  ``invoke``;
 - every item is fresh: distinct, not used by another call yet, not copied.
   (A policy copy of the consumer, `.run_if` and friends, shares its
   original's batch, as it shares its children: `batch_in`.)
@@ -61,7 +65,7 @@ from functools import partial
 from itertools import starmap
 from operator import attrgetter, is_
 
-from .calls import call_inline, direct, failed, first_tries, noted
+from .calls import DISTRIBUTED, call_inline, failed, first_tries, noted
 from .errors import task_of
 from .folded import CURRENT_RUN, FIRST_SPAN, listened_call, pause, spans
 from .lazy import (
@@ -74,6 +78,7 @@ from .lazy import (
     _node,
     derived_task,
 )
+from .resources import injection_order
 
 BATCH_MIN = 2  # items in a list before it is batched
 
@@ -108,6 +113,9 @@ class BatchTask(Task):
         self.ctype = ctype
         self.gather = gather
         self.policy = policy  # each item's inline policy (a map's .with_retry), or None
+        # (parameter, resource) the items' calls inject (their parameters' defaults)
+        self.item_injects = injection_order(member, nargs, kwnames, ())
+        self.folded_injects = tuple(r for _, r in self.item_injects)
         super().__init__(self._run, name=member.name)
 
     def __repr__(self) -> str:
@@ -119,13 +127,23 @@ class BatchTask(Task):
 
     def _run(self, members: tuple):
         ctx = CURRENT_RUN.get()
-        if ctx is not None and ctx.executor.runs_remotely(self.member):
-            # the items run on the run's executor: as nodes, gathered like the container
-            # the batch stands for (the items are used, so they are not batched again)
+        if ctx is not None and (ctx.executor.runs_remotely(self.member) or (
+                self.item_injects and self.injected_values(ctx) is None)):
+            # the items run on the run's executor, or their resources need invoke: as
+            # nodes, gathered like the container the batch stands for (the items are
+            # used, so they are not batched again)
             return self.gather(list(members) if self.ctype is list else self.ctype(members))
         if self.kwnames:
             return self.run_rows(tuple(zip(map(_ARGS, members), map(_KWARGS, members))))
         return self.run_rows(tuple(map(_ARGS, members)))
+
+    def injected_values(self, ctx) -> dict | None:
+        """The values of the resources the items inject, when a call could take them
+        in line (``calls.invoke_now``'s rule: a run nobody listens to, each one there
+        or set up here and now: ``RunResources.values_now``), else None."""
+        if ctx is None or ctx.emit is not None:
+            return None
+        return ctx.resources.values_now(self.folded_injects)
 
     def run_rows(self, rows: tuple, out: list | None = None):
         """Run the items whose arguments are ``rows`` (each the positional arguments, or
@@ -134,6 +152,9 @@ class BatchTask(Task):
         tail calls)."""
         ctx = CURRENT_RUN.get()
         fn = self.member.fn
+        if self.item_injects:  # (there: the caller asked injected_values)
+            values = self.injected_values(ctx)
+            fn = partial(fn, **{p: values[r] for p, r in self.item_injects})
         if out is None:
             out = []
         calls = _keyword_calls if self.kwnames else starmap
@@ -143,7 +164,7 @@ class BatchTask(Task):
                 calls = partial(first_tries, ctx, self.member, policy, bool(self.kwnames))
             else:
                 fn = partial(_inline_keyword_item if self.kwnames else _inline_item, ctx,
-                             self.member, policy)
+                             self.member, policy, fn)
         try:
             if ctx is None or (ctx.emit is None and len(rows) <= FIRST_SPAN):
                 out += calls(fn, rows)
@@ -178,15 +199,15 @@ def _keyword_calls(fn, rows):
     return [fn(*args, **kwargs) for args, kwargs in rows]
 
 
-def _inline_item(ctx, task, policy, *args):
+def _inline_item(ctx, task, policy, fn, *args):
     """One item of a batch with a policy: its attempts with their events."""
-    return call_inline(ctx, task, task.fn, args, None, policy, ctx.folded_parent)[0]
+    return call_inline(ctx, task, fn, args, None, policy, ctx.folded_parent)[0]
 
 
-def _inline_keyword_item(ctx, task, policy, /, *args, **kwargs):
+def _inline_keyword_item(ctx, task, policy, fn, /, *args, **kwargs):
     """``_inline_item`` for an item with keyword arguments (kept apart: a positional
     item, the common one, makes no dict)."""
-    return call_inline(ctx, task, task.fn, args, kwargs, policy, ctx.folded_parent)[0]
+    return call_inline(ctx, task, fn, args, kwargs, policy, ctx.folded_parent)[0]
 
 
 def batch_of(items, gather: Task, policy=None) -> LazyResult | None:
@@ -197,7 +218,7 @@ def batch_of(items, gather: Task, policy=None) -> LazyResult | None:
     if type(first) is not LazyResult or first.spec is not None or first.kind != CALL:
         return None
     task = first.task
-    if (task.internal or task.is_async or not direct(task)
+    if (not _batchable(task)
             or len(set(map(type, items))) != 1 or len(set(map(_SHAPE, items))) != 1
             or any(map(_USES, items)) or any(map(_COPIED, items))
             or len(set(map(id, items))) != len(items)):
@@ -211,6 +232,14 @@ def batch_of(items, gather: Task, policy=None) -> LazyResult | None:
     if shape is None:
         shape = bt._flat1 = bt._flat_shape(1)
     return _node(bt, (members,), {}, (members,), shape, None, (), True)
+
+
+def _batchable(task) -> bool:
+    """May like flat calls of ``task`` be a batch: a plain sync task, run in process,
+    not offloaded, with no concurrency limit? (It may inject resources: the batch
+    takes them in line when a call could, else its items run as nodes.)"""
+    return not (task.internal or task.is_async or task.offload or task.concurrency
+                or DISTRIBUTED.get())
 
 
 def items_here(map_task, cols: list, kw_cols: dict) -> BatchTask | None:
@@ -229,14 +258,17 @@ def items_here(map_task, cols: list, kw_cols: dict) -> BatchTask | None:
         return None
     task = map_task.task
     policy = map_task.item_policy
-    if task.internal or task.is_async or not direct(task) or ctx.executor.runs_remotely(task):
+    if not _batchable(task) or ctx.executor.runs_remotely(task):
         return None
     if policy is not None and not map_task.inline_items:
         return None
     for column in (*cols, *kw_cols.values()):
         if not _ARG_KIND.isdisjoint(map(type, column)):
             return None  # a lazy, a container or a marker: the items are nodes
-    return BatchTask.of(task, len(cols), list, _collect, policy, tuple(kw_cols))
+    batch = BatchTask.of(task, len(cols), list, _collect, policy, tuple(kw_cols))
+    if batch.item_injects and batch.injected_values(ctx) is None:
+        return None
+    return batch
 
 
 def rows_of(cols: list, kw_cols: dict) -> tuple:

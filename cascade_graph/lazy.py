@@ -236,6 +236,7 @@ class Task(Generic[P, R]):
     folded = False  # a node of this task stands for other calls (batch.py, repeat.py)
     concurrency = None  # at most this many invocations at once within a run (None: no limit)
     local = False  # always runs in the driver's process, whatever the executor
+    folded_injects = ()  # resources the calls a folded node stands for inject (batch.py)
 
     def __init__(self, fn: Callable[P, Any], name: str | None = None, offload: bool = False,
                  concurrency: int | None = None, local: bool = False):

@@ -956,6 +956,7 @@ class _Builder:
             _check_map(lr)
         injects = injection_order(task, len(args), kwnames, named)
         self.resource_names.extend((r, task.name) for _, r in injects)
+        self.resource_names.extend((r, task.name) for r in task.folded_injects)
         return injects
 
     def template(self, key) -> Template:

@@ -7,6 +7,8 @@ tail call, exactly as it would as a node of its own.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from cascade_graph import Router, task
@@ -438,3 +440,95 @@ def test_a_quiet_map_under_a_retry_retries_only_the_failing_items(engine, keywor
     assert tries.counts[99] == 3 and tries.counts[2] == 0
     assert "cascade: raised by task 'shaky'" in info.value.__notes__
     assert sum("will be retried" in m for m in _warnings(caplog)) == 2
+
+
+# -- items that inject resources ------------------------------------------------
+
+_resource_ids = itertools.count()  # resource names no other test registers
+
+
+@per_engine
+@per_switches
+def test_a_batch_of_injecting_calls_takes_its_resources_like_its_items(engine, switches):
+    """Flat calls injecting resources are one batch. In a quiet run it sets up a
+    run-scoped sync resource in line, once, and runs its items with it; a task-scoped
+    or async resource, or a listener, makes its items nodes again, each call taking
+    its resources as ``invoke`` gives them (events in their order)."""
+    from cascade_graph import ResourceSetUp, TaskStarted, inject, resource
+
+    uid = next(_resource_ids)
+    log = []
+
+    @resource(name=f"conn{uid}")
+    def conn():
+        log.append("up")
+        yield 10
+        log.append("down")
+
+    @resource(name=f"per_call{uid}", scope="task")
+    def per_call():
+        log.append("task-up")
+        yield 1
+
+    @resource(name=f"aconn{uid}")
+    async def aconn():
+        log.append("async-up")
+        yield 100
+
+    @task(name="with_conn")
+    def with_conn(x, db=inject(f"conn{uid}")):
+        return x + db
+
+    @task(name="with_per_call")
+    def with_per_call(x, r=inject(f"per_call{uid}")):
+        return x + r
+
+    @task(name="with_aconn")
+    def with_aconn(x, db=inject(f"aconn{uid}")):
+        return x + db
+
+    items = [with_conn(i) for i in range(20)]
+    assert _is_batch(total(items))
+    assert run(total(items), engine=engine, **switches) == 190 + 200
+    assert log == ["up", "down"]
+    assert run(with_conn.map(range(5)), engine=engine, **switches) == [10, 11, 12, 13, 14]
+    assert run(total([with_per_call(i) for i in range(6)]), engine=engine, **switches) == 21
+    assert log.count("task-up") == 6
+    assert run(total([with_aconn(i) for i in range(4)]), engine=engine, **switches) == 406
+    assert log.count("async-up") == 1
+    value, rec = run_on(engine, total([with_conn(i) for i in range(3)]), switches)
+    assert value == 33
+    assert len(rec.of(ev.TaskStarted, "with_conn")) == 3
+    first = rec.events.index(rec.of(TaskStarted, "with_conn")[0])
+    assert rec.events.index(rec.of(ResourceSetUp)[0]) > first
+
+
+@per_engine
+def test_a_batch_of_injecting_calls_fails_as_its_items_would(engine):
+    """An unknown resource fails the run before any task runs; a set-up that fails
+    fails the run with its error, named by the item's task."""
+    from cascade_graph import inject, resource
+
+    uid = next(_resource_ids)
+
+    @task(name="needs_missing")
+    def needs_missing(x, db=inject(f"missing{uid}")):
+        return x
+
+    with pytest.raises(Exception) as info:
+        run(add(double(1), total([needs_missing(i) for i in range(5)])), engine=engine)
+    assert f"missing{uid}" in str(info.value)
+    assert calls.total() == 0  # double(1) never ran
+
+    @resource(name=f"refuses{uid}")
+    def refuses():
+        raise ConnectionError("no database")
+        yield  # a generator factory
+
+    @task(name="needs_refused")
+    def needs_refused(x, db=inject(f"refuses{uid}")):
+        return x
+
+    with pytest.raises(ConnectionError) as info:
+        run(total([needs_refused(i) for i in range(5)]), engine=engine)
+    assert "cascade: raised by task 'needs_refused'" in info.value.__notes__

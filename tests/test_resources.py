@@ -795,11 +795,18 @@ def test_a_sync_generator_resource_is_set_up_by_the_first_call_in_line(engine, m
     def total(xs):
         return sum(xs)
 
+    @task
+    def plus(x):
+        return x + 1
+
     for _ in range(2):  # first sight, then the template's run
-        made.clear()
+        made.clear()  # calls on lazies: each a node, all made in line
+        assert run(total([scaled(plus(i)) for i in range(50)]), engine=engine) == 3 * 1275
+        assert len(made) == 50 and all(made)
+        made.clear()  # flat calls: a batch, which takes the resource in line itself
         assert run(total([scaled(i) for i in range(50)]), engine=engine) == 3 * 1225
-        assert made and all(made)
-    assert log == [f"up:{name}", f"down:{name}"] * 2
+        assert made == []
+    assert log == [f"up:{name}", f"down:{name}"] * 4
     value, rec = run_on(engine, total([scaled(i) for i in range(3)]))
     assert value == 9
     first = rec.events.index(rec.of(TaskStarted, scaled.name)[0])
@@ -810,7 +817,7 @@ def test_a_sync_generator_resource_is_set_up_by_the_first_call_in_line(engine, m
     @resource(name=bad)
     def refuses():
         raise ConnectionError("no database")
-        yield  # noqa: unreachable - a generator factory
+        yield  # (unreachable: it makes a generator factory)
 
     @task(name="uses_bad")
     def uses_bad(x, db=inject(bad)):
