@@ -21,7 +21,8 @@ When a list is batched (all must hold, else the items stay nodes):
 - at least ``BATCH_MIN`` items, all ``LazyResult``s of one shape that is a
   flat call (literals only, positional or keyword, no policy): so one task,
   one arity, the same keyword names;
-- the task is plain: sync, not offloaded, no concurrency limit, not internal.
+- the task is plain: sync, not offloaded, not internal (a concurrency limit
+  holds nothing back for sync calls made one after the other: ``calls.direct``).
   It may inject resources: when the batch runs in a run nobody listens to and
   each one is there or can be set up in line (``injected_values``), its items
   take them; else the items run as nodes (the gather of them), through
@@ -236,10 +237,9 @@ def batch_of(items, gather: Task, policy=None) -> LazyResult | None:
 
 def _batchable(task) -> bool:
     """May like flat calls of ``task`` be a batch: a plain sync task, run in process,
-    not offloaded, with no concurrency limit? (It may inject resources: the batch
+    not offloaded? (It may inject resources: the batch
     takes them in line when a call could, else its items run as nodes.)"""
-    return not (task.internal or task.is_async or task.offload or task.concurrency
-                or DISTRIBUTED.get())
+    return not (task.internal or task.is_async or task.offload or DISTRIBUTED.get())
 
 
 def items_here(map_task, cols: list, kw_cols: dict) -> BatchTask | None:

@@ -216,11 +216,13 @@ DISTRIBUTED: ContextVar = ContextVar("cascade_distributed", default=False)
 def direct(task) -> bool:
     """May an engine call ``task``'s function itself (inline, or awaited when it is
     ``async def``) with no protocol step but ``begin``/``end``? Not when it is
-    offloaded, injects a resource or has a concurrency limit, nor in a
-    distributed run (the executor may place the call remotely, and a call made
+    offloaded, injects a resource or is ``async def`` with a concurrency limit, nor
+    in a distributed run (the executor may place the call remotely, and a call made
     here gets its arguments fetched first): those calls (and calls with retry,
-    timeout or cache) go through ``invoke``."""
-    if task.offload or task.concurrency or task.injects:
+    timeout or cache) go through ``invoke``. (A sync call made on the event loop's
+    thread runs alone: at most one invocation of its task runs at once, whatever
+    its ``concurrency``; a limit has nothing to hold back there.)"""
+    if task.offload or task.injects or (task.concurrency and task.is_async):
         return False
     return not DISTRIBUTED.get()
 
@@ -611,14 +613,15 @@ def _filled(node, args, kwargs, values: dict) -> tuple:
 
 def invoke_now(ctx, node, args, kwargs, parent):
     """``(value, call)`` of template ``node``'s call made here and now, or None when
-    ``invoke`` must make it. Here and now: a sync task, in process, not offloaded, with
-    no concurrency limit, under no policy but one ``call_inline`` makes, whose injected
-    resources are all there already (``RunResources.ready_values``: a run-scoped one
-    set up by an earlier call, say the first turn of a tail loop). Nothing of such a
+    ``invoke`` must make it. Here and now: a sync task, in process, not offloaded (its
+    concurrency limit, if any, holds nothing back: ``direct``), under no policy but one
+    ``call_inline`` makes, whose injected resources are all there already
+    (``RunResources.ready_values``: a run-scoped one set up by an earlier call, say
+    the first turn of a tail loop; ``values_now`` in a quiet run). Nothing of such a
     call waits, so it is what ``_attempts`` would do, with the same events, without a
     coroutine or a task per call."""
     task = node.task
-    if task.is_async or task.offload or task.concurrency or ctx.executor is not LOCAL:
+    if task.is_async or task.offload or ctx.executor is not LOCAL:
         return None
     policy = node.policy
     if policy is not None and not inline_policy(policy, task):
@@ -737,8 +740,11 @@ def _timed_inline(task, fn, args, kwargs, timeout: float):
 
 
 async def _within(work, timeout, task, why: str):
+    """``await work``, cancelled after ``timeout`` seconds (in the calling task: no task
+    of its own, as ``asyncio.wait_for`` would make)."""
     try:
-        return await asyncio.wait_for(work, timeout)
+        async with asyncio.timeout(timeout):
+            return await work
     except TimeoutError:
         raise TimeoutError(f"task {task.name!r} timed out after {timeout:g} s{why}") from None
 

@@ -319,3 +319,39 @@ def test_an_executor_runs_the_calls_it_places_remotely(engine):
     assert (exe.opened, exe.closed) == (1, 1)
     where = {e.task: e.where for e in rec.of(ev.TaskStarted)}
     assert where == {"remote_double": exe.where, "hop": "local", "total": "local"}
+
+
+@per_engine
+@per_switches
+def test_a_sync_task_with_a_limit_is_a_plain_call(engine, switches):
+    """A sync, in-process, not offloaded task never runs two invocations at once (the
+    event loop's thread runs one call at a time), so its concurrency limit holds
+    nothing back and it is a plain call everywhere (``calls.direct``); an async one
+    with a limit, or an offloaded one, still takes ``invoke``."""
+    from cascade_graph.calls import direct
+
+    running = {"now": 0, "most": 0}
+
+    @task(concurrency=1)
+    def inc(x):
+        running["now"] += 1
+        running["most"] = max(running["most"], running["now"])
+        running["now"] -= 1
+        return x + 1
+
+    @task(concurrency=1)
+    async def ainc(x):
+        return x + 1
+
+    @task(concurrency=1, offload=True)
+    def oinc(x):
+        return x + 1
+
+    assert direct(inc) and not direct(ainc) and not direct(oinc)
+    assert run(total([inc(i) for i in range(20)]), engine=engine, **switches) == 210
+    assert run(inc.map(range(5)), engine=engine, **switches) == [1, 2, 3, 4, 5]
+    assert run(total([inc(inc(i)) for i in range(5)]), engine=engine, **switches) == 20
+    assert running["most"] == 1
+    rec = Recorder()
+    value = run(total([inc(i) for i in range(3)]), engine=engine, on_event=rec, **switches)
+    assert value == 6 and len(rec.of(ev.TaskStarted, inc.name)) == 3
