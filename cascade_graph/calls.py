@@ -404,19 +404,28 @@ async def call_async(ctx, task, args, kwargs, parent):
 
 
 def start_async_quiet(ctx, task, args, kwargs, follow):
-    """A call of ``async def`` ``task`` for a run nobody listens to, started eagerly:
-    its coroutine's first step runs now, in a copy of the context (as a new
-    asyncio task's would). A call that finishes in that step (one that awaits
-    nothing, or only what is ready) costs no task and no trip through the
-    event loop: its value is returned (a lazy value is its tail call, for the
-    caller to go on with). Otherwise the rest runs as a task of the run, its
-    tail call evaluated by ``follow`` in the same task, and that
-    ``asyncio.Task`` is returned for the caller to read at first use. (A value
-    that is itself an ``asyncio.Task`` comes back inside a finished task, so the
-    two never mix.) Inside the first step, ``asyncio.current_task()`` is the
-    run's task, as with Python 3.12's eager tasks."""
+    """A call of ``async def`` ``task`` for a run nobody listens to, started eagerly,
+    as Python 3.12's eager tasks start: its task is made first, and the coroutine's
+    first step runs now, with that task as ``asyncio.current_task()`` (so a
+    ``asyncio.timeout``, a ``TaskGroup`` or a library's cancel scope entered in that
+    step belongs to the task that runs the rest) and in a copy of the context. A
+    call that finishes in that step (one that awaits nothing, or only what is
+    ready) gives its value now (a lazy value is its tail call, for the caller to go
+    on with), and no trip through the event loop is waited for; its task just ends.
+    Otherwise the rest runs in that task, its tail call evaluated by ``follow`` in
+    the same task, and that ``asyncio.Task`` is returned for the caller to read at
+    first use. (A value that is itself an ``asyncio.Task`` comes back inside a
+    finished task, so the two never mix.)"""
     coro = task.fn(*args, **kwargs) if kwargs else task.fn(*args)
     context = contextvars.copy_context()
+    # The call's task, not started yet (Python 3.11 has no eager tasks: a task made
+    # the usual way is queued at once, and most calls never need theirs). It stands
+    # as the current task through the first step, and it is started (Task.__init__)
+    # only when the coroutine stopped there; a finished call's is simply dropped.
+    t = _Task.__new__(_Task)
+    loop = asyncio.get_running_loop()
+    outer = _CURRENT_TASKS.get(loop)
+    _CURRENT_TASKS[loop] = t  # (asyncio's _enter_task, without its checks: one store)
     try:
         yielded = context.run(coro.send, None)
     except StopIteration as stop:
@@ -427,7 +436,20 @@ def start_async_quiet(ctx, task, args, kwargs, follow):
     except BaseException as exc:
         failed(ctx, task, exc)
         raise
-    return ctx.spawn(_rest_quiet(ctx, task, coro, yielded, follow), context, coro)
+    finally:
+        if outer is None:
+            del _CURRENT_TASKS[loop]
+        else:
+            _CURRENT_TASKS[loop] = outer
+    _Task.__init__(t, _rest_quiet(ctx, task, coro, yielded, follow), loop=loop,
+                   context=context)
+    return ctx.track(t, coro)
+
+
+_Task = asyncio.Task
+#: loop -> its current task: the table asyncio.current_task reads (and its C tasks
+#: write as they step); asyncio keeps it as ``asyncio.tasks._current_tasks``
+_CURRENT_TASKS: dict = asyncio.tasks._current_tasks
 
 
 async def _given(value):

@@ -125,6 +125,11 @@ class RunContext:
         else:
             t = asyncio.get_running_loop().create_task(coro, context=context)
             coro = guarded
+        return self.track(t, coro)
+
+    def track(self, t: asyncio.Task, coro) -> asyncio.Task:
+        """Track task ``t`` as one of this run's until it is done (``coro``: the coroutine
+        to close if it never starts)."""
         tasks = self.tasks
         tasks[t] = coro
         t.add_done_callback(self._task_done)

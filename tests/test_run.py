@@ -1186,3 +1186,55 @@ def test_a_continuation_seen_for_the_first_time_runs_on_the_first_tier(engine):
 
     assert run(routed(2), engine=engine) == 4
     assert template_key(routed.fn(3)) in SHARED
+
+
+# -- async calls started eagerly: their own task from the first step ---------------
+
+
+@per_engine
+def test_an_async_call_started_with_others_owns_its_task_from_its_first_step(engine):
+    """Async calls that overlap (a fan-out, run cold on the first tier, then on the
+    template, then hot) run their first step eagerly; ``asyncio.current_task()`` is
+    then already the task that runs the rest, so what a call enters in its first
+    step and leaves after a suspension (``asyncio.timeout``, a ``TaskGroup``, a
+    library's cancel scope, which checks it is left in the task it was entered in)
+    belongs to it: a timeout that fires cancels that call, never the run."""
+    seen = []
+
+    @task(name="guarded_fetch")
+    async def guarded_fetch(x):
+        mine = asyncio.current_task()
+        try:
+            async with asyncio.timeout(0.01 if x % 3 == 0 else 5):
+                await asyncio.sleep(0.2 if x % 3 == 0 else 0)
+        except TimeoutError:
+            seen.append(asyncio.current_task() is mine)
+            return -x
+        seen.append(asyncio.current_task() is mine)
+        return x
+
+    @task(name="grouped")
+    async def grouped(x):
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(asyncio.sleep(0))
+                tg.create_task(_fails_after_yield(x))
+        except ExceptionGroup as group:  # the child's error, not the run cancelled
+            return group.exceptions[0].args[0]
+        return -1
+
+    @task
+    def gather(xs):
+        return xs
+
+    for _ in range(10):  # first sight, template, then the VM's compiled block
+        seen.clear()
+        assert run(gather([guarded_fetch(i) for i in range(6)]), engine=engine) == [
+            0, 1, 2, -3, 4, 5]
+        assert seen == [True] * 6
+    assert run(gather([grouped(i) for i in range(4)]), engine=engine) == [0, 1, 2, 3]
+
+
+async def _fails_after_yield(x):
+    await asyncio.sleep(0)
+    raise ValueError(x)
