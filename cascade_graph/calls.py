@@ -404,26 +404,38 @@ async def call_async(ctx, task, args, kwargs, parent):
 
 
 def start_async_quiet(ctx, task, args, kwargs, follow):
-    """A call of ``async def`` ``task`` for a run nobody listens to, started eagerly,
-    as Python 3.12's eager tasks start: its task is made first, and the coroutine's
-    first step runs now, with that task as ``asyncio.current_task()`` (so a
-    ``asyncio.timeout``, a ``TaskGroup`` or a library's cancel scope entered in that
-    step belongs to the task that runs the rest) and in a copy of the context. A
-    call that finishes in that step (one that awaits nothing, or only what is
-    ready) gives its value now (a lazy value is its tail call, for the caller to go
-    on with), and no trip through the event loop is waited for; its task just ends.
-    Otherwise the rest runs in that task, its tail call evaluated by ``follow`` in
-    the same task, and that ``asyncio.Task`` is returned for the caller to read at
-    first use. (A value that is itself an ``asyncio.Task`` comes back inside a
-    finished task, so the two never mix.)"""
+    """A call of ``async def`` ``task`` for a run nobody listens to, started eagerly
+    (``start_eagerly``): its value now when it finished in its first step (a lazy
+    value is its tail call, for the caller to go on with), else the
+    ``asyncio.Task`` running the rest and then its tail call (by ``follow``), for
+    the caller to read at first use. Its error is reported on ``task``."""
     coro = task.fn(*args, **kwargs) if kwargs else task.fn(*args)
+    return start_eagerly(ctx, coro, task, follow)
+
+
+def start_eagerly(ctx, coro, task=None, follow=None):
+    """Start ``coro`` as a task of the run, eagerly, as Python 3.12's eager tasks start:
+    its first step runs now, in a copy of the context, with its task already
+    ``asyncio.current_task()`` (so an ``asyncio.timeout``, a ``TaskGroup`` or a
+    library's cancel scope entered in that step belongs to the task that runs the
+    rest). A coroutine that finishes in that step (it awaits nothing, or only what
+    is ready) gives its value now, with no trip through the event loop; otherwise
+    that ``asyncio.Task`` is returned, running the rest. (A value that is itself an
+    ``asyncio.Task`` comes back inside a finished task, so the two never mix.)
+
+    ``task``: ``coro`` is a call of that task, whose error is reported on it
+    (``failed``) and whose lazy value, once it ran as a task, is its tail call,
+    evaluated there by ``follow``. A loop with a task factory (``set_task_factory``)
+    makes every task of the run: then ``coro`` is started as such a task, as it is."""
     context = contextvars.copy_context()
-    # The call's task, not started yet (Python 3.11 has no eager tasks: a task made
-    # the usual way is queued at once, and most calls never need theirs). It stands
-    # as the current task through the first step, and it is started (Task.__init__)
+    loop = asyncio.get_running_loop()
+    if loop.get_task_factory() is not None:  # the loop's own tasks: made by its factory
+        return ctx.spawn(_rest(ctx, coro, _UNSTEPPED, task, follow), context, coro)
+    # Its task, not started yet (Python 3.11 has no eager tasks: a task made the
+    # usual way is queued at once, and most calls never need theirs). It stands as
+    # the current task through the first step, and it is started (Task.__init__)
     # only when the coroutine stopped there; a finished call's is simply dropped.
     t = _Task.__new__(_Task)
-    loop = asyncio.get_running_loop()
     outer = _CURRENT_TASKS.get(loop)
     _CURRENT_TASKS[loop] = t  # (asyncio's _enter_task, without its checks: one store)
     try:
@@ -434,15 +446,15 @@ def start_async_quiet(ctx, task, args, kwargs, follow):
             return ctx.spawn(_given(value))
         return value
     except BaseException as exc:
-        failed(ctx, task, exc)
+        if task is not None:
+            failed(ctx, task, exc)
         raise
     finally:
         if outer is None:
             del _CURRENT_TASKS[loop]
         else:
             _CURRENT_TASKS[loop] = outer
-    _Task.__init__(t, _rest_quiet(ctx, task, coro, yielded, follow), loop=loop,
-                   context=context)
+    _Task.__init__(t, _rest(ctx, coro, yielded, task, follow), loop=loop, context=context)
     return ctx.track(t, coro)
 
 
@@ -452,19 +464,26 @@ _Task = asyncio.Task
 _CURRENT_TASKS: dict = asyncio.tasks._current_tasks
 
 
+_UNSTEPPED = object()  # _rest's ``yielded`` for a coroutine whose first step is to come
+
+
 async def _given(value):
     return value
 
 
 @types.coroutine
-def _rest_quiet(ctx, task, coro, yielded, follow):
-    """The rest of an eagerly started call (``start_async_quiet``), then its tail call:
+def _rest(ctx, coro, yielded, task, follow):
+    """The rest of an eagerly started coroutine (``start_eagerly``), in its task:
     ``coro`` driven from where its first step stopped, having yielded ``yielded``
-    (what ``yield from coro`` would do had it made that step itself). One frame
-    between the task and the user's coroutine; a ``KeyboardInterrupt`` or
-    ``SystemExit`` leaves as an ``Interruption`` (see ``context._guarded``)."""
+    (what ``yield from coro`` would do had it made that step itself; ``_UNSTEPPED``:
+    from its first step), then, for a call of ``task``, its tail call. One frame
+    between the task and ``coro``; a
+    ``KeyboardInterrupt`` or ``SystemExit`` leaves as an ``Interruption`` (see
+    ``context._guarded``)."""
     try:
         try:
+            if yielded is _UNSTEPPED:  # (a task of the loop's factory: from the start)
+                yielded = coro.send(None)
             while True:
                 try:
                     sent = yield yielded
@@ -480,9 +499,10 @@ def _rest_quiet(ctx, task, coro, yielded, follow):
         except GeneratorExit:
             raise
         except BaseException as exc:
-            failed(ctx, task, exc)
+            if task is not None:
+                failed(ctx, task, exc)
             raise
-        if type(value) in _LAZY_TYPES:
+        if task is not None and type(value) in _LAZY_TYPES:
             value = yield from follow(value)
         return value
     except (KeyboardInterrupt, SystemExit) as exc:
@@ -773,7 +793,7 @@ async def _within(work, timeout, task, why: str):
 
 __all__ = [
     "DISTRIBUTED", "Executor", "InProcess", "LOCAL", "SKIPPED", "begin", "call_async",
-    "invoke_now",
+    "invoke_now", "start_async_quiet", "start_eagerly",
     "call_inline", "call_sync", "end", "direct", "failed", "inline_policy", "invoke",
     "keyword_caller", "needs_invoke", "noted", "positional_form", "skipped",
 ]

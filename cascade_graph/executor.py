@@ -49,6 +49,7 @@ from .calls import (
     invoke_now,
     noted,
     start_async_quiet,
+    start_eagerly,
 )
 from .calls import skipped as skip
 from .context import SKIPPED, TARGET
@@ -364,11 +365,16 @@ class GraphRun:
         """Call node ``i``'s task through the protocol (inline, or as a task)."""
         if op.mode == INVOKE:
             made = invoke_now(self.ctx, op.node, args, kwargs, inst.parent_call)
-            if made is not None:  # nothing of it waits: made here
-                self.complete(inst, i, *made)
-                return
-            self._spawn(invoke(self.ctx, op.node, args, kwargs, self.follow, inst.parent_call),
-                        inst, i)
+            if made is None:
+                call = invoke(self.ctx, op.node, args, kwargs, self.follow, inst.parent_call)
+                if not self.quiet_run:
+                    self._spawn(call, inst, i)
+                    return
+                made = start_eagerly(self.ctx, call)  # its first step now
+                if type(made) is Task:  # going on: (value, call) when it ends
+                    self._when_done(made, inst, i, True)
+                    return
+            self.complete(inst, i, *made)  # made here, nothing of it waiting
         elif op.is_async and not self.quiet_run:
             self._spawn(call_async(self.ctx, op.node.task, args, kwargs, inst.parent_call),
                         inst, i)

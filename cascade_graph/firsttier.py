@@ -68,6 +68,7 @@ from .calls import (
     invoke,
     skipped,
     start_async_quiet,
+    start_eagerly,
 )
 from .hotpath import Pacer
 from .lazy import (
@@ -460,8 +461,10 @@ class _FirstRun:
         if lr.policy is not None and not inline_policy(lr.policy, task):
             # the protocol's general path (a cache, an async call's retry or timeout, a
             # retry that pauses), as the engines start it: a task read at first use
-            self.started.add(lr)
-            return ctx.spawn(self._invoked(lr, args, kwargs or {}))
+            v = start_eagerly(ctx, self._invoked(lr, args, kwargs or {}))  # first step now
+            if type(v) is Task:
+                self.started.add(lr)
+            return v
         if task.is_async:  # started now: finished, or read at first use (as the engines do)
             v = start_async_quiet(ctx, task, args, kwargs or {}, self.follow)
             if type(v) is Task:

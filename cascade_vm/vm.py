@@ -43,6 +43,7 @@ from cascade_graph.calls import (
     invoke_now,
     noted,
     start_async_quiet,
+    start_eagerly,
 )
 from cascade_graph.calls import skipped as skip
 from cascade_graph.context import SKIPPED, as_root
@@ -311,7 +312,9 @@ class VM:
                 if made is not None:  # nothing of it waits: made here (then as a CALL_KW)
                     v, call = made
                 elif op == START or op == INVOKE_START:
-                    R[a] = self._start(self._started(op, x, args, kwargs, parent))
+                    started = self._started(op, x, args, kwargs, parent)
+                    # quiet: its first step now (a value, or the task going on with it)
+                    R[a] = start_eagerly(ctx, started) if quiet else self._start(started)
                     continue
                 else:
                     v, call = await self._call(op, x, args, kwargs, parent)

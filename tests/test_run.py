@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+import uvloop
 
 from cascade_graph import Router, task
 from cascade_graph.errors import task_of
@@ -1238,3 +1239,35 @@ def test_an_async_call_started_with_others_owns_its_task_from_its_first_step(eng
 async def _fails_after_yield(x):
     await asyncio.sleep(0)
     raise ValueError(x)
+
+
+@per_engine
+def test_a_loop_with_a_task_factory_makes_the_runs_tasks(engine):
+    """A loop's task factory (``set_task_factory``: tracing, monitoring) makes every
+    task of the run, eagerly started calls included."""
+
+    @task(name="pause_then")
+    async def pause_then(x):
+        await asyncio.sleep(0)
+        return x
+
+    @task
+    def gather(xs):
+        return xs
+
+    async def main():
+        made = []
+        loop = asyncio.get_running_loop()
+
+        def factory(loop, coro, **kwargs):
+            t = asyncio.Task(coro, loop=loop, **kwargs)
+            made.append(t)
+            return t
+
+        loop.set_task_factory(factory)
+        value = await arun(gather([pause_then(i) for i in range(5)]), engine=engine)
+        return value, made
+
+    value, made = uvloop.run(main())
+    assert value == [0, 1, 2, 3, 4]
+    assert len(made) >= 5 and all(t.done() for t in made)
