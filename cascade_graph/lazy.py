@@ -689,16 +689,18 @@ class LazyResult(StandIn, Generic[R_co]):
 
     def run_if(self, cond: object) -> LazyResult[R_co]:
         """Skip this call unless ``cond`` (a value or a lazy) is truthy."""
+        p = self._policy()
+        if type(cond) in _LAZY_TYPES:
+            return self._with_policy(Policy(p.conds + (cond,), p.after, p.retry, p.timeout,
+                                            p.cache))
         if isinstance(cond, Task) or inspect.isfunction(cond) or inspect.ismethod(cond):
             name = getattr(cond, "name", None) or getattr(cond, "__qualname__", repr(cond))
             raise TypeError(
                 f".run_if() got {name!r} itself, which is always true: pass a value or a lazy "
                 f"call, e.g. .run_if({name}(...))"
             )
-        if type(cond) not in _LAZY_TYPES:
-            cond = bool(cond)
-        p = self._policy()
-        return self._with_policy(Policy(p.conds + (cond,), p.after, p.retry, p.timeout, p.cache))
+        # a literal condition: one policy object per (policy, conditions), as _evolved makes
+        return self._with_policy(_evolved(p, "conds", p.conds + (bool(cond),)))
 
     def after(self, *lazies: LazyResult[Any]) -> LazyResult[R_co]:
         """Run only after ``lazies`` finished (ordering only; their values are not passed)."""
@@ -1384,14 +1386,15 @@ def _policy_copy(original: LazyResult, bare_shape: int, bare_spec: tuple, n_bare
     whole structure below, the key and the shapes of the policy's own children: so one
     structure has one shape whatever order its policies were given in, and a pickle's
     rebuild (``lazy_from_call``) finds it. A policy without lazies is looked up by
-    identity: ``fetch(u).with_retry(3)``, ``f(x).with_timeout(5)`` share one spec object
-    and one shape per bare shape."""
+    identity: ``fetch(u).with_retry(3)``, ``f(x).with_timeout(5)``, ``g(y).run_if(True)``
+    share one spec object and one shape per bare shape."""
     original.copied = True
-    if not (policy.conds or policy.after):
+    conds = policy.conds
+    if not policy.after and (not conds or _LAZY_TYPES.isdisjoint(map(type, conds))):
         key = (bare_shape, id(policy))
         known = _POLICY_COPIES.get(key)
         if known is None or known[0] is not policy or known[1] is not bare_spec:
-            pkey = ((), (), policy.retry, policy.timeout, policy.cache)
+            pkey = (conds, (), policy.retry, policy.timeout, policy.cache)
             known = _remember(_POLICY_COPIES, key, (policy, bare_spec,
                                                     _policy_copy_spec(bare_spec, policy, pkey),
                                                     _copy_shape(bare_shape, bare_spec, n_bare,
