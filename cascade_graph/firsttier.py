@@ -9,15 +9,16 @@ compiling them and never get it back. So, as the VM's second tier waits for
 for the second sight of a structure before the engines build its template:
 the first time, ``run_first`` evaluates the lazies themselves.
 
-It takes a workflow when every node is a plain call that the engines would
-make themselves (``calls.direct``: no injection, no Router, no folded node;
-sync or async) or a ``Param`` or ``Env`` (each resolved before any task runs,
-as the engines resolve them), with any policy: conditions, ordering, a retry
-or timeout of a sync task made in line (``calls.call_inline``, as the engines
-make it: one ``.with_retry()`` or ``.run_if()`` item no longer sends a whole
-fan-out to the template path), and any other (a cache, an async call's retry
-or timeout, a retry that pauses) through ``calls.invoke`` in a task read at
-first use, as the engines start it; and the run is quiet (nobody
+It takes a workflow when every node is a call of a task that injects nothing
+(no Router, no folded node; sync or async) or a ``Param`` or ``Env`` (each
+resolved before any task runs, as the engines resolve them), with any policy:
+conditions, ordering, a retry or timeout of a sync task made in line
+(``calls.call_inline``, as the engines make it: one ``.with_retry()`` or
+``.run_if()`` item no longer sends a whole fan-out to the template path), and
+any other (a cache, an async call's retry or timeout, a retry that pauses), an
+offloaded task or an async one with a concurrency limit, through
+``calls.invoke``, started eagerly (``calls.start_eagerly``) and read at first
+use when it waits, as the engines start it; and the run is quiet (nobody
 listens, so there are no events or call numbers to produce) and in-process.
 Anything else, or ``tail_cache=False`` / ``hot_path=False`` (the switches that make
 the engines do all the work themselves), leaves the workflow to the engine,
@@ -128,8 +129,20 @@ class _Invocation:
 
 
 def _task_ok(task) -> bool:
-    """Can this tier call ``task``'s function itself (see module docstring)?"""
-    return not ((task.internal and not task.gathers) or task.folded or not direct(task))
+    """Can this tier call ``task`` (see module docstring): its function itself, or through
+    ``calls.invoke`` when it is offloaded or ``async def`` with a concurrency limit?"""
+    if (task.internal and not task.gathers) or task.folded or task.injects:
+        return False
+    return direct(task) or task.offload or bool(task.concurrency)
+
+
+def _through_invoke(lr) -> bool:
+    """Does call ``lr`` take the protocol's general path (``calls.invoke``): a policy
+    not made in line (a cache, an async call's retry or timeout, a retry that
+    pauses), an offloaded task, an async one with a concurrency limit?"""
+    task = lr.task
+    return ((lr.policy is not None and not inline_policy(lr.policy, task))
+            or not direct(task))
 
 
 _ASYNC = "async"  # _all_taken's yes when some task is async
@@ -174,7 +187,7 @@ def _all_taken(order):
             if not _task_ok(task):
                 return False
             layouts = known[id(task)] = set()
-            has_async = has_async or task.is_async
+            has_async = has_async or task.is_async or not direct(task)
         if spec is None:
             last_shape = lr.shape
             layout = (len(lr.args), tuple(lr.kwargs)) if lr.kwargs else (len(lr.args), ())
@@ -458,9 +471,9 @@ class _FirstRun:
             self.skips = True  # (its consumers check their inputs from now on)
             return skipped(ctx, task, "condition")
         args, kwargs = (lr.args, lr.kwargs) if lr.spec is None else _arguments(lr, values)
-        if lr.policy is not None and not inline_policy(lr.policy, task):
-            # the protocol's general path (a cache, an async call's retry or timeout, a
-            # retry that pauses), as the engines start it: a task read at first use
+        if _through_invoke(lr):
+            # the protocol's general path, as the engines start it: its first step
+            # now, and a task read at first use when it waits
             v = start_eagerly(ctx, self._invoked(lr, args, kwargs or {}))  # first step now
             if type(v) is Task:
                 self.started.add(lr)
