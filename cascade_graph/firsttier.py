@@ -9,16 +9,20 @@ compiling them and never get it back. So, as the VM's second tier waits for
 for the second sight of a structure before the engines build its template:
 the first time, ``run_first`` evaluates the lazies themselves.
 
-It takes a workflow when every node is a call of a task that injects nothing
-(no Router, no folded node; sync or async) or a ``Param`` or ``Env`` (each
-resolved before any task runs, as the engines resolve them), with any policy:
+It takes a workflow when every node is a call (no Router, no folded node;
+sync or async) or a ``Param`` or ``Env`` (each resolved before any task runs,
+as the engines resolve them; a resource a task injects is checked to exist
+before any task runs, as the engines check it), with any policy:
 conditions, ordering, a retry or timeout of a sync task made in line
 (``calls.call_inline``, as the engines make it: one ``.with_retry()`` or
 ``.run_if()`` item no longer sends a whole fan-out to the template path), and
 any other (a cache, an async call's retry or timeout, a retry that pauses), an
-offloaded task or an async one with a concurrency limit, through
-``calls.invoke``, started eagerly (``calls.start_eagerly``) and read at first
-use when it waits, as the engines start it; and the run is quiet (nobody
+offloaded task, an async one with a concurrency limit or one that injects
+resources, through the protocol: in line when nothing of it waits
+(``calls.invoke_now``), else ``calls.invoke`` started eagerly
+(``calls.start_eagerly``) and read at first use when it waits, as the engines
+start it (such tasks never take this tier's own inner loops: ``indirect``);
+and the run is quiet (nobody
 listens, so there are no events or call numbers to produce) and in-process.
 Anything else, or ``tail_cache=False`` / ``hot_path=False`` (the switches that make
 the engines do all the work themselves), leaves the workflow to the engine,
@@ -67,6 +71,7 @@ from .calls import (
     failed,
     inline_policy,
     invoke,
+    invoke_now,
     skipped,
     start_async_quiet,
     start_eagerly,
@@ -82,6 +87,7 @@ from .lazy import (
     ENV,
     PARAM,
 )
+from .resources import injection_order
 from .template import canonical_nodes, layout_of, written_arguments
 
 _SEEN: set = set()  # root shapes run by this tier (or by the engines) once already
@@ -118,28 +124,31 @@ def wants(ctx, root) -> bool:
 
 class _Invocation:
     """What ``calls.invoke`` reads of a call: its task, its policy, its injections
-    (none here: this tier takes no injecting call)."""
+    ((parameter, resource) for the parameters whose default is ``inject(...)`` the
+    call leaves to it: ``resources.injection_order``)."""
 
-    __slots__ = ("task", "policy")
-    injects = ()
+    __slots__ = ("task", "policy", "injects")
 
-    def __init__(self, task, policy):
+    def __init__(self, task, policy, args: tuple, kwargs: dict):
         self.task = task
         self.policy = policy
+        self.injects = (injection_order(task, len(args), tuple(kwargs), ()) if task.injects
+                        else ())
 
 
 def _task_ok(task) -> bool:
     """Can this tier call ``task`` (see module docstring): its function itself, or through
     ``calls.invoke`` when it is offloaded or ``async def`` with a concurrency limit?"""
-    if (task.internal and not task.gathers) or task.folded or task.injects:
+    if (task.internal and not task.gathers) or task.folded:
         return False
-    return direct(task) or task.offload or bool(task.concurrency)
+    return direct(task) or task.offload or bool(task.concurrency) or bool(task.injects)
 
 
 def _through_invoke(lr) -> bool:
     """Does call ``lr`` take the protocol's general path (``calls.invoke``): a policy
     not made in line (a cache, an async call's retry or timeout, a retry that
-    pauses), an offloaded task, an async one with a concurrency limit?"""
+    pauses), an offloaded task, an async one with a concurrency limit, a task that
+    injects resources?"""
     task = lr.task
     return ((lr.policy is not None and not inline_policy(lr.policy, task))
             or not direct(task))
@@ -150,10 +159,12 @@ _VALUES = "values"  # _all_taken's yes when some node is a Param or Env (no task
 _ASYNC_VALUES = "async and values"  # both
 
 
-def _all_taken(order):
+def _all_taken(order, needs: list, indirect: set):
     """Is every node of ``order`` for this tier (False, True, or ``_ASYNC`` when some
     task is async, ``_VALUES`` when some node is a Param or Env, ``_ASYNC_VALUES`` for
-    both)? Checks each call's arity on the way, once per task and layout."""
+    both)? Checks each call's arity on the way, once per task and layout; lists in
+    ``needs`` (resource, task name) for every resource a task injects, and in
+    ``indirect`` the ids of the tasks whose calls go through ``calls.invoke``."""
     has_async = has_values = False
     # id(task) -> the layouts checked for it: id(spec) of a call with lazies (the spec
     # fixes the layout), the argument count of a flat call without keywords
@@ -187,7 +198,11 @@ def _all_taken(order):
             if not _task_ok(task):
                 return False
             layouts = known[id(task)] = set()
-            has_async = has_async or task.is_async or not direct(task)
+            if not direct(task):  # (offloaded, injecting, async with a limit)
+                indirect.add(id(task))
+                needs.extend((r, task.name) for _, r in task.injects)
+                has_async = True
+            has_async = has_async or task.is_async
         if spec is None:
             last_shape = lr.shape
             layout = (len(lr.args), tuple(lr.kwargs)) if lr.kwargs else (len(lr.args), ())
@@ -340,12 +355,14 @@ def _skipped_input(lr, values: dict) -> bool:
 class _FirstRun:
     """The state of one first-tier evaluation (see module docstring)."""
 
-    __slots__ = ("ctx", "root", "follow", "values", "started", "skips", "pacer", "budget")
+    __slots__ = ("ctx", "root", "follow", "indirect", "values", "started", "skips", "pacer",
+                 "budget")
 
-    def __init__(self, ctx, root, follow):
+    def __init__(self, ctx, root, follow, indirect: set):
         self.ctx = ctx
         self.root = root
         self.follow = follow
+        self.indirect = indirect  # ids of the tasks whose calls go through calls.invoke
         self.values: dict = {}  # node -> value, or the task computing it
         self.started: set = set()  # ids of nodes whose value is a task still to read
         self.skips = False  # a task's value was SKIPPED: consumers check their inputs
@@ -355,7 +372,7 @@ class _FirstRun:
     async def go(self, order: list):
         """Run ``order`` (each node after its children) in turn, until a node needs a
         task's value that is not there yet: the rest then runs by readiness."""
-        values, started = self.values, self.started
+        values, started, indirect = self.values, self.started, self.indirect
         links, literal = _LINK_SPEC_IDS, _LITERAL_LINK_SPEC_IDS
         plain = _POS_SPEC_IDS
         lazy = _LAZY_TYPES
@@ -370,7 +387,7 @@ class _FirstRun:
                 return await self.by_readiness(order[k:])
             spec = lr.spec
             if ((spec is None or id(spec) in plain) and not self.skips
-                    and not lr.task.is_async):
+                    and not lr.task.is_async and id(lr.task) not in indirect):
                 # the commonest nodes, sync calls whose arguments are literals and lazies:
                 # flat calls (every argument a literal), chain links (``step(x)``,
                 # ``step(x, scale=2)``: the one lazy is the first argument) and the rest
@@ -435,7 +452,7 @@ class _FirstRun:
                 break
             if above.task is not task:
                 task = above.task
-                if task.is_async:
+                if task.is_async or id(task) in self.indirect:
                     break
                 fn = task.fn
             if not link or lr.uses != 1:  # read later (a shared node, a fan-in's item)
@@ -472,13 +489,18 @@ class _FirstRun:
             return skipped(ctx, task, "condition")
         args, kwargs = (lr.args, lr.kwargs) if lr.spec is None else _arguments(lr, values)
         if _through_invoke(lr):
-            # the protocol's general path, as the engines start it: its first step
-            # now, and a task read at first use when it waits
-            v = start_eagerly(ctx, self._invoked(lr, args, kwargs or {}))  # first step now
-            if type(v) is Task:
-                self.started.add(lr)
-            return v
-        if task.is_async:  # started now: finished, or read at first use (as the engines do)
+            # the protocol's general path, as the engines start it: in line when nothing
+            # of it waits (calls.invoke_now), else its first step now, and a task read
+            # at first use when it waits
+            call = _Invocation(task, lr.policy, args, kwargs or {})
+            made = invoke_now(ctx, call, args, kwargs or {}, None)
+            if made is None:
+                v = start_eagerly(ctx, self._invoked(call, args, kwargs or {}))
+                if type(v) is Task:
+                    self.started.add(lr)
+                return v
+            v = made[0]
+        elif task.is_async:  # started now: finished, or read at first use (as the engines do)
             v = start_async_quiet(ctx, task, args, kwargs or {}, self.follow)
             if type(v) is Task:
                 self.started.add(lr)
@@ -498,11 +520,11 @@ class _FirstRun:
                 return _ROOT_TAIL_CALL
         return v
 
-    async def _invoked(self, lr, args: tuple, kwargs: dict):
-        """The final value of call ``lr`` made through ``calls.invoke`` (its tail call
+    async def _invoked(self, call: _Invocation, args: tuple, kwargs: dict):
+        """The final value of ``call`` made through ``calls.invoke`` (its tail call
         followed by the engine)."""
         follow = self.follow
-        value, _ = await invoke(self.ctx, _Invocation(lr.task, lr.policy), args, kwargs,
+        value, _ = await invoke(self.ctx, call, args, kwargs,
                                 lambda lazy, parent=None: follow(lazy), None)
         if type(value) in _LAZY_TYPES:
             value = await follow(value)
@@ -625,12 +647,16 @@ async def run_first(ctx, root, follow):
     for the engine to go on with), or ``NOT_TAKEN`` when nothing ran and the engine
     must run the workflow. ``follow(lazy)`` evaluates an inner node's tail call."""
     order = _evaluation_order(root)
-    taken = _all_taken(order)
+    needs: list = []
+    indirect: set = set()
+    taken = _all_taken(order, needs, indirect)
     if not taken:
         return NOT_TAKEN
+    if needs:  # an unknown resource fails the run before any task runs, as on the engines
+        ctx.resources.check(needs)
     if (taken is _ASYNC or taken is _ASYNC_VALUES) and root.tree:
         order = _post_order(root)  # async calls start in the engines' order (first first)
-    first = _FirstRun(ctx, root, follow)
+    first = _FirstRun(ctx, root, follow, indirect)
     if taken is _VALUES or taken is _ASYNC_VALUES:
         # Params and Envs: every one resolved before any task runs (a missing or bad
         # parameter fails the run first, as on the engines); the calls read them

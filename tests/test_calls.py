@@ -355,3 +355,73 @@ def test_a_sync_task_with_a_limit_is_a_plain_call(engine, switches):
     rec = Recorder()
     value = run(total([inc(i) for i in range(3)]), engine=engine, on_event=rec, **switches)
     assert value == 6 and len(rec.of(ev.TaskStarted, inc.name)) == 3
+
+
+@per_engine
+@per_switches
+def test_calls_through_invoke_keep_their_kind_on_a_first_sight(engine, switches):
+    """A cold workflow of links and fan-ins (the first tier's, on the default switches)
+    with an offloaded task, an async one with a limit and one injecting a resource:
+    each call is made as its kind asks (the offloaded one in a worker thread, the
+    limited ones within their limit, the resource set up once and given), and an
+    unknown resource fails the run before any task ran."""
+    import threading
+
+    from cascade_graph import inject, resource
+
+    threads, running, log = [], {"now": 0, "most": 0}, []
+
+    @task(name="in_thread", offload=True)
+    def in_thread(x):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return x + 1
+
+    @task(name="limited", concurrency=2)
+    async def limited(x):
+        running["now"] += 1
+        running["most"] = max(running["most"], running["now"])
+        await asyncio.sleep(0.001)
+        running["now"] -= 1
+        return x * 2
+
+    name = f"store_{id(log)}"
+
+    @resource(name=name)
+    def store():
+        log.append("up")
+        yield 100
+
+    @task(name="stored")
+    def stored(x, base=inject(name)):
+        return base + x
+
+    for _ in range(2):  # a first sight, then the template
+        threads.clear()
+        items = [limited(in_thread(double(i))) for i in range(6)] + [in_thread(7)]
+        assert run(total(items), engine=engine, **switches) == 8 + sum(
+            2 * (2 * i + 1) for i in range(6))
+        assert threads == [False] * 7 and running["most"] <= 2
+    for _ in range(2):
+        threads.clear()
+        items = [stored(limited(in_thread(double(i)))) for i in range(6)]
+        assert run(total(items), engine=engine, **switches) == sum(
+            100 + 2 * (2 * i + 1) for i in range(6))
+        assert threads == [False] * 6 and running["most"] <= 2
+    assert log == ["up", "up"]
+
+    missing = f"missing_{id(log)}"
+
+    @task(name="needs_nothing_known")
+    def needs_nothing_known(x, db=inject(missing)):
+        return x
+
+    ran = []
+
+    @task(name="records")
+    def records(x):
+        ran.append(x)
+        return x
+
+    with pytest.raises(Exception) as info:
+        run(total([records(1), needs_nothing_known(double(2))]), engine=engine, **switches)
+    assert missing in str(info.value) and ran == []

@@ -782,10 +782,11 @@ def test_a_sync_generator_resource_is_set_up_by_the_first_call_in_line(engine, m
         return got
 
     import cascade_graph.executor as ex
+    import cascade_graph.firsttier as ft
     from cascade_vm import vm
 
-    monkeypatch.setattr(ex, "invoke_now", counted)
-    monkeypatch.setattr(vm, "invoke_now", counted)
+    for module in (ex, ft, vm):
+        monkeypatch.setattr(module, "invoke_now", counted)
 
     @task
     def scaled(x, db=inject(name)):
