@@ -150,14 +150,33 @@ class BatchTask(Task):
         """Run the items whose arguments are ``rows`` (each the positional arguments, or
         with keyword names (args, kwargs)) after items whose values are ``out``; the
         batch's value, or a continuation (a pause for the event loop, or a gather of
-        tail calls)."""
+        tail calls). An item's error is reported on the item's task."""
         ctx = CURRENT_RUN.get()
+        if out is None:
+            out = []
+        try:
+            end = self._calls(ctx, rows, out)
+        except BaseException as exc:
+            if task_of(exc) is None:  # (a listened call has reported it)
+                if ctx is None:
+                    noted(exc, self.member.name)
+                else:
+                    failed(ctx, self.member, exc)
+            raise
+        if end < len(rows):  # the run's yield interval has passed
+            return pause(partial(self.run_rows, rows[end:], out))
+        if not _LAZY_TYPES.isdisjoint(map(type, out)):
+            # some item tail-called: the batch's value is the gather of the values
+            return self.gather(out if self.ctype is list else self.ctype(out))
+        return out if self.ctype is list else self.ctype(out)
+
+    def _calls(self, ctx, rows: tuple, out: list) -> int:
+        """Make the calls of ``rows`` onto ``out``, in spans the run's pacer sizes, until
+        its yield interval has passed: how many rows were run."""
         fn = self.member.fn
         if self.item_injects:  # (there: the caller asked injected_values)
             values = self.injected_values(ctx)
             fn = partial(fn, **{p: values[r] for p, r in self.item_injects})
-        if out is None:
-            out = []
         calls = _keyword_calls if self.kwnames else starmap
         policy = self.policy
         if policy is not None and ctx is not None:  # each item under its policy
@@ -166,32 +185,19 @@ class BatchTask(Task):
             else:
                 fn = partial(_inline_keyword_item if self.kwnames else _inline_item, ctx,
                              self.member, policy, fn)
-        try:
-            if ctx is None or (ctx.emit is None and len(rows) <= FIRST_SPAN):
-                out += calls(fn, rows)
+        if ctx is None or (ctx.emit is None and len(rows) <= FIRST_SPAN):
+            out += calls(fn, rows)
+            return len(rows)
+        end = 0
+        for start, end in spans(ctx, len(rows)):
+            part = rows[start:end]
+            if ctx.emit is None or policy is not None:
+                out += calls(fn, part)
+            elif self.kwnames:
+                out += [listened_call(ctx, self.member, fn, a, k) for a, k in part]
             else:
-                end = 0
-                for start, end in spans(ctx, len(rows)):
-                    part = rows[start:end]
-                    if ctx.emit is None or self.policy is not None:
-                        out += calls(fn, part)
-                    elif self.kwnames:
-                        out += [listened_call(ctx, self.member, fn, a, k) for a, k in part]
-                    else:
-                        out += [listened_call(ctx, self.member, fn, a) for a in part]
-                if end < len(rows):  # the run's yield interval has passed
-                    return pause(partial(self.run_rows, rows[end:], out))
-        except BaseException as exc:  # an item's error, reported on the item's task
-            if task_of(exc) is None:  # (a listened call has reported it)
-                if ctx is None:
-                    noted(exc, self.member.name)
-                else:
-                    failed(ctx, self.member, exc)
-            raise
-        if not _LAZY_TYPES.isdisjoint(map(type, out)):
-            # some item tail-called: the batch's value is the gather of the values
-            return self.gather(out if self.ctype is list else self.ctype(out))
-        return out if self.ctype is list else self.ctype(out)
+                out += [listened_call(ctx, self.member, fn, a) for a in part]
+        return end
 
 
 def _keyword_calls(fn, rows):

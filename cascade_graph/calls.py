@@ -732,17 +732,24 @@ def _binder_of(sig):
             if k in given or k not in known:
                 return None
             given[k] = v
-        bound = {}
-        for name in names:
-            if name in given:
-                bound[name] = given[name]
-            elif name in defaults:
-                bound[name] = defaults[name]
-            else:
-                return None
-        return bound
+        return picked(names, given, defaults)
 
     return bind
+
+
+def picked(names, first: dict, second: dict) -> dict | None:
+    """``{name: value}`` for each of ``names``, in order, from ``first`` or else from
+    ``second``; None when one is in neither (a call's arguments over its parameters'
+    defaults; a run's given resources over the live ones)."""
+    out = {}
+    for name in names:
+        if name in first:
+            out[name] = first[name]
+        elif name in second:
+            out[name] = second[name]
+        else:
+            return None
+    return out
 
 
 async def _run(ctx, task, args, kwargs, timeout, remote):

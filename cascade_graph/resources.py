@@ -27,7 +27,7 @@ from typing import Any, overload
 
 import attrs
 
-from .calls import noted
+from .calls import noted, picked
 from .errors import ResourceError, describe
 from .events import ResourceSetUp, ResourceTornDown
 from .lazy import Inject
@@ -219,16 +219,7 @@ class RunResources:
         """Values for ``names`` when each is there already (given in ``resources=``, or
         run-scoped and set up by an earlier call of this run), else None: nothing to
         set up or tear down, so a call can take them with no await (``calls.invoke_now``)."""
-        out = {}
-        overrides, values = self.overrides, self.values
-        for name in names:
-            if name in overrides:
-                out[name] = overrides[name]
-            elif name in values:
-                out[name] = values[name]
-            else:
-                return None
-        return out
+        return picked(names, self.overrides, self.values)
 
     def values_now(self, names) -> dict | None:
         """``ready_values``, after setting up here and now each missing run-scoped

@@ -703,24 +703,12 @@ def test_a_call_whose_resources_are_there_is_made_in_line(engine, monkeypatch):
     turn of a tail loop with no task of its own, with the value, events, retries and
     task note that ``invoke`` would give. A task-scoped resource still goes through
     ``invoke``."""
-    from cascade_graph import TaskFailed, TaskFinished, TaskRetrying, TaskStarted, calls
+    from cascade_graph import TaskFailed, TaskFinished, TaskRetrying, TaskStarted
 
     name, per_call, log = uniq(), uniq("t"), Log()
     gen_resource(name, log, value=10)
     gen_resource(per_call, log, value=1, scope="task")
-    made = []
-    real = calls.invoke_now
-
-    def counted(ctx, node, args, kwargs, parent):
-        got = real(ctx, node, args, kwargs, parent)
-        made.append(got is not None)
-        return got
-
-    import cascade_graph.executor as ex
-    from cascade_vm import vm
-
-    monkeypatch.setattr(ex, "invoke_now", counted)
-    monkeypatch.setattr(vm, "invoke_now", counted)
+    made = _made_in_line(monkeypatch)
     flaky_at = []
 
     @task
@@ -769,24 +757,10 @@ def test_a_sync_generator_resource_is_set_up_by_the_first_call_in_line(engine, m
     too, and sets it up and tears it down once. Its set-up failing fails the run as
     before (noted on the resource and the task, warned once). With a listener the
     order of events is kept: the call's TaskStarted, then ResourceSetUp."""
-    from cascade_graph import calls
 
     name, log = uniq(), Log()
     gen_resource(name, log, value=3)
-    made = []
-    real = calls.invoke_now
-
-    def counted(ctx, node, args, kwargs, parent):
-        got = real(ctx, node, args, kwargs, parent)
-        made.append(got is not None)
-        return got
-
-    import cascade_graph.executor as ex
-    import cascade_graph.firsttier as ft
-    from cascade_vm import vm
-
-    for module in (ex, ft, vm):
-        monkeypatch.setattr(module, "invoke_now", counted)
+    made = _made_in_line(monkeypatch)
 
     @task
     def scaled(x, db=inject(name)):
@@ -796,14 +770,10 @@ def test_a_sync_generator_resource_is_set_up_by_the_first_call_in_line(engine, m
     def total(xs):
         return sum(xs)
 
-    @task
-    def plus(x):
-        return x + 1
-
     for _ in range(2):  # first sight, then the template's run
         made.clear()  # calls on lazies: each a node, all made in line
-        assert run(total([scaled(plus(i)) for i in range(50)]), engine=engine) == 3 * 1275
-        assert len(made) == 50 and all(made)
+        assert run(total([scaled(scaled(i)) for i in range(50)]), engine=engine) == 9 * 1225
+        assert len(made) == 100 and all(made)
         made.clear()  # flat calls: a batch, which takes the resource in line itself
         assert run(total([scaled(i) for i in range(50)]), engine=engine) == 3 * 1225
         assert made == []
@@ -830,3 +800,24 @@ def test_a_sync_generator_resource_is_set_up_by_the_first_call_in_line(engine, m
     assert f"cascade: raised while setting up resource {bad!r}" in caught.value.__notes__
     assert "cascade: raised by task 'uses_bad'" in caught.value.__notes__
     assert sum("set up" in r.getMessage() for r in caplog.records) == 1
+
+
+def _made_in_line(monkeypatch) -> list:
+    """Count the engines' ``calls.invoke_now`` asks: the list gets True for each call made
+    in line, False for each left to ``invoke``."""
+    import cascade_graph.executor as ex
+    import cascade_graph.firsttier as ft
+    from cascade_graph import calls
+    from cascade_vm import vm
+
+    made: list = []
+    real = calls.invoke_now
+
+    def counted(ctx, node, args, kwargs, parent):
+        got = real(ctx, node, args, kwargs, parent)
+        made.append(got is not None)
+        return got
+
+    for module in (ex, ft, vm):
+        monkeypatch.setattr(module, "invoke_now", counted)
+    return made
