@@ -195,14 +195,11 @@ def _all_taken(order, needs: list, indirect: set):
         if lr.policy is not None and not inline_policy(lr.policy, task):
             has_async = True  # (started in the engines' order, as an async call is)
         if layouts is None:
-            if not _task_ok(task):
+            kind = _task_kind(task, needs, indirect)
+            if kind is None:
                 return False
             layouts = known[id(task)] = set()
-            if not direct(task):  # (offloaded, injecting, async with a limit)
-                indirect.add(id(task))
-                needs.extend((r, task.name) for _, r in task.injects)
-                has_async = True
-            has_async = has_async or task.is_async
+            has_async = has_async or kind
         if spec is None:
             last_shape = lr.shape
             layout = (len(lr.args), tuple(lr.kwargs)) if lr.kwargs else (len(lr.args), ())
@@ -219,6 +216,19 @@ def _all_taken(order, needs: list, indirect: set):
     if has_values:
         return _ASYNC_VALUES if has_async else _VALUES
     return _ASYNC if has_async else True
+
+
+def _task_kind(task, needs: list, indirect: set) -> bool | None:
+    """None when this tier cannot take calls of ``task`` (``_task_ok``), else whether
+    they may wait (async, or through ``calls.invoke``: then ``task`` joins
+    ``indirect`` and the resources it injects ``needs``)."""
+    if not _task_ok(task):
+        return None
+    if not direct(task):  # (offloaded, injecting, async with a limit)
+        indirect.add(id(task))
+        needs.extend((r, task.name) for _, r in task.injects)
+        return True
+    return task.is_async
 
 
 def _plain_containers(spec) -> bool:
