@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import pytest
-import uvloop
 
 from cascade_graph import Router, task
 from cascade_graph.errors import task_of
@@ -1268,6 +1267,6 @@ def test_a_loop_with_a_task_factory_makes_the_runs_tasks(engine):
         value = await arun(gather([pause_then(i) for i in range(5)]), engine=engine)
         return value, made
 
-    value, made = uvloop.run(main())
+    value, made = asyncio.run(main())
     assert value == [0, 1, 2, 3, 4]
     assert len(made) >= 5 and all(t.done() for t in made)
