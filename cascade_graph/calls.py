@@ -413,6 +413,14 @@ def start_async_quiet(ctx, task, args, kwargs, follow):
     return start_eagerly(ctx, coro, task, follow)
 
 
+def eager(task) -> bool:
+    """May a quiet run start a call of ``task`` through ``invoke`` eagerly
+    (``start_eagerly``)? Not an offloaded one: its thread cannot be stopped, so it
+    starts when its task first runs, as it always did, never ahead of a failure the
+    run meets in between."""
+    return not task.offload
+
+
 def start_eagerly(ctx, coro, task=None, follow=None):
     """Start ``coro`` as a task of the run, eagerly, as Python 3.12's eager tasks start:
     its first step runs now, in a copy of the context, with its task already
@@ -800,7 +808,7 @@ async def _within(work, timeout, task, why: str):
 
 __all__ = [
     "DISTRIBUTED", "Executor", "InProcess", "LOCAL", "SKIPPED", "begin", "call_async",
-    "invoke_now", "start_async_quiet", "start_eagerly",
+    "eager", "invoke_now", "start_async_quiet", "start_eagerly",
     "call_inline", "call_sync", "end", "direct", "failed", "inline_policy", "invoke",
     "keyword_caller", "needs_invoke", "noted", "positional_form", "skipped",
 ]

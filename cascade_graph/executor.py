@@ -44,6 +44,7 @@ from .calls import (
     call_async,
     call_inline,
     call_sync,
+    eager,
     failed,
     invoke,
     invoke_now,
@@ -367,7 +368,7 @@ class GraphRun:
             made = invoke_now(self.ctx, op.node, args, kwargs, inst.parent_call)
             if made is None:
                 call = invoke(self.ctx, op.node, args, kwargs, self.follow, inst.parent_call)
-                if not self.quiet_run:
+                if not (self.quiet_run and eager(op.node.task)):
                     self._spawn(call, inst, i)
                     return
                 made = start_eagerly(self.ctx, call)  # its first step now

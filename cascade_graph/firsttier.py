@@ -17,8 +17,8 @@ conditions, ordering, a retry or timeout of a sync task made in line
 (``calls.call_inline``, as the engines make it: one ``.with_retry()`` or
 ``.run_if()`` item no longer sends a whole fan-out to the template path), and
 any other (a cache, an async call's retry or timeout, a retry that pauses), an
-offloaded task, an async one with a concurrency limit or one that injects
-resources, through the protocol: in line when nothing of it waits
+async task with a concurrency limit or one that injects resources, through
+the protocol (an offloaded task leaves the workflow to the engine): in line when nothing of it waits
 (``calls.invoke_now``), else ``calls.invoke`` started eagerly
 (``calls.start_eagerly``) and read at first use when it waits, as the engines
 start it (such tasks never take this tier's own inner loops: ``indirect``);
@@ -138,17 +138,18 @@ class _Invocation:
 
 def _task_ok(task) -> bool:
     """Can this tier call ``task`` (see module docstring): its function itself, or through
-    ``calls.invoke`` when it is offloaded or ``async def`` with a concurrency limit?"""
-    if (task.internal and not task.gathers) or task.folded:
+    the protocol when it is ``async def`` with a concurrency limit or injects resources?
+    (Not an offloaded one: its thread cannot be stopped, so the engines start it only
+    when its turn comes in their schedule, never ahead of a failure that ends the run.)"""
+    if (task.internal and not task.gathers) or task.folded or task.offload:
         return False
-    return direct(task) or task.offload or bool(task.concurrency) or bool(task.injects)
+    return direct(task) or bool(task.concurrency) or bool(task.injects)
 
 
 def _through_invoke(lr) -> bool:
     """Does call ``lr`` take the protocol's general path (``calls.invoke``): a policy
     not made in line (a cache, an async call's retry or timeout, a retry that
-    pauses), an offloaded task, an async one with a concurrency limit, a task that
-    injects resources?"""
+    pauses), an async task with a concurrency limit, a task that injects resources?"""
     task = lr.task
     return ((lr.policy is not None and not inline_policy(lr.policy, task))
             or not direct(task))

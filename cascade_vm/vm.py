@@ -38,6 +38,7 @@ from cascade_graph.calls import (
     call_async,
     call_inline,
     call_sync,
+    eager,
     failed,
     invoke,
     invoke_now,
@@ -313,8 +314,10 @@ class VM:
                     v, call = made
                 elif op == START or op == INVOKE_START:
                     started = self._started(op, x, args, kwargs, parent)
-                    # quiet: its first step now (a value, or the task going on with it)
-                    R[a] = start_eagerly(ctx, started) if quiet else self._start(started)
+                    # quiet: its first step now (a value, or the task going on with it);
+                    # an offloaded call's thread starts when its task does (calls.eager)
+                    R[a] = (start_eagerly(ctx, started) if quiet and eager(x.task)
+                            else self._start(started))
                     continue
                 else:
                     v, call = await self._call(op, x, args, kwargs, parent)
