@@ -485,9 +485,8 @@ def _rest(ctx, coro, yielded, task, follow):
     ``coro`` driven from where its first step stopped, having yielded ``yielded``
     (what ``yield from coro`` would do had it made that step itself; ``_UNSTEPPED``:
     from its first step), then, for a call of ``task``, its tail call. One frame
-    between the task and ``coro``; a
-    ``KeyboardInterrupt`` or ``SystemExit`` leaves as an ``Interruption`` (see
-    ``context._guarded``)."""
+    between the task and ``coro``; a ``KeyboardInterrupt`` or ``SystemExit`` leaves
+    as an ``Interruption`` (see ``context._guarded``)."""
     try:
         try:
             if yielded is _UNSTEPPED:  # (a task of the loop's factory: from the start)

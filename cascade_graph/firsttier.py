@@ -18,11 +18,11 @@ conditions, ordering, a retry or timeout of a sync task made in line
 ``.run_if()`` item no longer sends a whole fan-out to the template path), and
 any other (a cache, an async call's retry or timeout, a retry that pauses), an
 async task with a concurrency limit or one that injects resources, through
-the protocol (an offloaded task leaves the workflow to the engine): in line when nothing of it waits
-(``calls.invoke_now``), else ``calls.invoke`` started eagerly
-(``calls.start_eagerly``) and read at first use when it waits, as the engines
-start it (such tasks never take this tier's own inner loops: ``indirect``);
-and the run is quiet (nobody
+the protocol (an offloaded task leaves the workflow to the engine): in line
+when nothing of it waits (``calls.invoke_now``), else ``calls.invoke``
+started eagerly (``calls.start_eagerly``) and read at first use when it
+waits, as the engines start it (such tasks never take this tier's own inner
+loops: ``indirect``); and the run is quiet (nobody
 listens, so there are no events or call numbers to produce) and in-process.
 Anything else, or ``tail_cache=False`` / ``hot_path=False`` (the switches that make
 the engines do all the work themselves), leaves the workflow to the engine,
@@ -139,11 +139,10 @@ class _Invocation:
 def _task_ok(task) -> bool:
     """Can this tier call ``task`` (see module docstring): its function itself, or through
     the protocol when it is ``async def`` with a concurrency limit or injects resources?
-    (Not an offloaded one: its thread cannot be stopped, so the engines start it only
-    when its turn comes in their schedule, never ahead of a failure that ends the run.)"""
-    if (task.internal and not task.gathers) or task.folded or task.offload:
-        return False
-    return direct(task) or bool(task.concurrency) or bool(task.injects)
+    Not an internal task (but a gathering one), a folded one, nor an offloaded one: its
+    thread cannot be stopped, so the engines start it only when its turn comes in their
+    schedule, never ahead of a failure that ends the run."""
+    return not ((task.internal and not task.gathers) or task.folded or task.offload)
 
 
 def _through_invoke(lr) -> bool:
@@ -225,7 +224,7 @@ def _task_kind(task, needs: list, indirect: set) -> bool | None:
     ``indirect`` and the resources it injects ``needs``)."""
     if not _task_ok(task):
         return None
-    if not direct(task):  # (offloaded, injecting, async with a limit)
+    if not direct(task):  # (injecting, or async with a limit)
         indirect.add(id(task))
         needs.extend((r, task.name) for _, r in task.injects)
         return True
@@ -503,10 +502,11 @@ class _FirstRun:
             # the protocol's general path, as the engines start it: in line when nothing
             # of it waits (calls.invoke_now), else its first step now, and a task read
             # at first use when it waits
-            call = _Invocation(task, lr.policy, args, kwargs or {})
-            made = invoke_now(ctx, call, args, kwargs or {}, None)
+            kwargs = kwargs or {}
+            call = _Invocation(task, lr.policy, args, kwargs)
+            made = invoke_now(ctx, call, args, kwargs, None)
             if made is None:
-                v = start_eagerly(ctx, self._invoked(call, args, kwargs or {}))
+                v = start_eagerly(ctx, self._invoked(call, args, kwargs))
                 if type(v) is Task:
                     self.started.add(lr)
                 return v
